@@ -1,0 +1,72 @@
+from energy.meter.v1 import meter_pb2 as _meter_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class IngestReadingRequest(_message.Message):
+    __slots__ = ("reading",)
+    READING_FIELD_NUMBER: _ClassVar[int]
+    reading: _meter_pb2.MeterReading
+    def __init__(self, reading: _Optional[_Union[_meter_pb2.MeterReading, _Mapping]] = ...) -> None: ...
+
+class IngestReadingResponse(_message.Message):
+    __slots__ = ("duplicate",)
+    DUPLICATE_FIELD_NUMBER: _ClassVar[int]
+    duplicate: bool
+    def __init__(self, duplicate: _Optional[bool] = ...) -> None: ...
+
+class IngestReadingsRequest(_message.Message):
+    __slots__ = ("readings",)
+    READINGS_FIELD_NUMBER: _ClassVar[int]
+    readings: _containers.RepeatedCompositeFieldContainer[_meter_pb2.MeterReading]
+    def __init__(self, readings: _Optional[_Iterable[_Union[_meter_pb2.MeterReading, _Mapping]]] = ...) -> None: ...
+
+class IngestReadingsResponse(_message.Message):
+    __slots__ = ("accepted", "duplicates", "rejected", "rejections")
+    ACCEPTED_FIELD_NUMBER: _ClassVar[int]
+    DUPLICATES_FIELD_NUMBER: _ClassVar[int]
+    REJECTED_FIELD_NUMBER: _ClassVar[int]
+    REJECTIONS_FIELD_NUMBER: _ClassVar[int]
+    accepted: int
+    duplicates: int
+    rejected: int
+    rejections: _containers.RepeatedCompositeFieldContainer[_meter_pb2.ReadingRejection]
+    def __init__(self, accepted: _Optional[int] = ..., duplicates: _Optional[int] = ..., rejected: _Optional[int] = ..., rejections: _Optional[_Iterable[_Union[_meter_pb2.ReadingRejection, _Mapping]]] = ...) -> None: ...
+
+class ListChargerStatusesRequest(_message.Message):
+    __slots__ = ("page_size", "page_token")
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    page_size: int
+    page_token: str
+    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListChargerStatusesResponse(_message.Message):
+    __slots__ = ("charger_statuses", "next_page_token")
+    CHARGER_STATUSES_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    charger_statuses: _containers.RepeatedCompositeFieldContainer[_meter_pb2.ChargerStatus]
+    next_page_token: str
+    def __init__(self, charger_statuses: _Optional[_Iterable[_Union[_meter_pb2.ChargerStatus, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class GetChargerStatusRequest(_message.Message):
+    __slots__ = ("meter_id",)
+    METER_ID_FIELD_NUMBER: _ClassVar[int]
+    meter_id: str
+    def __init__(self, meter_id: _Optional[str] = ...) -> None: ...
+
+class SummarizeConsumptionRequest(_message.Message):
+    __slots__ = ("intervals",)
+    INTERVALS_FIELD_NUMBER: _ClassVar[int]
+    intervals: _containers.RepeatedCompositeFieldContainer[_meter_pb2.ConsumptionInterval]
+    def __init__(self, intervals: _Optional[_Iterable[_Union[_meter_pb2.ConsumptionInterval, _Mapping]]] = ...) -> None: ...
+
+class SummarizeConsumptionResponse(_message.Message):
+    __slots__ = ("summaries",)
+    SUMMARIES_FIELD_NUMBER: _ClassVar[int]
+    summaries: _containers.RepeatedCompositeFieldContainer[_meter_pb2.ConsumptionSummary]
+    def __init__(self, summaries: _Optional[_Iterable[_Union[_meter_pb2.ConsumptionSummary, _Mapping]]] = ...) -> None: ...

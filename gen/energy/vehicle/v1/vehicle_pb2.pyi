@@ -1,0 +1,71 @@
+import datetime
+
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class VehicleReading(_message.Message):
+    __slots__ = ("vehicle_id", "charger_id", "soc", "kwh_delivered_dc", "battery_temp", "timestamp")
+    VEHICLE_ID_FIELD_NUMBER: _ClassVar[int]
+    CHARGER_ID_FIELD_NUMBER: _ClassVar[int]
+    SOC_FIELD_NUMBER: _ClassVar[int]
+    KWH_DELIVERED_DC_FIELD_NUMBER: _ClassVar[int]
+    BATTERY_TEMP_FIELD_NUMBER: _ClassVar[int]
+    TIMESTAMP_FIELD_NUMBER: _ClassVar[int]
+    vehicle_id: str
+    charger_id: str
+    soc: float
+    kwh_delivered_dc: float
+    battery_temp: float
+    timestamp: _timestamp_pb2.Timestamp
+    def __init__(self, vehicle_id: _Optional[str] = ..., charger_id: _Optional[str] = ..., soc: _Optional[float] = ..., kwh_delivered_dc: _Optional[float] = ..., battery_temp: _Optional[float] = ..., timestamp: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class VehicleStatus(_message.Message):
+    __slots__ = ("vehicle_id", "charger_id", "soc", "kwh_delivered_dc", "battery_temp", "timestamp", "update_time")
+    VEHICLE_ID_FIELD_NUMBER: _ClassVar[int]
+    CHARGER_ID_FIELD_NUMBER: _ClassVar[int]
+    SOC_FIELD_NUMBER: _ClassVar[int]
+    KWH_DELIVERED_DC_FIELD_NUMBER: _ClassVar[int]
+    BATTERY_TEMP_FIELD_NUMBER: _ClassVar[int]
+    TIMESTAMP_FIELD_NUMBER: _ClassVar[int]
+    UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    vehicle_id: str
+    charger_id: str
+    soc: float
+    kwh_delivered_dc: float
+    battery_temp: float
+    timestamp: _timestamp_pb2.Timestamp
+    update_time: _timestamp_pb2.Timestamp
+    def __init__(self, vehicle_id: _Optional[str] = ..., charger_id: _Optional[str] = ..., soc: _Optional[float] = ..., kwh_delivered_dc: _Optional[float] = ..., battery_temp: _Optional[float] = ..., timestamp: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class ReadingRejection(_message.Message):
+    __slots__ = ("index", "field", "description")
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    FIELD_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    index: int
+    field: str
+    description: str
+    def __init__(self, index: _Optional[int] = ..., field: _Optional[str] = ..., description: _Optional[str] = ...) -> None: ...
+
+class ChargingSession(_message.Message):
+    __slots__ = ("charger_id", "start_time", "end_time", "kwh_delivered_dc", "reading_count", "battery_temp_sum", "battery_temp_count")
+    CHARGER_ID_FIELD_NUMBER: _ClassVar[int]
+    START_TIME_FIELD_NUMBER: _ClassVar[int]
+    END_TIME_FIELD_NUMBER: _ClassVar[int]
+    KWH_DELIVERED_DC_FIELD_NUMBER: _ClassVar[int]
+    READING_COUNT_FIELD_NUMBER: _ClassVar[int]
+    BATTERY_TEMP_SUM_FIELD_NUMBER: _ClassVar[int]
+    BATTERY_TEMP_COUNT_FIELD_NUMBER: _ClassVar[int]
+    charger_id: str
+    start_time: _timestamp_pb2.Timestamp
+    end_time: _timestamp_pb2.Timestamp
+    kwh_delivered_dc: float
+    reading_count: int
+    battery_temp_sum: float
+    battery_temp_count: int
+    def __init__(self, charger_id: _Optional[str] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., kwh_delivered_dc: _Optional[float] = ..., reading_count: _Optional[int] = ..., battery_temp_sum: _Optional[float] = ..., battery_temp_count: _Optional[int] = ...) -> None: ...

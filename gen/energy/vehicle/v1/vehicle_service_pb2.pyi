@@ -1,0 +1,82 @@
+import datetime
+
+from energy.vehicle.v1 import vehicle_pb2 as _vehicle_pb2
+from google.protobuf import duration_pb2 as _duration_pb2
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class IngestReadingRequest(_message.Message):
+    __slots__ = ("reading",)
+    READING_FIELD_NUMBER: _ClassVar[int]
+    reading: _vehicle_pb2.VehicleReading
+    def __init__(self, reading: _Optional[_Union[_vehicle_pb2.VehicleReading, _Mapping]] = ...) -> None: ...
+
+class IngestReadingResponse(_message.Message):
+    __slots__ = ("duplicate",)
+    DUPLICATE_FIELD_NUMBER: _ClassVar[int]
+    duplicate: bool
+    def __init__(self, duplicate: _Optional[bool] = ...) -> None: ...
+
+class IngestReadingsRequest(_message.Message):
+    __slots__ = ("readings",)
+    READINGS_FIELD_NUMBER: _ClassVar[int]
+    readings: _containers.RepeatedCompositeFieldContainer[_vehicle_pb2.VehicleReading]
+    def __init__(self, readings: _Optional[_Iterable[_Union[_vehicle_pb2.VehicleReading, _Mapping]]] = ...) -> None: ...
+
+class IngestReadingsResponse(_message.Message):
+    __slots__ = ("accepted", "duplicates", "rejected", "rejections")
+    ACCEPTED_FIELD_NUMBER: _ClassVar[int]
+    DUPLICATES_FIELD_NUMBER: _ClassVar[int]
+    REJECTED_FIELD_NUMBER: _ClassVar[int]
+    REJECTIONS_FIELD_NUMBER: _ClassVar[int]
+    accepted: int
+    duplicates: int
+    rejected: int
+    rejections: _containers.RepeatedCompositeFieldContainer[_vehicle_pb2.ReadingRejection]
+    def __init__(self, accepted: _Optional[int] = ..., duplicates: _Optional[int] = ..., rejected: _Optional[int] = ..., rejections: _Optional[_Iterable[_Union[_vehicle_pb2.ReadingRejection, _Mapping]]] = ...) -> None: ...
+
+class ListVehicleStatusesRequest(_message.Message):
+    __slots__ = ("page_size", "page_token")
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    page_size: int
+    page_token: str
+    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListVehicleStatusesResponse(_message.Message):
+    __slots__ = ("vehicle_statuses", "next_page_token")
+    VEHICLE_STATUSES_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    vehicle_statuses: _containers.RepeatedCompositeFieldContainer[_vehicle_pb2.VehicleStatus]
+    next_page_token: str
+    def __init__(self, vehicle_statuses: _Optional[_Iterable[_Union[_vehicle_pb2.VehicleStatus, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class GetVehicleStatusRequest(_message.Message):
+    __slots__ = ("vehicle_id",)
+    VEHICLE_ID_FIELD_NUMBER: _ClassVar[int]
+    vehicle_id: str
+    def __init__(self, vehicle_id: _Optional[str] = ...) -> None: ...
+
+class ListChargingSessionsRequest(_message.Message):
+    __slots__ = ("vehicle_id", "start_time", "end_time", "session_gap")
+    VEHICLE_ID_FIELD_NUMBER: _ClassVar[int]
+    START_TIME_FIELD_NUMBER: _ClassVar[int]
+    END_TIME_FIELD_NUMBER: _ClassVar[int]
+    SESSION_GAP_FIELD_NUMBER: _ClassVar[int]
+    vehicle_id: str
+    start_time: _timestamp_pb2.Timestamp
+    end_time: _timestamp_pb2.Timestamp
+    session_gap: _duration_pb2.Duration
+    def __init__(self, vehicle_id: _Optional[str] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., session_gap: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+
+class ListChargingSessionsResponse(_message.Message):
+    __slots__ = ("sessions",)
+    SESSIONS_FIELD_NUMBER: _ClassVar[int]
+    sessions: _containers.RepeatedCompositeFieldContainer[_vehicle_pb2.ChargingSession]
+    def __init__(self, sessions: _Optional[_Iterable[_Union[_vehicle_pb2.ChargingSession, _Mapping]]] = ...) -> None: ...

@@ -1,0 +1,40 @@
+"""Builds AnalyticsService: it owns no tables, only channels to the other two services."""
+
+from __future__ import annotations
+
+import grpc
+from energy.analytics.v1 import analytics_service_pb2, analytics_service_pb2_grpc
+
+from services.analytics.servicer import AnalyticsServicer
+from services.common.config import Settings
+from services.common.server import HealthReporter
+
+SERVICE_NAME = analytics_service_pb2.DESCRIPTOR.services_by_name["AnalyticsService"].full_name
+
+
+class AnalyticsComponent:
+    service_name = SERVICE_NAME
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._channels: list[grpc.Channel] = []
+        self.servicer = AnalyticsServicer()
+
+    def register(self, server: grpc.Server) -> None:
+        analytics_service_pb2_grpc.add_AnalyticsServiceServicer_to_server(self.servicer, server)
+
+    def start(self, health: HealthReporter) -> None:
+        # Channels are made once; they connect lazily and reconnect on their own.
+        self._channels = [
+            grpc.insecure_channel(self._settings.meter_target),
+            grpc.insecure_channel(self._settings.vehicle_target),
+        ]
+        health.set_serving(True)
+
+    def stop(self) -> None:
+        for channel in self._channels:
+            channel.close()
+
+
+def build(settings: Settings) -> AnalyticsComponent:
+    return AnalyticsComponent(settings)

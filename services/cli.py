@@ -1,0 +1,84 @@
+"""The `energy-ingest` command line."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+from services.common.config import SERVICE_NAMES, Settings
+from services.common.errors import ConfigError
+from services.common.logs import configure_logging
+
+log = logging.getLogger("energy_ingest")
+
+
+def _serve(args: argparse.Namespace) -> int:
+    settings = Settings.from_env()
+    configure_logging(args.service, settings.log_level)
+    from services.common.server import serve_until_signalled
+
+    component = importlib.import_module(f"services.{args.service}.component")
+    serve_until_signalled(settings, component.build(settings), settings.listen_addr(args.service))
+    return 0
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    settings = Settings.from_env()
+    configure_logging("migrate", settings.log_level)
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
+    from services.common import migrations
+
+    for service in args.services or migrations.MIGRATED_SERVICES:
+        if service not in migrations.MIGRATED_SERVICES:
+            raise ConfigError(f"no migrations for {service!r}: choose from meter, vehicle")
+        url = settings.service_database_url(service)
+        if args.downgrade:
+            migrations.downgrade(service, url, args.downgrade)
+        else:
+            migrations.upgrade(service, url)
+        log.info("migrated", extra={"schema": service, "to": args.downgrade or "head"})
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    from services.runner import run_all
+
+    return run_all(Settings.from_env(), data_dir=args.data_dir)
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="energy-ingest", description=__doc__)
+    commands = root.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run one service until SIGTERM/SIGINT")
+    serve.add_argument("service", choices=SERVICE_NAMES)
+    serve.set_defaults(handler=_serve)
+
+    migrate = commands.add_parser("migrate", help="bring each service's schema to head")
+    migrate.add_argument("services", nargs="*", help="meter and/or vehicle (default: both)")
+    migrate.add_argument("--downgrade", metavar="REVISION", help="go down to REVISION instead")
+    migrate.set_defaults(handler=_migrate)
+
+    run = commands.add_parser(
+        "run", help="start all three services (embedded PostgreSQL unless DATABASE_URL is set)"
+    )
+    run.add_argument("--data-dir", default="var", help="where the embedded database lives")
+    run.set_defaults(handler=_run)
+    return root
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        code: int = args.handler(args)
+    except ConfigError as error:
+        print(f"energy-ingest: {error}", file=sys.stderr)
+        return 2
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

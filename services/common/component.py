@@ -1,0 +1,93 @@
+"""A service that owns a database: engine, health that follows the database, clean stop."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+
+import grpc
+from sqlalchemy import text
+from sqlalchemy.engine import Engine
+
+from services.common.errors import DATABASE_UNAVAILABLE
+from services.common.server import HealthReporter
+
+log = logging.getLogger(__name__)
+
+
+class DatabaseMonitor:
+    """Pings the database and keeps health SERVING only while it answers."""
+
+    def __init__(self, engine: Engine, reporter: HealthReporter, interval: float = 1.0) -> None:
+        self._engine = engine
+        self._reporter = reporter
+        self._interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="db-monitor", daemon=True)
+        self._serving: bool | None = None
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        while True:
+            self._report(self._database_answers())
+            if self._stop.wait(self._interval):
+                return
+
+    def _database_answers(self) -> bool:
+        try:
+            with self._engine.connect() as connection:
+                connection.execute(text("SELECT 1"))
+            return True
+        except DATABASE_UNAVAILABLE as error:
+            if self._serving is not False:
+                log.warning("database unreachable: %s", error)
+            return False
+
+    def _report(self, serving: bool) -> None:
+        if serving != self._serving:
+            log.info("health changed", extra={"serving": serving})
+            self._serving = serving
+        self._reporter.set_serving(serving)
+
+
+class DatabaseComponent:
+    """Glue between a servicer and the server bootstrap for the services that own tables."""
+
+    def __init__(
+        self,
+        service_name: str,
+        engine: Engine,
+        servicer: object,
+        add_to_server: Callable[[object, grpc.Server], None],
+        *,
+        on_start: Callable[[], None] = lambda: None,
+        on_stop: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.service_name = service_name
+        self.engine = engine
+        self.servicer = servicer
+        self._add_to_server = add_to_server
+        self._on_start = on_start
+        self._on_stop = on_stop
+        self._monitor: DatabaseMonitor | None = None
+
+    def register(self, server: grpc.Server) -> None:
+        self._add_to_server(self.servicer, server)
+
+    def start(self, health: HealthReporter) -> None:
+        self._on_start()
+        self._monitor = DatabaseMonitor(self.engine, health)
+        self._monitor.start()
+
+    def stop(self) -> None:
+        if self._monitor is not None:
+            self._monitor.stop()
+        self._on_stop()
+        self.engine.dispose()

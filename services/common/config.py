@@ -1,0 +1,122 @@
+"""Settings, read once from the environment in main() and passed down explicitly."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import Any
+
+from services.common.errors import ConfigError
+
+SERVICE_NAMES = ("meter", "vehicle", "analytics")
+DEFAULT_LISTEN_ADDRS = {"meter": "[::]:50051", "vehicle": "[::]:50052", "analytics": "[::]:50053"}
+
+
+def _env_name(attr: str) -> str:
+    return attr.upper()
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every knob the services read. The environment variable is the field name in upper case."""
+
+    # Databases: one URL per owning service, falling back to DATABASE_URL.
+    database_url: str = ""
+    meter_database_url: str = ""
+    vehicle_database_url: str = ""
+    db_pool_size: int = 4
+    db_connect_timeout_seconds: float = 5.0
+
+    # Where each server listens and where AnalyticsService dials.
+    meter_listen_addr: str = DEFAULT_LISTEN_ADDRS["meter"]
+    vehicle_listen_addr: str = DEFAULT_LISTEN_ADDRS["vehicle"]
+    analytics_listen_addr: str = DEFAULT_LISTEN_ADDRS["analytics"]
+    meter_target: str = "localhost:50051"
+    vehicle_target: str = "localhost:50052"
+
+    # gRPC server bounds: each streaming call holds a worker thread while it runs.
+    grpc_max_workers: int = 256
+    grpc_max_concurrent_rpcs: int = 1024
+    grpc_max_pending_requests: int = 20000
+    grpc_max_message_bytes: int = 16 * 1024 * 1024
+    shutdown_grace_seconds: float = 20.0
+
+    # Group-commit writers (ingestion).
+    writer_count: int = 2
+    writer_batch_size: int = 5000
+    writer_flush_ms: float = 5.0
+    writer_queue_readings: int = 100_000
+    writer_enqueue_timeout_seconds: float = 10.0
+
+    # Validation.
+    clock_skew_seconds: float = 300.0
+    max_rejections_listed: int = 100
+
+    # Correlation (AnalyticsService).
+    session_gap_seconds: float = 300.0
+    correlation_tolerance_seconds: float = 30.0
+    downstream_timeout_seconds: float = 5.0
+
+    log_level: str = "INFO"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = env.get(_env_name(f.name))
+            if raw is None or raw == "":
+                continue
+            values[f.name] = _parse(f.name, f.type, raw)
+        settings = cls(**values)
+        settings.validate()
+        return settings
+
+    @classmethod
+    def env_names(cls) -> frozenset[str]:
+        """Every environment variable the settings know (deploy files are checked against it)."""
+        return frozenset(_env_name(f.name) for f in fields(cls))
+
+    def validate(self) -> None:
+        positive = (
+            "grpc_max_workers",
+            "grpc_max_concurrent_rpcs",
+            "grpc_max_message_bytes",
+            "writer_count",
+            "writer_batch_size",
+            "writer_queue_readings",
+            "db_pool_size",
+        )
+        for name in positive:
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{_env_name(name)} must be positive, got {getattr(self, name)}")
+        if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+            raise ConfigError(
+                f"LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, got {self.log_level}"
+            )
+
+    def listen_addr(self, service: str) -> str:
+        return str(getattr(self, f"{service}_listen_addr"))
+
+    def service_database_url(self, service: str) -> str:
+        """The libpq URL of a service's own database; ConfigError when none is configured."""
+        url = getattr(self, f"{service}_database_url") or self.database_url
+        if not url:
+            raise ConfigError(
+                f"no database configured for {service}: set {service.upper()}_DATABASE_URL or "
+                "DATABASE_URL (or use `energy-ingest run`, which starts an embedded PostgreSQL)"
+            )
+        return str(url)
+
+
+def _parse(name: str, kind: Any, raw: str) -> Any:
+    kind_name = kind if isinstance(kind, str) else kind.__name__
+    try:
+        if kind_name == "int":
+            return int(raw)
+        if kind_name == "float":
+            return float(raw)
+    except ValueError:
+        raise ConfigError(f"{_env_name(name)} must be a {kind_name}, got {raw!r}") from None
+    return raw

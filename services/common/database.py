@@ -1,0 +1,33 @@
+"""Database access: SQLAlchemy engines (psycopg 3 driver) and raw psycopg connections."""
+
+from __future__ import annotations
+
+import psycopg
+import sqlalchemy
+from sqlalchemy.engine import Engine, make_url
+
+
+def sqlalchemy_url(libpq_url: str) -> str:
+    """Users give plain libpq URIs; SQLAlchemy needs the driver named."""
+    url = make_url(libpq_url)
+    if url.drivername in ("postgresql", "postgres"):
+        url = url.set(drivername="postgresql+psycopg")
+    return url.render_as_string(hide_password=False)
+
+
+def create_engine(libpq_url: str, *, pool_size: int, connect_timeout: float, name: str) -> Engine:
+    return sqlalchemy.create_engine(
+        sqlalchemy_url(libpq_url),
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=True,
+        pool_timeout=connect_timeout,
+        connect_args={"connect_timeout": max(1, round(connect_timeout)), "application_name": name},
+    )
+
+
+def connect(libpq_url: str, *, connect_timeout: float, name: str) -> psycopg.Connection:
+    """A raw psycopg connection for COPY-based bulk writes (the writers own one each)."""
+    return psycopg.connect(
+        libpq_url, connect_timeout=max(1, round(connect_timeout)), application_name=name
+    )

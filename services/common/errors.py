@@ -1,0 +1,114 @@
+"""Domain errors and the one place that maps them to gRPC status codes."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+import grpc
+import psycopg
+import sqlalchemy.exc
+from google.protobuf import any_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+log = logging.getLogger(__name__)
+
+
+class ConfigError(Exception):
+    """A setting is missing or malformed; raised at start-up, never while serving."""
+
+
+class DomainError(Exception):
+    """An error the service layer raises on purpose; `code` is what the client sees."""
+
+    code = grpc.StatusCode.UNKNOWN
+
+
+class InvalidArgument(DomainError):
+    code = grpc.StatusCode.INVALID_ARGUMENT
+
+    def __init__(self, violations: Sequence[tuple[str, str]]) -> None:
+        self.violations = list(violations)
+        super().__init__("; ".join(f"{field}: {why}" for field, why in self.violations))
+
+
+class NotFound(DomainError):
+    code = grpc.StatusCode.NOT_FOUND
+
+
+class Unavailable(DomainError):
+    code = grpc.StatusCode.UNAVAILABLE
+
+
+class ResourceExhausted(DomainError):
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+class Unauthenticated(DomainError):
+    code = grpc.StatusCode.UNAUTHENTICATED
+
+
+class PermissionDenied(DomainError):
+    code = grpc.StatusCode.PERMISSION_DENIED
+
+
+# Errors of an unreachable or restarting database: the caller should retry later.
+DATABASE_UNAVAILABLE: tuple[type[BaseException], ...] = (
+    psycopg.OperationalError,
+    sqlalchemy.exc.OperationalError,
+    sqlalchemy.exc.InterfaceError,
+)
+
+
+def bad_request_status(violations: Sequence[tuple[str, str]], message: str) -> grpc.Status:
+    """INVALID_ARGUMENT carrying google.rpc.BadRequest, readable with rpc_status.from_call."""
+    bad_request = error_details_pb2.BadRequest(
+        field_violations=[
+            error_details_pb2.BadRequest.FieldViolation(field=field, description=why)
+            for field, why in violations
+        ]
+    )
+    detail = any_pb2.Any()
+    detail.Pack(bad_request)
+    status = status_pb2.Status(code=code_pb2.INVALID_ARGUMENT, message=message, details=[detail])
+    return rpc_status.to_status(status)
+
+
+def _abort(context: grpc.ServicerContext, error: BaseException) -> None:
+    if isinstance(error, InvalidArgument):
+        # What abort_with_status does, spelled out: grpc_testing lacks abort_with_status.
+        status = bad_request_status(error.violations, str(error))
+        context.set_trailing_metadata(status.trailing_metadata)
+        context.abort(status.code, status.details)
+    elif isinstance(error, DomainError):
+        context.abort(error.code, str(error))
+    elif isinstance(error, DATABASE_UNAVAILABLE):
+        log.warning("database unavailable: %s", error)
+        context.abort(grpc.StatusCode.UNAVAILABLE, "database unavailable, retry with backoff")
+    else:
+        log.exception("unexpected error", exc_info=error)
+        context.abort(grpc.StatusCode.INTERNAL, "internal error")
+
+
+Handler = TypeVar("Handler", bound=Callable[..., Any])
+
+
+def translate_errors(method: Handler) -> Handler:
+    """Wraps a servicer method (unary or streaming request) so errors become status codes."""
+
+    @functools.wraps(method)
+    def wrapper(self: Any, request: Any, context: grpc.ServicerContext) -> Any:
+        try:
+            return method(self, request, context)
+        except grpc.RpcError:
+            # The client went away while we read its stream: nothing to answer.
+            log.info("rpc cancelled by the client")
+            raise
+        except Exception as error:
+            _abort(context, error)
+            raise  # abort raises; this keeps type checkers and grpc_testing honest
+
+    return wrapper  # type: ignore[return-value]

@@ -1,0 +1,124 @@
+"""The one server bootstrap all three services share: bounded grpc.server, health,
+reflection, message limits, and SIGTERM/SIGINT → NOT_SERVING → drain → stop."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from concurrent import futures
+from dataclasses import dataclass
+from typing import Protocol
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from services.common.config import Settings
+
+log = logging.getLogger(__name__)
+
+
+class Component(Protocol):
+    """What a service package hands to the bootstrap."""
+
+    service_name: str  # full proto name, e.g. energy.meter.v1.MeterService
+
+    def register(self, server: grpc.Server) -> None: ...
+
+    def start(self, health: HealthReporter) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+class HealthReporter:
+    """Sets the health of the component's service (and the server as a whole)."""
+
+    def __init__(self, servicer: health.HealthServicer, service_name: str) -> None:
+        self._servicer = servicer
+        self._service_name = service_name
+
+    def set_serving(self, serving: bool) -> None:
+        status = (
+            health_pb2.HealthCheckResponse.SERVING
+            if serving
+            else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        self._servicer.set(self._service_name, status)
+        self._servicer.set("", status)
+
+
+@dataclass
+class RunningServer:
+    server: grpc.Server
+    port: int
+    health: health.HealthServicer
+    component: Component
+
+    def shutdown(self, grace: float) -> None:
+        """NOT_SERVING first so balancers steer away, then drain in-flight calls, then stop."""
+        self.health.enter_graceful_shutdown()
+        self.server.stop(grace).wait()
+        self.component.stop()
+
+
+def server_options(settings: Settings) -> list[tuple[str, int]]:
+    return [
+        ("grpc.max_receive_message_length", settings.grpc_max_message_bytes),
+        ("grpc.max_send_message_length", settings.grpc_max_message_bytes),
+        # Thousands of streams opened at once would otherwise be cancelled before a handler runs.
+        ("grpc.server.max_pending_requests", settings.grpc_max_pending_requests),
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+    ]
+
+
+def start_server(settings: Settings, component: Component, listen_addr: str) -> RunningServer:
+    server = grpc.server(
+        futures.ThreadPoolExecutor(
+            max_workers=settings.grpc_max_workers, thread_name_prefix="grpc-worker"
+        ),
+        options=server_options(settings),
+        maximum_concurrent_rpcs=settings.grpc_max_concurrent_rpcs,
+    )
+    component.register(server)
+    health_servicer = health.HealthServicer(experimental_non_blocking=True)
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        (component.service_name, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+    )
+    reporter = HealthReporter(health_servicer, component.service_name)
+    reporter.set_serving(False)
+    port = server.add_insecure_port(listen_addr)
+    if port == 0:
+        raise OSError(f"cannot listen on {listen_addr}")
+    component.start(reporter)
+    server.start()
+    return RunningServer(server, port, health_servicer, component)
+
+
+def serve_until_signalled(settings: Settings, component: Component, listen_addr: str) -> None:
+    """Runs the server in the main thread until SIGTERM or SIGINT, then drains and returns."""
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: object) -> None:
+        log.info("signal received, draining", extra={"signal": signal.Signals(signum).name})
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    running = start_server(settings, component, listen_addr)
+    host = listen_addr.rsplit(":", 1)[0]
+    log.info(
+        "listening",
+        extra={
+            "address": f"{host}:{running.port}",
+            "port": running.port,
+            "grpc_service": component.service_name,
+            "max_workers": settings.grpc_max_workers,
+            "max_concurrent_rpcs": settings.grpc_max_concurrent_rpcs,
+        },
+    )
+    stop.wait()
+    running.shutdown(settings.shutdown_grace_seconds)
+    log.info("stopped")

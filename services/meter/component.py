@@ -1,0 +1,27 @@
+"""Builds MeterService from settings: engine → repository → service → servicer."""
+
+from __future__ import annotations
+
+from energy.meter.v1 import meter_service_pb2, meter_service_pb2_grpc
+
+from services.common.component import DatabaseComponent
+from services.common.config import Settings
+from services.common.database import create_engine
+from services.meter.repository import MeterRepository
+from services.meter.service import MeterReadings
+from services.meter.servicer import MeterServicer
+
+SERVICE_NAME = meter_service_pb2.DESCRIPTOR.services_by_name["MeterService"].full_name
+
+
+def build(settings: Settings) -> DatabaseComponent:
+    engine = create_engine(
+        settings.service_database_url("meter"),
+        pool_size=settings.db_pool_size,
+        connect_timeout=settings.db_connect_timeout_seconds,
+        name="energy-ingest-meter",
+    )
+    servicer = MeterServicer(MeterReadings(MeterRepository(engine)))
+    return DatabaseComponent(
+        SERVICE_NAME, engine, servicer, meter_service_pb2_grpc.add_MeterServiceServicer_to_server
+    )

@@ -1,0 +1,41 @@
+"""gRPC entrypoint of MeterService: parse the request, call the service, map back."""
+
+from __future__ import annotations
+
+import grpc
+from energy.meter.v1 import meter_pb2, meter_service_pb2, meter_service_pb2_grpc
+
+from services.common.errors import translate_errors
+from services.common.timeconv import micros_to_timestamp
+from services.meter.repository import ChargerStatusRow
+from services.meter.service import MeterReadings
+
+
+def status_message(row: ChargerStatusRow) -> meter_pb2.ChargerStatus:
+    return meter_pb2.ChargerStatus(
+        meter_id=row.meter_id,
+        kwh_consumed_ac=row.kwh_consumed_ac,
+        voltage=row.voltage,
+        timestamp=micros_to_timestamp(row.read_micros),
+        update_time=micros_to_timestamp(row.update_micros),
+    )
+
+
+class MeterServicer(meter_service_pb2_grpc.MeterServiceServicer):
+    def __init__(self, readings: MeterReadings) -> None:
+        self._readings = readings
+
+    @translate_errors
+    def GetChargerStatus(
+        self, request: meter_service_pb2.GetChargerStatusRequest, context: grpc.ServicerContext
+    ) -> meter_pb2.ChargerStatus:
+        return status_message(self._readings.get_status(request.meter_id))
+
+    @translate_errors
+    def ListChargerStatuses(
+        self, request: meter_service_pb2.ListChargerStatusesRequest, context: grpc.ServicerContext
+    ) -> meter_service_pb2.ListChargerStatusesResponse:
+        rows, next_token = self._readings.list_statuses(request.page_size, request.page_token)
+        return meter_service_pb2.ListChargerStatusesResponse(
+            charger_statuses=[status_message(row) for row in rows], next_page_token=next_token
+        )

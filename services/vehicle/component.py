@@ -1,0 +1,30 @@
+"""Builds VehicleService from settings: engine → repository → service → servicer."""
+
+from __future__ import annotations
+
+from energy.vehicle.v1 import vehicle_service_pb2, vehicle_service_pb2_grpc
+
+from services.common.component import DatabaseComponent
+from services.common.config import Settings
+from services.common.database import create_engine
+from services.vehicle.repository import VehicleRepository
+from services.vehicle.service import VehicleReadings
+from services.vehicle.servicer import VehicleServicer
+
+SERVICE_NAME = vehicle_service_pb2.DESCRIPTOR.services_by_name["VehicleService"].full_name
+
+
+def build(settings: Settings) -> DatabaseComponent:
+    engine = create_engine(
+        settings.service_database_url("vehicle"),
+        pool_size=settings.db_pool_size,
+        connect_timeout=settings.db_connect_timeout_seconds,
+        name="energy-ingest-vehicle",
+    )
+    servicer = VehicleServicer(VehicleReadings(VehicleRepository(engine)))
+    return DatabaseComponent(
+        SERVICE_NAME,
+        engine,
+        servicer,
+        vehicle_service_pb2_grpc.add_VehicleServiceServicer_to_server,
+    )

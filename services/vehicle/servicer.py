@@ -1,0 +1,45 @@
+"""gRPC entrypoint of VehicleService: parse the request, call the service, map back."""
+
+from __future__ import annotations
+
+import grpc
+from energy.vehicle.v1 import vehicle_pb2, vehicle_service_pb2, vehicle_service_pb2_grpc
+
+from services.common.errors import translate_errors
+from services.common.timeconv import micros_to_timestamp
+from services.vehicle.repository import VehicleStatusRow
+from services.vehicle.service import VehicleReadings
+
+
+def status_message(row: VehicleStatusRow) -> vehicle_pb2.VehicleStatus:
+    return vehicle_pb2.VehicleStatus(
+        vehicle_id=row.vehicle_id,
+        charger_id=row.charger_id,
+        soc=row.soc,
+        kwh_delivered_dc=row.kwh_delivered_dc,
+        battery_temp=row.battery_temp,
+        timestamp=micros_to_timestamp(row.read_micros),
+        update_time=micros_to_timestamp(row.update_micros),
+    )
+
+
+class VehicleServicer(vehicle_service_pb2_grpc.VehicleServiceServicer):
+    def __init__(self, readings: VehicleReadings) -> None:
+        self._readings = readings
+
+    @translate_errors
+    def GetVehicleStatus(
+        self, request: vehicle_service_pb2.GetVehicleStatusRequest, context: grpc.ServicerContext
+    ) -> vehicle_pb2.VehicleStatus:
+        return status_message(self._readings.get_status(request.vehicle_id))
+
+    @translate_errors
+    def ListVehicleStatuses(
+        self,
+        request: vehicle_service_pb2.ListVehicleStatusesRequest,
+        context: grpc.ServicerContext,
+    ) -> vehicle_service_pb2.ListVehicleStatusesResponse:
+        rows, next_token = self._readings.list_statuses(request.page_size, request.page_token)
+        return vehicle_service_pb2.ListVehicleStatusesResponse(
+            vehicle_statuses=[status_message(row) for row in rows], next_page_token=next_token
+        )

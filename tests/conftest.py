@@ -1,0 +1,65 @@
+"""Shared fixtures: a PostgreSQL server (TEST_DATABASE_URL, or an embedded one when unset),
+a fresh migrated database per test, and in-process servers on port 0."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from sqlalchemy.engine import make_url
+
+from services.common import migrations
+from services.common.embedded import EmbeddedPostgres
+
+
+def _with_database(libpq_url: str, name: str) -> str:
+    return make_url(libpq_url).set(database=name).render_as_string(hide_password=False)
+
+
+@pytest.fixture(scope="session")
+def postgres_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The server the suite uses. Never skipped: without TEST_DATABASE_URL we start one."""
+    configured = os.environ.get("TEST_DATABASE_URL")
+    if configured:
+        yield configured
+        return
+    embedded = EmbeddedPostgres(Path(tmp_path_factory.mktemp("pg")))
+    try:
+        yield embedded.start()
+    finally:
+        embedded.stop()
+
+
+def create_database(postgres_url: str) -> str:
+    name = f"ei_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(postgres_url, autocommit=True) as connection:
+        connection.execute(f'CREATE DATABASE "{name}"')
+    return _with_database(postgres_url, name)
+
+
+def drop_database(postgres_url: str, database_url: str) -> None:
+    name = make_url(database_url).database
+    with psycopg.connect(postgres_url, autocommit=True) as connection:
+        connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def empty_database_url(postgres_url: str) -> Iterator[str]:
+    """A database of its own for one test, dropped afterwards."""
+    url = create_database(postgres_url)
+    try:
+        yield url
+    finally:
+        drop_database(postgres_url, url)
+
+
+@pytest.fixture
+def database_url(empty_database_url: str) -> str:
+    """A fresh database migrated to head."""
+    for service in migrations.MIGRATED_SERVICES:
+        migrations.upgrade(service, empty_database_url)
+    return empty_database_url
