@@ -3,17 +3,22 @@ a fresh migrated database per test, and in-process servers on port 0."""
 
 from __future__ import annotations
 
+import importlib
 import os
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass, replace
 from pathlib import Path
 
+import grpc
 import psycopg
 import pytest
 from sqlalchemy.engine import make_url
 
 from services.common import migrations
+from services.common.config import Settings
 from services.common.embedded import EmbeddedPostgres
+from services.common.server import RunningServer, start_server
 
 
 def _with_database(libpq_url: str, name: str) -> str:
@@ -63,3 +68,36 @@ def database_url(empty_database_url: str) -> str:
     for service in migrations.MIGRATED_SERVICES:
         migrations.upgrade(service, empty_database_url)
     return empty_database_url
+
+
+@dataclass
+class InProcessServer:
+    """A real gRPC server on a real socket (port 0), running in the test process."""
+
+    target: str
+    database_url: str
+    running: RunningServer
+
+    def channel(self) -> grpc.Channel:
+        return grpc.insecure_channel(self.target)
+
+
+def start_in_process(service: str, database_url: str, **overrides: object) -> InProcessServer:
+    settings = replace(Settings(database_url=database_url), **overrides)  # type: ignore[arg-type]
+    component = importlib.import_module(f"services.{service}.component").build(settings)
+    running = start_server(settings, component, "127.0.0.1:0")
+    return InProcessServer(f"127.0.0.1:{running.port}", database_url, running)
+
+
+@pytest.fixture
+def meter_server(database_url: str) -> Iterator[InProcessServer]:
+    server = start_in_process("meter", database_url)
+    yield server
+    server.running.shutdown(5)
+
+
+@pytest.fixture
+def vehicle_server(database_url: str) -> Iterator[InProcessServer]:
+    server = start_in_process("vehicle", database_url)
+    yield server
+    server.running.shutdown(5)

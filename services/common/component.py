@@ -10,8 +10,13 @@ import grpc
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
+from services.common.config import Settings
+from services.common.database import connect
 from services.common.errors import DATABASE_UNAVAILABLE
+from services.common.group_commit import GroupCommitWriters, ReadingTable
+from services.common.ingest import Ingestor
 from services.common.server import HealthReporter
+from services.common.validation import BatchValidator, ReadingRules
 
 log = logging.getLogger(__name__)
 
@@ -91,3 +96,34 @@ class DatabaseComponent:
             self._monitor.stop()
         self._on_stop()
         self.engine.dispose()
+
+
+def build_ingestor(
+    settings: Settings,
+    service: str,
+    table: ReadingTable,
+    rules: ReadingRules,
+    validate_batch: BatchValidator,
+) -> tuple[Ingestor, GroupCommitWriters]:
+    """The group-commit writers of a service (each with its own connection) and their Ingestor."""
+    url = settings.service_database_url(service)
+    writers = GroupCommitWriters(
+        table,
+        lambda: connect(
+            url, connect_timeout=settings.db_connect_timeout_seconds, name=f"{service}-writer"
+        ),
+        count=settings.writer_count,
+        batch_size=settings.writer_batch_size,
+        flush_seconds=settings.writer_flush_ms / 1000,
+        queue_readings=settings.writer_queue_readings,
+        enqueue_timeout=settings.writer_enqueue_timeout_seconds,
+        name=service,
+    )
+    ingestor = Ingestor(
+        writers,
+        rules,
+        validate_batch,
+        clock_skew_seconds=settings.clock_skew_seconds,
+        max_rejections_listed=settings.max_rejections_listed,
+    )
+    return ingestor, writers

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from energy.meter.v1 import meter_service_pb2, meter_service_pb2_grpc
 
-from services.common.component import DatabaseComponent
+from services.common.component import DatabaseComponent, build_ingestor
 from services.common.config import Settings
 from services.common.database import create_engine
-from services.meter.repository import MeterRepository
+from services.meter import rules
+from services.meter.repository import READINGS_TABLE, MeterRepository
 from services.meter.service import MeterReadings
 from services.meter.servicer import MeterServicer
 
@@ -21,7 +22,15 @@ def build(settings: Settings) -> DatabaseComponent:
         connect_timeout=settings.db_connect_timeout_seconds,
         name="energy-ingest-meter",
     )
-    servicer = MeterServicer(MeterReadings(MeterRepository(engine)))
+    ingestor, writers = build_ingestor(
+        settings, "meter", READINGS_TABLE, rules.RULES, rules.validate_batch
+    )
+    servicer = MeterServicer(MeterReadings(MeterRepository(engine), ingestor))
     return DatabaseComponent(
-        SERVICE_NAME, engine, servicer, meter_service_pb2_grpc.add_MeterServiceServicer_to_server
+        SERVICE_NAME,
+        engine,
+        servicer,
+        meter_service_pb2_grpc.add_MeterServiceServicer_to_server,
+        on_start=writers.start,
+        on_stop=writers.stop,
     )

@@ -7,6 +7,8 @@ from typing import NamedTuple
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
+from services.common.group_commit import ReadingTable
+
 # Times leave the database as integer microseconds since the epoch (exact, and cheap to convert).
 _MICROS = "(extract(epoch FROM {col}) * 1000000)::bigint"
 
@@ -44,3 +46,48 @@ class MeterRepository:
         with self._engine.connect() as connection:
             rows = connection.execute(query, {"after": after or "", "limit": limit}).all()
         return [ChargerStatusRow(*row) for row in rows]
+
+
+# Group commit (see services.common.group_commit): times travel as integer microseconds and
+# become timestamptz in SQL, which is exact and cheaper than a datetime per reading.
+_READ_TIME = "timestamptz 'epoch' + read_us * interval '1 microsecond'"
+_STAGED_READ_TIME = _READ_TIME.replace("read_us", "s.read_us")
+
+READINGS_TABLE = ReadingTable(
+    staging_ddl=(
+        "CREATE TEMP TABLE IF NOT EXISTS meter_staging ("
+        'meter_id text COLLATE "C", read_us int8, kwh_consumed_ac float8, voltage float8)'
+    ),
+    copy_sql=(
+        "COPY meter_staging (meter_id, read_us, kwh_consumed_ac, voltage) "
+        "FROM STDIN (FORMAT BINARY)"
+    ),
+    copy_types=("text", "int8", "float8", "float8"),
+    write_sql=f"""
+        WITH inserted AS (
+            INSERT INTO meter.meter_readings (meter_id, read_time, kwh_consumed_ac, voltage)
+            SELECT meter_id, {_READ_TIME}, kwh_consumed_ac, voltage
+            FROM meter_staging ORDER BY meter_id, read_us
+            ON CONFLICT DO NOTHING
+            RETURNING meter_id, read_time
+        ), upserted AS (
+            INSERT INTO meter.charger_status AS current
+                (meter_id, kwh_consumed_ac, voltage, read_time, update_time)
+            SELECT DISTINCT ON (meter_id) meter_id, kwh_consumed_ac, voltage, {_READ_TIME}, now()
+            FROM meter_staging ORDER BY meter_id, read_us DESC
+            ON CONFLICT (meter_id) DO UPDATE SET
+                kwh_consumed_ac = excluded.kwh_consumed_ac,
+                voltage = excluded.voltage,
+                read_time = excluded.read_time,
+                update_time = excluded.update_time
+            WHERE excluded.read_time >= current.read_time
+        )
+        SELECT stored.n, CASE WHEN stored.n < {{staged}} THEN (
+            SELECT array_agg(s.meter_id || ' ' || s.read_us) FROM meter_staging s
+            WHERE NOT EXISTS (
+                SELECT 1 FROM inserted i
+                WHERE i.meter_id = s.meter_id AND i.read_time = {_STAGED_READ_TIME})
+        ) END
+        FROM (SELECT count(*) AS n FROM inserted) AS stored;
+        TRUNCATE meter_staging""",
+)

@@ -2,15 +2,28 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
+
+from energy.meter.v1.meter_pb2 import MeterReading
+
 from services.common import paging
 from services.common.errors import NotFound
+from services.common.ingest import Ingestor, StreamOutcome
 from services.common.validation import require_id
 from services.meter.repository import ChargerStatusRow, MeterRepository
 
 
 class MeterReadings:
-    def __init__(self, repository: MeterRepository) -> None:
+    def __init__(self, repository: MeterRepository, ingestor: Ingestor) -> None:
         self._repository = repository
+        self._ingestor = ingestor
+
+    def ingest_one(self, reading: MeterReading) -> bool:
+        """Stores one reading once committed; True when it was already stored."""
+        return self._ingestor.ingest_one(reading)
+
+    def ingest_stream(self, batches: Iterable[Sequence[MeterReading]]) -> StreamOutcome:
+        return self._ingestor.ingest_stream(batches)
 
     def get_status(self, meter_id: str) -> ChargerStatusRow:
         require_id("meter_id", meter_id)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import grpc
 from energy.meter.v1 import meter_pb2, meter_service_pb2, meter_service_pb2_grpc
 
@@ -24,6 +26,30 @@ def status_message(row: ChargerStatusRow) -> meter_pb2.ChargerStatus:
 class MeterServicer(meter_service_pb2_grpc.MeterServiceServicer):
     def __init__(self, readings: MeterReadings) -> None:
         self._readings = readings
+
+    @translate_errors
+    def IngestReading(
+        self, request: meter_service_pb2.IngestReadingRequest, context: grpc.ServicerContext
+    ) -> meter_service_pb2.IngestReadingResponse:
+        duplicate = self._readings.ingest_one(request.reading)
+        return meter_service_pb2.IngestReadingResponse(duplicate=duplicate)
+
+    @translate_errors
+    def IngestReadings(
+        self,
+        request_iterator: Iterator[meter_service_pb2.IngestReadingsRequest],
+        context: grpc.ServicerContext,
+    ) -> meter_service_pb2.IngestReadingsResponse:
+        outcome = self._readings.ingest_stream(request.readings for request in request_iterator)
+        return meter_service_pb2.IngestReadingsResponse(
+            accepted=outcome.accepted,
+            duplicates=outcome.duplicates,
+            rejected=outcome.rejected,
+            rejections=[
+                meter_pb2.ReadingRejection(index=r.index, field=r.field, description=r.description)
+                for r in outcome.rejections
+            ],
+        )
 
     @translate_errors
     def GetChargerStatus(

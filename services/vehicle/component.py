@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from energy.vehicle.v1 import vehicle_service_pb2, vehicle_service_pb2_grpc
 
-from services.common.component import DatabaseComponent
+from services.common.component import DatabaseComponent, build_ingestor
 from services.common.config import Settings
 from services.common.database import create_engine
-from services.vehicle.repository import VehicleRepository
+from services.vehicle import rules
+from services.vehicle.repository import READINGS_TABLE, VehicleRepository
 from services.vehicle.service import VehicleReadings
 from services.vehicle.servicer import VehicleServicer
 
@@ -21,10 +22,15 @@ def build(settings: Settings) -> DatabaseComponent:
         connect_timeout=settings.db_connect_timeout_seconds,
         name="energy-ingest-vehicle",
     )
-    servicer = VehicleServicer(VehicleReadings(VehicleRepository(engine)))
+    ingestor, writers = build_ingestor(
+        settings, "vehicle", READINGS_TABLE, rules.RULES, rules.validate_batch
+    )
+    servicer = VehicleServicer(VehicleReadings(VehicleRepository(engine), ingestor))
     return DatabaseComponent(
         SERVICE_NAME,
         engine,
         servicer,
         vehicle_service_pb2_grpc.add_VehicleServiceServicer_to_server,
+        on_start=writers.start,
+        on_stop=writers.stop,
     )

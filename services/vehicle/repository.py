@@ -7,6 +7,8 @@ from typing import NamedTuple
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
+from services.common.group_commit import ReadingTable
+
 # Times leave the database as integer microseconds since the epoch (exact, and cheap to convert).
 _MICROS = "(extract(epoch FROM {col}) * 1000000)::bigint"
 
@@ -46,3 +48,55 @@ class VehicleRepository:
         with self._engine.connect() as connection:
             rows = connection.execute(query, {"after": after or "", "limit": limit}).all()
         return [VehicleStatusRow(*row) for row in rows]
+
+
+# Group commit (see services.common.group_commit): times travel as integer microseconds and
+# become timestamptz in SQL, which is exact and cheaper than a datetime per reading.
+_READ_TIME = "timestamptz 'epoch' + read_us * interval '1 microsecond'"
+_STAGED_READ_TIME = _READ_TIME.replace("read_us", "s.read_us")
+
+READINGS_TABLE = ReadingTable(
+    staging_ddl=(
+        "CREATE TEMP TABLE IF NOT EXISTS vehicle_staging ("
+        'vehicle_id text COLLATE "C", read_us int8, charger_id text COLLATE "C", soc float8, '
+        "kwh_delivered_dc float8, battery_temp float8)"
+    ),
+    copy_sql=(
+        "COPY vehicle_staging (vehicle_id, read_us, charger_id, soc, kwh_delivered_dc, "
+        "battery_temp) FROM STDIN (FORMAT BINARY)"
+    ),
+    copy_types=("text", "int8", "text", "float8", "float8", "float8"),
+    write_sql=f"""
+        WITH inserted AS (
+            INSERT INTO vehicle.vehicle_readings
+                (vehicle_id, read_time, charger_id, soc, kwh_delivered_dc, battery_temp)
+            SELECT vehicle_id, {_READ_TIME}, charger_id, soc, kwh_delivered_dc, battery_temp
+            FROM vehicle_staging ORDER BY vehicle_id, read_us
+            ON CONFLICT DO NOTHING
+            RETURNING vehicle_id, read_time
+        ), upserted AS (
+            INSERT INTO vehicle.vehicle_status AS current
+                (vehicle_id, charger_id, soc, kwh_delivered_dc, battery_temp,
+                 read_time, update_time)
+            SELECT DISTINCT ON (vehicle_id)
+                vehicle_id, charger_id, soc, kwh_delivered_dc, battery_temp, {_READ_TIME}, now()
+            FROM vehicle_staging ORDER BY vehicle_id, read_us DESC
+            ON CONFLICT (vehicle_id) DO UPDATE SET
+                charger_id = excluded.charger_id,
+                soc = excluded.soc,
+                kwh_delivered_dc = excluded.kwh_delivered_dc,
+                battery_temp = excluded.battery_temp,
+                read_time = excluded.read_time,
+                update_time = excluded.update_time
+            WHERE excluded.read_time >= current.read_time
+        )
+        SELECT stored.n, CASE WHEN stored.n < {{staged}} THEN (
+            SELECT array_agg(s.vehicle_id || ' ' || s.read_us) FROM vehicle_staging s
+            WHERE NOT EXISTS (
+                SELECT 1 FROM inserted i
+                WHERE i.vehicle_id = s.vehicle_id
+                AND i.read_time = {_STAGED_READ_TIME})
+        ) END
+        FROM (SELECT count(*) AS n FROM inserted) AS stored;
+        TRUNCATE vehicle_staging""",
+)

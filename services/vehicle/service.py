@@ -2,15 +2,28 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
+
+from energy.vehicle.v1.vehicle_pb2 import VehicleReading
+
 from services.common import paging
 from services.common.errors import NotFound
+from services.common.ingest import Ingestor, StreamOutcome
 from services.common.validation import require_id
 from services.vehicle.repository import VehicleRepository, VehicleStatusRow
 
 
 class VehicleReadings:
-    def __init__(self, repository: VehicleRepository) -> None:
+    def __init__(self, repository: VehicleRepository, ingestor: Ingestor) -> None:
         self._repository = repository
+        self._ingestor = ingestor
+
+    def ingest_one(self, reading: VehicleReading) -> bool:
+        """Stores one reading once committed; True when it was already stored."""
+        return self._ingestor.ingest_one(reading)
+
+    def ingest_stream(self, batches: Iterable[Sequence[VehicleReading]]) -> StreamOutcome:
+        return self._ingestor.ingest_stream(batches)
 
     def get_status(self, vehicle_id: str) -> VehicleStatusRow:
         require_id("vehicle_id", vehicle_id)

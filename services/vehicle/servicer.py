@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import grpc
 from energy.vehicle.v1 import vehicle_pb2, vehicle_service_pb2, vehicle_service_pb2_grpc
 
@@ -26,6 +28,32 @@ def status_message(row: VehicleStatusRow) -> vehicle_pb2.VehicleStatus:
 class VehicleServicer(vehicle_service_pb2_grpc.VehicleServiceServicer):
     def __init__(self, readings: VehicleReadings) -> None:
         self._readings = readings
+
+    @translate_errors
+    def IngestReading(
+        self, request: vehicle_service_pb2.IngestReadingRequest, context: grpc.ServicerContext
+    ) -> vehicle_service_pb2.IngestReadingResponse:
+        duplicate = self._readings.ingest_one(request.reading)
+        return vehicle_service_pb2.IngestReadingResponse(duplicate=duplicate)
+
+    @translate_errors
+    def IngestReadings(
+        self,
+        request_iterator: Iterator[vehicle_service_pb2.IngestReadingsRequest],
+        context: grpc.ServicerContext,
+    ) -> vehicle_service_pb2.IngestReadingsResponse:
+        outcome = self._readings.ingest_stream(request.readings for request in request_iterator)
+        return vehicle_service_pb2.IngestReadingsResponse(
+            accepted=outcome.accepted,
+            duplicates=outcome.duplicates,
+            rejected=outcome.rejected,
+            rejections=[
+                vehicle_pb2.ReadingRejection(
+                    index=r.index, field=r.field, description=r.description
+                )
+                for r in outcome.rejections
+            ],
+        )
 
     @translate_errors
     def GetVehicleStatus(
