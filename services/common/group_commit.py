@@ -283,11 +283,11 @@ class GroupCommitWriters:
         if not rows:
             return
         writers = self._writers
-        if len(writers) == 1:
-            self._put(writers[0], rows, ticket)
+        count = len(writers)
+        if count == 1 or len(rows) == 1:
+            self._put(writers[hash(rows[0][0]) % count], rows, ticket)
             return
         shares: list[list[Row]] = [[] for _ in writers]
-        count = len(writers)
         for row in rows:
             shares[hash(row[0]) % count].append(row)
         for writer, share in zip(writers, shares, strict=True):

@@ -7,6 +7,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from services.common.errors import InvalidArgument
 from services.common.group_commit import GroupCommitWriters, Ticket
 from services.common.validation import (
     BatchValidator,
@@ -44,8 +45,11 @@ class Ingestor:
     def ingest_one(self, reading: Any) -> bool:
         """Stores one reading; True when a duplicate. INVALID_ARGUMENT lists every problem."""
         window = TimeWindow.now(self._skew)
-        require_valid(self._rules, reading, window)
-        rows, _ = self._validate_batch([reading], 0, window)
+        rows, rejections = self._validate_batch([reading], 0, window)
+        if rejections:
+            require_valid(self._rules, reading, window)  # raises, naming every violation
+            first = rejections[0]
+            raise InvalidArgument([(f"reading.{first.field}", first.description)])
         ticket = Ticket()
         self._writers.submit(rows, ticket)
         ticket.wait()

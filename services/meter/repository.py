@@ -69,12 +69,13 @@ READINGS_TABLE = ReadingTable(
             SELECT meter_id, {_READ_TIME}, kwh_consumed_ac, voltage
             FROM meter_staging ORDER BY meter_id, read_us
             ON CONFLICT DO NOTHING
-            RETURNING meter_id, read_time
+            RETURNING meter_id, read_time, kwh_consumed_ac, voltage
         ), upserted AS (
+            -- Only readings stored just now: a resent one never rewrites the status.
             INSERT INTO meter.charger_status AS current
                 (meter_id, kwh_consumed_ac, voltage, read_time, update_time)
-            SELECT DISTINCT ON (meter_id) meter_id, kwh_consumed_ac, voltage, {_READ_TIME}, now()
-            FROM meter_staging ORDER BY meter_id, read_us DESC
+            SELECT DISTINCT ON (meter_id) meter_id, kwh_consumed_ac, voltage, read_time, now()
+            FROM inserted ORDER BY meter_id, read_time DESC
             ON CONFLICT (meter_id) DO UPDATE SET
                 kwh_consumed_ac = excluded.kwh_consumed_ac,
                 voltage = excluded.voltage,

@@ -73,14 +73,15 @@ READINGS_TABLE = ReadingTable(
             SELECT vehicle_id, {_READ_TIME}, charger_id, soc, kwh_delivered_dc, battery_temp
             FROM vehicle_staging ORDER BY vehicle_id, read_us
             ON CONFLICT DO NOTHING
-            RETURNING vehicle_id, read_time
+            RETURNING vehicle_id, read_time, charger_id, soc, kwh_delivered_dc, battery_temp
         ), upserted AS (
+            -- Only readings stored just now: a resent one never rewrites the status.
             INSERT INTO vehicle.vehicle_status AS current
                 (vehicle_id, charger_id, soc, kwh_delivered_dc, battery_temp,
                  read_time, update_time)
             SELECT DISTINCT ON (vehicle_id)
-                vehicle_id, charger_id, soc, kwh_delivered_dc, battery_temp, {_READ_TIME}, now()
-            FROM vehicle_staging ORDER BY vehicle_id, read_us DESC
+                vehicle_id, charger_id, soc, kwh_delivered_dc, battery_temp, read_time, now()
+            FROM inserted ORDER BY vehicle_id, read_time DESC
             ON CONFLICT (vehicle_id) DO UPDATE SET
                 charger_id = excluded.charger_id,
                 soc = excluded.soc,
