@@ -57,6 +57,8 @@ def main() -> None:
 
         callers = 200
         per_caller = unary_total // callers
+        if per_caller == 0:
+            return
         errors: list[BaseException] = []
 
         def caller(n: int) -> None:
