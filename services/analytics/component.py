@@ -5,9 +5,12 @@ from __future__ import annotations
 import grpc
 from energy.analytics.v1 import analytics_service_pb2, analytics_service_pb2_grpc
 
+from services.analytics.downstream import Downstream
+from services.analytics.service import VehiclePerformanceService
 from services.analytics.servicer import AnalyticsServicer
 from services.common.config import Settings
 from services.common.server import HealthReporter
+from services.common.timeconv import MICROS
 
 SERVICE_NAME = analytics_service_pb2.DESCRIPTOR.services_by_name["AnalyticsService"].full_name
 
@@ -16,19 +19,23 @@ class AnalyticsComponent:
     service_name = SERVICE_NAME
 
     def __init__(self, settings: Settings) -> None:
-        self._settings = settings
-        self._channels: list[grpc.Channel] = []
-        self.servicer = AnalyticsServicer()
+        # Made once; they connect lazily and reconnect on their own.
+        self._channels = [
+            grpc.insecure_channel(settings.vehicle_target),
+            grpc.insecure_channel(settings.meter_target),
+        ]
+        performance = VehiclePerformanceService(
+            Downstream(*self._channels),
+            session_gap_us=round(settings.session_gap_seconds * MICROS),
+            tolerance_us=round(settings.correlation_tolerance_seconds * MICROS),
+            downstream_timeout=settings.downstream_timeout_seconds,
+        )
+        self.servicer = AnalyticsServicer(performance)
 
     def register(self, server: grpc.Server) -> None:
         analytics_service_pb2_grpc.add_AnalyticsServiceServicer_to_server(self.servicer, server)
 
     def start(self, health: HealthReporter) -> None:
-        # Channels are made once; they connect lazily and reconnect on their own.
-        self._channels = [
-            grpc.insecure_channel(self._settings.meter_target),
-            grpc.insecure_channel(self._settings.vehicle_target),
-        ]
         health.set_serving(True)
 
     def stop(self) -> None:

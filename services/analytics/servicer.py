@@ -1,10 +1,64 @@
-"""gRPC entrypoint of AnalyticsService."""
+"""gRPC entrypoint of AnalyticsService: parse the request, call the service, map back."""
 
 from __future__ import annotations
 
-from energy.analytics.v1 import analytics_service_pb2_grpc
+import grpc
+from energy.analytics.v1 import analytics_pb2, analytics_service_pb2, analytics_service_pb2_grpc
+
+from services.analytics.correlation import Figures, Performance
+from services.analytics.service import VehiclePerformanceService
+from services.common.errors import translate_errors
+from services.common.timeconv import duration_to_micros, micros_to_timestamp, timestamp_to_micros
+
+
+def _set_figures(
+    message: analytics_pb2.VehiclePerformance | analytics_pb2.SessionPerformance,
+    figures: Figures,
+) -> None:
+    """The fields VehiclePerformance and SessionPerformance share; unset stays unset."""
+    message.energy_loss_kwh = figures.energy_loss_kwh
+    message.data_points = figures.data_points
+    message.meter_data_points = figures.meter_data_points
+    if figures.efficiency_ratio is not None:
+        message.efficiency_ratio = figures.efficiency_ratio
+    if figures.avg_battery_temperature is not None:
+        message.avg_battery_temperature = figures.avg_battery_temperature
+
+
+def performance_message(performance: Performance) -> analytics_pb2.VehiclePerformance:
+    message = analytics_pb2.VehiclePerformance(
+        vehicle_id=performance.vehicle_id,
+        start_time=micros_to_timestamp(performance.start_us),
+        end_time=micros_to_timestamp(performance.end_us),
+        total_energy_consumed_ac=performance.totals.energy_consumed_ac,
+        total_energy_delivered_dc=performance.totals.energy_delivered_dc,
+    )
+    _set_figures(message, performance.totals)
+    for item in performance.sessions:
+        session = message.sessions.add(
+            charger_id=item.session.charger_id,
+            start_time=micros_to_timestamp(item.session.start_us),
+            end_time=micros_to_timestamp(item.session.end_us),
+            energy_consumed_ac=item.figures.energy_consumed_ac,
+            energy_delivered_dc=item.figures.energy_delivered_dc,
+        )
+        _set_figures(session, item.figures)
+    return message
 
 
 class AnalyticsServicer(analytics_service_pb2_grpc.AnalyticsServiceServicer):
-    """GetVehiclePerformance arrives with the correlation work (issue 4); until then the
-    generated base answers UNIMPLEMENTED."""
+    def __init__(self, performance: VehiclePerformanceService) -> None:
+        self._performance = performance
+
+    @translate_errors
+    def GetVehiclePerformance(
+        self,
+        request: analytics_service_pb2.GetVehiclePerformanceRequest,
+        context: grpc.ServicerContext,
+    ) -> analytics_pb2.VehiclePerformance:
+        end_us = timestamp_to_micros(request.end_time) if request.HasField("end_time") else None
+        window_us = duration_to_micros(request.window) if request.HasField("window") else None
+        performance = self._performance.performance(
+            request.vehicle_id, end_us, window_us, context.time_remaining
+        )
+        return performance_message(performance)

@@ -47,6 +47,15 @@ class MeterRepository:
             rows = connection.execute(query, {"after": after or "", "limit": limit}).all()
         return [ChargerStatusRow(*row) for row in rows]
 
+    def summarize(
+        self, meter_ids: list[str], starts_us: list[int], ends_us: list[int]
+    ) -> list[ConsumptionRow]:
+        """AC kWh and reading count of each (meter, [start, end)), in the order given."""
+        params = {"ids": meter_ids, "starts": starts_us, "ends": ends_us}
+        with self._engine.connect() as connection:
+            rows = connection.execute(_SUMMARIZE_SQL, params).all()
+        return [ConsumptionRow(float(row[0]), int(row[1])) for row in rows]
+
 
 # Group commit (see services.common.group_commit): times travel as integer microseconds and
 # become timestamptz in SQL, which is exact and cheaper than a datetime per reading.
@@ -91,4 +100,28 @@ READINGS_TABLE = ReadingTable(
         ) END
         FROM (SELECT count(*) AS n FROM inserted) AS stored;
         TRUNCATE meter_staging""",
+)
+
+
+class ConsumptionRow(NamedTuple):
+    kwh_consumed_ac: float
+    reading_count: int
+
+
+# Every interval in one statement: the arrays are unnested in request order and each interval
+# is summed by a range scan of the primary key (meter_id, read_time).
+_SUMMARIZE_SQL = text(
+    f"""
+    SELECT coalesce(totals.kwh, 0), totals.readings
+    FROM unnest(CAST(:ids AS text[]), CAST(:starts AS int8[]), CAST(:ends AS int8[]))
+         WITH ORDINALITY AS wanted(meter_id, start_us, end_us, position)
+    CROSS JOIN LATERAL (
+        SELECT sum(r.kwh_consumed_ac) AS kwh, count(*) AS readings
+        FROM meter.meter_readings r
+        WHERE r.meter_id = wanted.meter_id
+          AND r.read_time >= {_READ_TIME.replace("read_us", "wanted.start_us")}
+          AND r.read_time < {_READ_TIME.replace("read_us", "wanted.end_us")}
+    ) AS totals
+    ORDER BY wanted.position
+    """
 )

@@ -7,10 +7,12 @@ from collections.abc import Iterable, Sequence
 from energy.meter.v1.meter_pb2 import MeterReading
 
 from services.common import paging
-from services.common.errors import NotFound
+from services.common.errors import InvalidArgument, NotFound
 from services.common.ingest import Ingestor, StreamOutcome
-from services.common.validation import require_id
-from services.meter.repository import ChargerStatusRow, MeterRepository
+from services.common.validation import id_problem, require_id
+from services.meter.repository import ChargerStatusRow, ConsumptionRow, MeterRepository
+
+MAX_INTERVALS = 10_000
 
 
 class MeterReadings:
@@ -36,3 +38,23 @@ class MeterReadings:
         return paging.paginate(
             page_size, page_token, self._repository.list_statuses, lambda row: row.meter_id
         )
+
+    def summarize(
+        self, meter_ids: list[str], starts_us: list[int], ends_us: list[int]
+    ) -> list[ConsumptionRow]:
+        if len(meter_ids) > MAX_INTERVALS:
+            raise InvalidArgument([("intervals", f"at most {MAX_INTERVALS} per call")])
+        violations = []
+        for index, (meter_id, start, end) in enumerate(
+            zip(meter_ids, starts_us, ends_us, strict=True)
+        ):
+            problem = id_problem(meter_id)
+            if problem:
+                violations.append((f"intervals[{index}].charger_id", problem))
+            if end < start:
+                violations.append((f"intervals[{index}].end_time", "must not be before start_time"))
+        if violations:
+            raise InvalidArgument(violations)
+        if not meter_ids:
+            return []
+        return self._repository.summarize(meter_ids, starts_us, ends_us)

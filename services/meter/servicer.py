@@ -7,8 +7,8 @@ from collections.abc import Iterator
 import grpc
 from energy.meter.v1 import meter_pb2, meter_service_pb2, meter_service_pb2_grpc
 
-from services.common.errors import translate_errors
-from services.common.timeconv import micros_to_timestamp
+from services.common.errors import InvalidArgument, translate_errors
+from services.common.timeconv import micros_to_timestamp, timestamp_to_micros
 from services.meter.repository import ChargerStatusRow
 from services.meter.service import MeterReadings
 
@@ -64,4 +64,37 @@ class MeterServicer(meter_service_pb2_grpc.MeterServiceServicer):
         rows, next_token = self._readings.list_statuses(request.page_size, request.page_token)
         return meter_service_pb2.ListChargerStatusesResponse(
             charger_statuses=[status_message(row) for row in rows], next_page_token=next_token
+        )
+
+    @translate_errors
+    def SummarizeConsumption(
+        self,
+        request: meter_service_pb2.SummarizeConsumptionRequest,
+        context: grpc.ServicerContext,
+    ) -> meter_service_pb2.SummarizeConsumptionResponse:
+        intervals = request.intervals
+        unset = [
+            (f"intervals[{index}].{name}", "must be set")
+            for index, interval in enumerate(intervals)
+            for name in ("start_time", "end_time")
+            if not interval.HasField(name)
+        ]
+        if unset:
+            raise InvalidArgument(unset)
+        totals = self._readings.summarize(
+            [interval.charger_id for interval in intervals],
+            [timestamp_to_micros(interval.start_time) for interval in intervals],
+            [timestamp_to_micros(interval.end_time) for interval in intervals],
+        )
+        return meter_service_pb2.SummarizeConsumptionResponse(
+            summaries=[
+                meter_pb2.ConsumptionSummary(
+                    charger_id=interval.charger_id,
+                    start_time=interval.start_time,
+                    end_time=interval.end_time,
+                    kwh_consumed_ac=total.kwh_consumed_ac,
+                    reading_count=total.reading_count,
+                )
+                for interval, total in zip(intervals, totals, strict=True)
+            ]
         )

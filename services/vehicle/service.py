@@ -7,10 +7,10 @@ from collections.abc import Iterable, Sequence
 from energy.vehicle.v1.vehicle_pb2 import VehicleReading
 
 from services.common import paging
-from services.common.errors import NotFound
+from services.common.errors import InvalidArgument, NotFound
 from services.common.ingest import Ingestor, StreamOutcome
 from services.common.validation import require_id
-from services.vehicle.repository import VehicleRepository, VehicleStatusRow
+from services.vehicle.repository import SessionRow, VehicleRepository, VehicleStatusRow
 
 
 class VehicleReadings:
@@ -36,3 +36,17 @@ class VehicleReadings:
         return paging.paginate(
             page_size, page_token, self._repository.list_statuses, lambda row: row.vehicle_id
         )
+
+    def list_sessions(
+        self, vehicle_id: str, start_us: int, end_us: int, gap_us: int
+    ) -> list[SessionRow]:
+        """Sessions of the readings in [start_us, end_us); NOT_FOUND for a vehicle never seen."""
+        require_id("vehicle_id", vehicle_id)
+        if end_us < start_us:
+            raise InvalidArgument([("end_time", "must not be before start_time")])
+        if gap_us <= 0:
+            raise InvalidArgument([("session_gap", "must be positive")])
+        sessions = self._repository.list_sessions(vehicle_id, start_us, end_us, gap_us)
+        if not sessions and not self._repository.exists(vehicle_id):
+            raise NotFound(f"vehicle {vehicle_id} has never reported")
+        return sessions

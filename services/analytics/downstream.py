@@ -1,0 +1,80 @@
+"""AnalyticsService's clients of VehicleService and MeterService: the only module that speaks
+to them. gRPC failures become domain errors here; every call carries a deadline."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import grpc
+from energy.meter.v1 import meter_pb2, meter_service_pb2, meter_service_pb2_grpc
+from energy.vehicle.v1 import vehicle_service_pb2, vehicle_service_pb2_grpc
+from google.protobuf.duration_pb2 import Duration
+
+from services.analytics.correlation import Consumption, Interval, Session
+from services.common.errors import DeadlineExceeded, NotFound, Unavailable
+from services.common.timeconv import micros_to_timestamp, timestamp_to_micros
+
+
+def _translate(error: grpc.RpcError, service: str) -> Exception:
+    code = error.code()
+    details = error.details()
+    if code == grpc.StatusCode.NOT_FOUND:
+        return NotFound(details)
+    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+        return DeadlineExceeded(f"{service} did not answer in time")
+    if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED):
+        return Unavailable(f"{service} unavailable: {details}")
+    # Anything else means we sent something wrong or it broke: a bug, reported as INTERNAL.
+    return RuntimeError(f"{service} answered {code.name}: {details}")
+
+
+class Downstream:
+    def __init__(self, vehicle_channel: grpc.Channel, meter_channel: grpc.Channel) -> None:
+        self._vehicles = vehicle_service_pb2_grpc.VehicleServiceStub(vehicle_channel)
+        self._meters = meter_service_pb2_grpc.MeterServiceStub(meter_channel)
+
+    def sessions(
+        self, vehicle_id: str, start_us: int, end_us: int, gap_us: int, timeout: float
+    ) -> list[Session]:
+        gap = Duration(seconds=gap_us // 1_000_000, nanos=(gap_us % 1_000_000) * 1000)
+        request = vehicle_service_pb2.ListChargingSessionsRequest(
+            vehicle_id=vehicle_id,
+            start_time=micros_to_timestamp(start_us),
+            end_time=micros_to_timestamp(end_us),
+            session_gap=gap,
+        )
+        try:
+            response = self._vehicles.ListChargingSessions(request, timeout=timeout)
+        except grpc.RpcError as error:
+            raise _translate(error, "VehicleService") from None
+        return [
+            Session(
+                charger_id=s.charger_id,
+                start_us=timestamp_to_micros(s.start_time),
+                end_us=timestamp_to_micros(s.end_time),
+                kwh_delivered_dc=s.kwh_delivered_dc,
+                reading_count=s.reading_count,
+                battery_temp_sum=s.battery_temp_sum,
+                battery_temp_count=s.battery_temp_count,
+            )
+            for s in response.sessions
+        ]
+
+    def consumption(self, intervals: Sequence[Interval], timeout: float) -> list[Consumption]:
+        if not intervals:
+            return []
+        request = meter_service_pb2.SummarizeConsumptionRequest(
+            intervals=[
+                meter_pb2.ConsumptionInterval(
+                    charger_id=interval.charger_id,
+                    start_time=micros_to_timestamp(interval.start_us),
+                    end_time=micros_to_timestamp(interval.end_us),
+                )
+                for interval in intervals
+            ]
+        )
+        try:
+            response = self._meters.SummarizeConsumption(request, timeout=timeout)
+        except grpc.RpcError as error:
+            raise _translate(error, "MeterService") from None
+        return [Consumption(s.kwh_consumed_ac, s.reading_count) for s in response.summaries]

@@ -1,0 +1,63 @@
+"""AnalyticsService use cases: one call for the sessions, one for all their AC energy."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from services.analytics.correlation import Performance, attribution_intervals, compose
+from services.analytics.downstream import Downstream
+from services.common.errors import DeadlineExceeded, InvalidArgument
+from services.common.timeconv import MICROS, now_micros
+from services.common.validation import require_id
+
+DAY_US = 24 * 3600 * MICROS
+MAX_WINDOW_US = 31 * DAY_US
+
+
+class VehiclePerformanceService:
+    def __init__(
+        self,
+        downstream: Downstream,
+        *,
+        session_gap_us: int,
+        tolerance_us: int,
+        downstream_timeout: float,
+        clock: Callable[[], int] = now_micros,
+    ) -> None:
+        self._downstream = downstream
+        self._gap_us = session_gap_us
+        self._tolerance_us = tolerance_us
+        self._timeout = downstream_timeout
+        self._clock = clock
+
+    def performance(
+        self,
+        vehicle_id: str,
+        end_us: int | None,
+        window_us: int | None,
+        time_remaining: Callable[[], float | None],
+    ) -> Performance:
+        """The window [end - window, end); `time_remaining` is the caller's deadline, if any."""
+        require_id("vehicle_id", vehicle_id)
+        window_us = DAY_US if window_us is None else window_us
+        if window_us <= 0:
+            raise InvalidArgument([("window", "must be positive (the end must follow the start)")])
+        if window_us > MAX_WINDOW_US:
+            raise InvalidArgument([("window", "must be at most 31 days")])
+        end_us = self._clock() if end_us is None else end_us
+        start_us = end_us - window_us
+        sessions = self._downstream.sessions(
+            vehicle_id, start_us, end_us, self._gap_us, self._budget(time_remaining)
+        )
+        intervals = attribution_intervals(sessions, start_us, end_us, self._tolerance_us)
+        consumption = self._downstream.consumption(intervals, self._budget(time_remaining))
+        return compose(vehicle_id, start_us, end_us, sessions, consumption)
+
+    def _budget(self, time_remaining: Callable[[], float | None]) -> float:
+        """A downstream call gets what is left of the caller's deadline, capped by the setting."""
+        remaining = time_remaining()
+        if remaining is None:
+            return self._timeout
+        if remaining <= 0:
+            raise DeadlineExceeded("the caller's deadline passed")
+        return min(remaining, self._timeout)
