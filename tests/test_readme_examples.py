@@ -31,6 +31,12 @@ def readme_grpcurl_commands() -> list[list[str]]:
 @pytest.fixture
 def servers(database_url):
     started = {name: start_in_process(name, database_url) for name in ("meter", "vehicle")}
+    started["analytics"] = start_in_process(
+        "analytics",
+        database_url,
+        meter_target=started["meter"].target,
+        vehicle_target=started["vehicle"].target,
+    )
     yield started
     for server in started.values():
         server.running.shutdown(5)
@@ -45,6 +51,7 @@ def test_readme_has_the_examples_users_need():
         "energy.meter.v1.MeterService/ListChargerStatuses",
         "energy.vehicle.v1.VehicleService/ListVehicleStatuses",
         "energy.meter.v1.MeterService/GetChargerStatus",
+        "energy.analytics.v1.AnalyticsService/GetVehiclePerformance",
     } <= methods
 
 
@@ -72,3 +79,13 @@ def test_every_readme_grpcurl_example_runs(servers):
     vehicles = outputs["energy.vehicle.v1.VehicleService/ListVehicleStatuses"][0]
     assert vehicles["vehicle_statuses"][0]["soc"] == 75
     assert outputs["grpc.health.v1.Health/Check"] == [{"status": "SERVING"}]
+    # VH-001 charged at 12:00 on CHG-001: the meter's 12:00 reading (15.5 kWh AC) is its session's
+    # AC; 12:01 and 12:02 lie beyond end + 30 s tolerance.
+    day, six_hours = outputs["energy.analytics.v1.AnalyticsService/GetVehiclePerformance"]
+    assert day["total_energy_consumed_ac"] == 15.5
+    assert day["total_energy_delivered_dc"] == 14.2
+    assert day["efficiency_ratio"] == pytest.approx(14.2 / 15.5)
+    assert (day["data_points"], day["meter_data_points"]) == ("1", "1")
+    assert day["start_time"] == "2026-02-10T00:00:00Z"
+    assert six_hours["start_time"] == "2026-02-10T12:00:00Z"
+    assert six_hours["total_energy_consumed_ac"] == 15.5
