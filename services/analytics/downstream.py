@@ -3,6 +3,7 @@ to them. gRPC failures become domain errors here; every call carries a deadline.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 
 import grpc
@@ -13,6 +14,9 @@ from google.protobuf.duration_pb2 import Duration
 from services.analytics.correlation import Consumption, Interval, Session
 from services.common.errors import DeadlineExceeded, NotFound, Unavailable
 from services.common.timeconv import micros_to_timestamp, timestamp_to_micros
+
+# MeterService takes at most 10,000 intervals per SummarizeConsumption call.
+INTERVALS_PER_CALL = 5_000
 
 
 def _translate(error: grpc.RpcError, service: str) -> Exception:
@@ -61,20 +65,26 @@ class Downstream:
         ]
 
     def consumption(self, intervals: Sequence[Interval], timeout: float) -> list[Consumption]:
-        if not intervals:
-            return []
-        request = meter_service_pb2.SummarizeConsumptionRequest(
-            intervals=[
-                meter_pb2.ConsumptionInterval(
-                    charger_id=interval.charger_id,
-                    start_time=micros_to_timestamp(interval.start_us),
-                    end_time=micros_to_timestamp(interval.end_us),
+        """One call per INTERVALS_PER_CALL intervals (one call for any realistic window)."""
+        deadline = time.monotonic() + timeout
+        found: list[Consumption] = []
+        for first in range(0, len(intervals), INTERVALS_PER_CALL):
+            chunk = intervals[first : first + INTERVALS_PER_CALL]
+            request = meter_service_pb2.SummarizeConsumptionRequest(
+                intervals=[
+                    meter_pb2.ConsumptionInterval(
+                        charger_id=interval.charger_id,
+                        start_time=micros_to_timestamp(interval.start_us),
+                        end_time=micros_to_timestamp(interval.end_us),
+                    )
+                    for interval in chunk
+                ]
+            )
+            try:
+                response = self._meters.SummarizeConsumption(
+                    request, timeout=max(deadline - time.monotonic(), 0.0)
                 )
-                for interval in intervals
-            ]
-        )
-        try:
-            response = self._meters.SummarizeConsumption(request, timeout=timeout)
-        except grpc.RpcError as error:
-            raise _translate(error, "MeterService") from None
-        return [Consumption(s.kwh_consumed_ac, s.reading_count) for s in response.summaries]
+            except grpc.RpcError as error:
+                raise _translate(error, "MeterService") from None
+            found += [Consumption(s.kwh_consumed_ac, s.reading_count) for s in response.summaries]
+        return found

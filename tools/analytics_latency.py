@@ -1,0 +1,124 @@
+"""p50/p99 of GetVehiclePerformance for a vehicle with 1,440 readings (one a minute for a day)
+on a charger with 1,440 readings, the three services running as separate processes.
+
+Usage: DATABASE_URL=postgresql://... python tools/analytics_latency.py [calls]
+(DATABASE_URL must point at a migrated database; `energy-ingest migrate` does that.)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import threading
+import time
+
+import grpc
+from energy.analytics.v1 import analytics_service_pb2, analytics_service_pb2_grpc
+from energy.meter.v1 import meter_pb2, meter_service_pb2, meter_service_pb2_grpc
+from energy.vehicle.v1 import vehicle_pb2, vehicle_service_pb2, vehicle_service_pb2_grpc
+from google.protobuf.timestamp_pb2 import Timestamp
+
+DAY_START = 1_770_681_600  # 2026-02-10T00:00:00Z
+
+
+def serve(service: str, env: dict[str, str]) -> tuple[subprocess.Popen[str], str]:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "services.cli", "serve", service],
+        env={**os.environ, **env, f"{service.upper()}_LISTEN_ADDR": "127.0.0.1:0"},
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stderr is not None
+    for line in process.stderr:
+        if '"listening"' in line:
+            # Keep draining its logs so the child never blocks on a full pipe.
+            threading.Thread(target=process.stderr.read, daemon=True).start()
+            return process, f"127.0.0.1:{json.loads(line)['port']}"
+    raise RuntimeError(f"{service} did not start")
+
+
+def seed(meter: str, vehicle: str) -> None:
+    minutes = range(1440)
+    with grpc.insecure_channel(meter) as channel:
+        meter_service_pb2_grpc.MeterServiceStub(channel).IngestReadings(
+            iter(
+                [
+                    meter_service_pb2.IngestReadingsRequest(
+                        readings=[
+                            meter_pb2.MeterReading(
+                                meter_id="CHG-LAT",
+                                kwh_consumed_ac=0.2,
+                                voltage=230,
+                                timestamp=Timestamp(seconds=DAY_START + 60 * m),
+                            )
+                            for m in minutes
+                        ]
+                    )
+                ]
+            ),
+            timeout=60,
+        )
+    with grpc.insecure_channel(vehicle) as channel:
+        vehicle_service_pb2_grpc.VehicleServiceStub(channel).IngestReadings(
+            iter(
+                [
+                    vehicle_service_pb2.IngestReadingsRequest(
+                        readings=[
+                            vehicle_pb2.VehicleReading(
+                                vehicle_id="VH-LAT",
+                                charger_id="CHG-LAT",
+                                soc=50,
+                                kwh_delivered_dc=0.18,
+                                battery_temp=31,
+                                timestamp=Timestamp(seconds=DAY_START + 60 * m),
+                            )
+                            for m in minutes
+                        ]
+                    )
+                ]
+            ),
+            timeout=60,
+        )
+
+
+def main() -> None:
+    calls = int(sys.argv[1]) if len(sys.argv) > 1 else 1000
+    env: dict[str, str] = {}
+    meter, meter_target = serve("meter", env)
+    vehicle, vehicle_target = serve("vehicle", env)
+    env.update(METER_TARGET=meter_target, VEHICLE_TARGET=vehicle_target)
+    analytics, analytics_target = serve("analytics", env)
+    try:
+        seed(meter_target, vehicle_target)
+        request = analytics_service_pb2.GetVehiclePerformanceRequest(
+            vehicle_id="VH-LAT", end_time=Timestamp(seconds=DAY_START + 86400)
+        )
+        with grpc.insecure_channel(analytics_target) as channel:
+            stub = analytics_service_pb2_grpc.AnalyticsServiceStub(channel)
+            first = stub.GetVehiclePerformance(request, timeout=10)
+            assert (first.data_points, first.meter_data_points) == (1440, 1440), first
+            for _ in range(50):  # warm up connections and prepared plans
+                stub.GetVehiclePerformance(request, timeout=10)
+            latencies = []
+            for _ in range(calls):
+                started = time.perf_counter()
+                stub.GetVehiclePerformance(request, timeout=10)
+                latencies.append((time.perf_counter() - started) * 1000)
+        latencies.sort()
+        p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
+        print(
+            f"GetVehiclePerformance, 1,440 + 1,440 readings, {calls} sequential calls: "
+            f"p50 {statistics.median(latencies):.2f} ms, p99 {p99:.2f} ms, "
+            f"max {latencies[-1]:.2f} ms"
+        )
+    finally:
+        for process in (analytics, vehicle, meter):
+            process.terminate()
+            process.wait(30)
+
+
+if __name__ == "__main__":
+    main()
