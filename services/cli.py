@@ -67,6 +67,13 @@ def parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--data-dir", default="var", help="where the embedded database lives")
     run.set_defaults(handler=_run)
+
+    from services.simulate.command import add_parser as add_simulate
+
+    add_simulate(commands)
+    from services.bench.command import add_parser as add_bench
+
+    add_bench(commands)
     return root
 
 

@@ -5,24 +5,18 @@ from __future__ import annotations
 
 import importlib
 import os
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import grpc
-import psycopg
 import pytest
-from sqlalchemy.engine import make_url
 
 from services.common import migrations
 from services.common.config import Settings
+from services.common.databases import create_database, drop_database
 from services.common.embedded import EmbeddedPostgres
 from services.common.server import RunningServer, start_server
-
-
-def _with_database(libpq_url: str, name: str) -> str:
-    return make_url(libpq_url).set(database=name).render_as_string(hide_password=False)
 
 
 @pytest.fixture(scope="session")
@@ -39,23 +33,10 @@ def postgres_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         embedded.stop()
 
 
-def create_database(postgres_url: str) -> str:
-    name = f"ei_test_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(postgres_url, autocommit=True) as connection:
-        connection.execute(f'CREATE DATABASE "{name}"')
-    return _with_database(postgres_url, name)
-
-
-def drop_database(postgres_url: str, database_url: str) -> None:
-    name = make_url(database_url).database
-    with psycopg.connect(postgres_url, autocommit=True) as connection:
-        connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
 @pytest.fixture
 def empty_database_url(postgres_url: str) -> Iterator[str]:
     """A database of its own for one test, dropped afterwards."""
-    url = create_database(postgres_url)
+    url = create_database(postgres_url, "ei_test")
     try:
         yield url
     finally:

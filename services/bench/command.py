@@ -1,0 +1,321 @@
+"""`energy-ingest bench`: every measurement of the benchmark in one run, on one machine, against
+a fresh database; prints a markdown table and writes a JSON file."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import grpc
+import psycopg
+
+from services.bench import phases
+from services.bench.processes import peak_rss_mib, start_service
+from services.common.config import Settings
+from services.common.databases import create_database, drop_database
+from services.common.embedded import EmbeddedPostgres
+from services.simulate.fleet import MINUTE_US, FleetConfig
+
+
+@dataclass(frozen=True)
+class Plan:
+    chargers: int
+    vehicles: int
+    ingest_minutes: int
+    streams: int
+    per_request_sample: int
+    unary_readings: int
+    unary_in_flight: int
+    fleet_streams: int
+    fleet_batches: int
+    analytics_calls: int
+    status_calls: int
+    day: bool
+
+
+QUICK = Plan(
+    chargers=1_000,
+    vehicles=1_000,
+    ingest_minutes=30,
+    streams=4,
+    per_request_sample=1_000,
+    unary_readings=1_000,
+    unary_in_flight=100,
+    fleet_streams=200,
+    fleet_batches=2,
+    analytics_calls=100,
+    status_calls=10,
+    day=False,
+)
+FULL = Plan(
+    chargers=10_000,
+    vehicles=10_000,
+    ingest_minutes=60,
+    streams=8,
+    per_request_sample=20_000,
+    unary_readings=20_000,
+    unary_in_flight=200,
+    fleet_streams=10_000,
+    fleet_batches=3,
+    analytics_calls=1_000,
+    status_calls=50,
+    day=True,
+)
+DAY_START_US = 1_770_681_600 * 1_000_000  # 2026-02-10T00:00:00Z
+
+
+def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    bench = commands.add_parser("bench", help="measure ingest, limits, fleet, analytics, status")
+    bench.add_argument("--quick", action="store_true", help="a small run (under 2 minutes)")
+    bench.add_argument("--output", type=Path, help="JSON file (default bench-results/…)")
+    bench.add_argument("--skip", action="append", default=[], help="skip a phase (repeatable)")
+    bench.set_defaults(handler=run)
+
+
+def machine() -> dict[str, Any]:
+    model = ""
+    with open("/proc/cpuinfo") as cpuinfo:
+        for line in cpuinfo:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    with open("/proc/meminfo") as meminfo:
+        total_kib = int(meminfo.readline().split()[1])
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=False
+        ).stdout.strip()
+    except OSError:
+        commit = ""
+    return {
+        "cpus": os.cpu_count(),
+        "cpu_model": model,
+        "memory_gib": round(total_kib / 2**20, 1),
+        "python": platform.python_version(),
+        "grpcio": grpc.__version__,
+        "git_commit": commit or None,
+    }
+
+
+def benchmark(server_url: str, plan: Plan, skip: set[str]) -> dict[str, Any]:
+    """Runs every phase in a database created for the run and dropped after it."""
+    database_url = create_database(server_url, "energy_bench", migrate=True)
+    settings = Settings(database_url=database_url)
+    results: dict[str, Any] = {"plan": asdict(plan), "machine": machine()}
+    with psycopg.connect(database_url) as connection:
+        row = connection.execute("SHOW server_version").fetchone()
+        results["machine"]["postgresql"] = row[0] if row else None
+    config = FleetConfig(
+        chargers=plan.chargers,
+        vehicles=plan.vehicles,
+        minutes=plan.ingest_minutes,
+        start_us=DAY_START_US,
+    )
+    env = {"DATABASE_URL": database_url}
+    services = []
+    try:
+        meters, vehicles = phases.fleet_rows(config)
+        readings = len(meters) + len(vehicles)
+        results["readings"] = readings
+        if "limit" not in skip:
+            results["limit_per_s"] = phases.limit(
+                database_url,
+                meters,
+                vehicles,
+                writers=settings.writer_count,
+                batch_size=settings.writer_batch_size,
+            )
+        del meters, vehicles
+        phases.truncate(database_url)
+        meter = start_service("meter", env)
+        vehicle = start_service("vehicle", env)
+        services += [meter, vehicle]
+        fed = phases.ingest(meter.target, vehicle.target, config, plan.streams)
+        assert fed.meter.accepted + fed.vehicle.accepted == readings, fed
+        results["ingest_per_s"] = fed.rate
+        if "per-request" not in skip:
+            sample, _ = phases.fleet_rows(
+                FleetConfig(
+                    chargers=plan.per_request_sample,
+                    vehicles=0,
+                    minutes=1,
+                    start_us=DAY_START_US - 24 * 60 * MINUTE_US,
+                    seed=3,
+                )
+            )
+            results["per_request_per_s"] = phases.per_request(
+                database_url, [("PR-" + row[0], *row[1:]) for row in sample]
+            )
+        if "unary" not in skip:
+            rate, errors = phases.unary(
+                meter.target,
+                plan.unary_readings,
+                plan.unary_in_flight,
+                DAY_START_US - 48 * 60 * MINUTE_US,
+            )
+            results["unary"] = {"per_s": rate, "errors": errors, "in_flight": plan.unary_in_flight}
+        if plan.day and "day" not in skip:
+            phases.truncate(database_url)
+            day = FleetConfig(
+                chargers=plan.chargers, vehicles=plan.vehicles, minutes=1_440, start_us=DAY_START_US
+            )
+            fed = phases.ingest(meter.target, vehicle.target, day, plan.streams)
+            results["day"] = {
+                "readings": fed.sent,
+                "seconds": fed.seconds,
+                "per_s": fed.rate,
+                "accepted": fed.meter.accepted + fed.vehicle.accepted,
+            }
+            config = day
+        if "status" not in skip:
+            p50, p99, count = phases.status_listing(meter.target, plan.status_calls)
+            results["status"] = {"p50_ms": p50, "p99_ms": p99, "chargers": count}
+        if "analytics" not in skip:
+            analytics = start_service(
+                "analytics", {**env, "METER_TARGET": meter.target, "VEHICLE_TARGET": vehicle.target}
+            )
+            services.append(analytics)
+            end_us = config.start_us + config.minutes * MINUTE_US
+            latency = phases.analytics(
+                analytics.target,
+                database_url,
+                [f"VH-{v:05d}" for v in range(plan.vehicles)],
+                end_us=end_us,
+                calls=plan.analytics_calls,
+            )
+            results["analytics"] = asdict(latency)
+        results["server_peak_rss_mib"] = {s.service: peak_rss_mib(s.pid) for s in services}
+        for service in services:
+            service.stop()
+        services.clear()
+        if "fleet" not in skip:
+            from services.bench.fleet_streams import run_fleet
+
+            fleet = run_fleet(
+                database_url=database_url,
+                streams=plan.fleet_streams,
+                batches_per_stream=plan.fleet_batches,
+                batch_size=5,
+                interval_seconds=2.0,
+                start_micros=DAY_START_US - 72 * 60 * MINUTE_US,
+            )
+            results["fleet"] = asdict(fleet)
+    finally:
+        for service in services:
+            service.stop()
+        drop_database(server_url, database_url)
+    ratios = results.setdefault("ratios", {})
+    if "limit_per_s" in results:
+        ratios["ingest_vs_limit"] = results["ingest_per_s"] / results["limit_per_s"]
+    if "per_request_per_s" in results:
+        ratios["ingest_vs_per_request"] = results["ingest_per_s"] / results["per_request_per_s"]
+    if "analytics" in results:
+        ratios["analytics_p99_vs_sql_p99"] = (
+            results["analytics"]["grpc_p99_ms"] / results["analytics"]["sql_p99_ms"]
+        )
+    return results
+
+
+def table(results: dict[str, Any]) -> str:
+    rows = [("measure", "result")]
+    rows.append(("readings per ingest phase", f"{results['readings']:,}"))
+    if "limit_per_s" in results:
+        rows.append(("limit: psycopg, same SQL, no gRPC", f"{results['limit_per_s']:,.0f} /s"))
+    rows.append(
+        ("ingest: IngestReadings streams, both services", f"{results['ingest_per_s']:,.0f} /s")
+    )
+    if "per_request_per_s" in results:
+        rows.append(
+            (
+                "per-request: INSERT + UPSERT per reading, 10 connections",
+                f"{results['per_request_per_s']:,.0f} /s",
+            )
+        )
+    for name, ratio in results.get("ratios", {}).items():
+        rows.append((f"ratio {name.replace('_', ' ')}", f"{ratio:.2f}"))
+    if "unary" in results:
+        u = results["unary"]
+        rows.append(
+            (
+                f"unary: IngestReading, {u['in_flight']} in flight",
+                f"{u['per_s']:,.0f} /s, {u['errors']} errors",
+            )
+        )
+    if "day" in results:
+        d = results["day"]
+        rows.append(
+            (
+                "day: 14.4M + 14.4M readings end to end",
+                f"{d['seconds']:.0f} s ({d['per_s']:,.0f} /s)",
+            )
+        )
+    if "fleet" in results:
+        f = results["fleet"]
+        rows.append(
+            (
+                f"fleet: {f['streams']:,} concurrent streams on one MeterService",
+                f"{f['errors']} errors, {f['readings_stored']:,}/{f['readings_sent']:,} "
+                f"stored, peak RSS {f['server_peak_rss_mib']:.0f} MiB",
+            )
+        )
+    if "analytics" in results:
+        a = results["analytics"]
+        rows.append(
+            (
+                "analytics: GetVehiclePerformance p50 / p99",
+                f"{a['grpc_p50_ms']:.1f} / {a['grpc_p99_ms']:.1f} ms",
+            )
+        )
+        rows.append(
+            ("analytics: bare SQL p50 / p99", f"{a['sql_p50_ms']:.1f} / {a['sql_p99_ms']:.1f} ms")
+        )
+    if "status" in results:
+        s = results["status"]
+        rows.append(
+            (
+                f"status: list all {s['chargers']:,} charger statuses p50 / p99",
+                f"{s['p50_ms']:.1f} / {s['p99_ms']:.1f} ms",
+            )
+        )
+    width = max(len(r[0]) for r in rows)
+    lines = [f"| {rows[0][0]:<{width}} | {rows[0][1]} |", f"|{'-' * (width + 2)}|---|"]
+    lines += [f"| {name:<{width}} | {value} |" for name, value in rows[1:]]
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    plan = QUICK if args.quick else FULL
+    server_url = os.environ.get("DATABASE_URL") or os.environ.get("METER_DATABASE_URL")
+    embedded = None
+    if not server_url:
+        embedded = EmbeddedPostgres(Path("var") / "bench-postgres")
+        server_url = embedded.start()
+    started = time.perf_counter()
+    try:
+        results = benchmark(server_url, plan, set(args.skip))
+    finally:
+        if embedded is not None:
+            embedded.stop()
+    results["mode"] = "quick" if args.quick else "full"
+    results["wall_seconds"] = time.perf_counter() - started
+    results["finished"] = datetime.now(UTC).isoformat(timespec="seconds")
+    output = args.output or Path("bench-results") / (
+        f"bench-{results['mode']}-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
+    )
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(results, indent=2, default=str))
+    print(table(results))
+    print(
+        f"\n{results['mode']} run in {results['wall_seconds']:.0f} s; results in {output}",
+        file=sys.stderr,
+    )
+    return 0

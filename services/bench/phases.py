@@ -1,0 +1,275 @@
+"""The benchmark's measurements, each against the same fresh database and fleet."""
+
+from __future__ import annotations
+
+import random
+import statistics
+import threading
+import time
+from collections.abc import Sequence
+from concurrent import futures
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+import psycopg
+from energy.analytics.v1 import analytics_service_pb2, analytics_service_pb2_grpc
+from energy.meter.v1 import meter_pb2, meter_service_pb2, meter_service_pb2_grpc
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from services.analytics.correlation import Session, attribution_intervals
+from services.common.database import create_engine
+from services.common.group_commit import ReadingTable
+from services.meter.repository import READINGS_TABLE as METER_TABLE
+from services.meter.repository import MeterRepository
+from services.simulate.feed import FeedResult, feed
+from services.simulate.fleet import Fleet, FleetConfig, MeterRow, VehicleRow
+from services.vehicle.repository import READINGS_TABLE as VEHICLE_TABLE
+from services.vehicle.repository import VehicleRepository
+
+TABLES = (
+    "meter.meter_readings",
+    "meter.charger_status",
+    "vehicle.vehicle_readings",
+    "vehicle.vehicle_status",
+)
+
+
+def truncate(database_url: str) -> None:
+    with psycopg.connect(database_url) as connection:
+        connection.execute(f"TRUNCATE {', '.join(TABLES)}")
+
+
+def count_rows(database_url: str, table: str) -> int:
+    with psycopg.connect(database_url) as connection:
+        row = connection.execute(f"SELECT count(*) FROM {table}").fetchone()
+    return int(row[0]) if row else 0
+
+
+def fleet_rows(config: FleetConfig) -> tuple[list[MeterRow], list[VehicleRow]]:
+    meters: list[MeterRow] = []
+    vehicles: list[VehicleRow] = []
+    for minute in Fleet(config).minutes():
+        meters += minute.meter_rows
+        vehicles += minute.vehicle_rows
+    return meters, vehicles
+
+
+def percentile(values: Sequence[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * share))]
+
+
+# --- limit: the writers' SQL driven by psycopg alone ------------------------------------------
+
+
+def _write_share(
+    database_url: str, table: ReadingTable, rows: Sequence[tuple[Any, ...]], batch_size: int
+) -> None:
+    with psycopg.connect(database_url, autocommit=True) as connection:
+        connection.execute(table.staging_ddl)
+        for first in range(0, len(rows), batch_size):
+            batch = rows[first : first + batch_size]
+            with connection.cursor() as cursor:
+                with cursor.copy(table.copy_sql) as copy:
+                    copy.set_types(table.copy_types)
+                    for row in batch:
+                        copy.write_row(row)
+                cursor.execute(table.write_sql.format(staged=len(batch)).encode())
+
+
+def limit(
+    database_url: str,
+    meters: list[MeterRow],
+    vehicles: list[VehicleRow],
+    *,
+    writers: int,
+    batch_size: int,
+) -> float:
+    """Readings/s when psycopg runs the same COPY → staging → insert → hot upsert as the
+    services' writers, with as many connections per table, and no gRPC at all."""
+    truncate(database_url)
+    shares: list[tuple[ReadingTable, list[tuple[Any, ...]]]] = []
+    for table, rows in ((METER_TABLE, meters), (VEHICLE_TABLE, vehicles)):
+        split: list[list[tuple[Any, ...]]] = [[] for _ in range(writers)]
+        for row in rows:
+            split[hash(row[0]) % writers].append(row)
+        shares += [(table, share) for share in split]
+    threads = [
+        threading.Thread(target=_write_share, args=(database_url, table, share, batch_size))
+        for table, share in shares
+    ]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    seconds = time.perf_counter() - started
+    stored = count_rows(database_url, "meter.meter_readings") + count_rows(
+        database_url, "vehicle.vehicle_readings"
+    )
+    assert stored == len(meters) + len(vehicles), f"limit stored {stored}"
+    return stored / seconds
+
+
+# --- per-request: the original design's insert-then-upsert per reading ----------------------
+
+_PER_REQUEST_INSERT = (
+    "INSERT INTO meter.meter_readings (meter_id, read_time, kwh_consumed_ac, voltage) "
+    "VALUES (%s, timestamptz 'epoch' + %s * interval '1 microsecond', %s, %s)"
+)
+_PER_REQUEST_UPSERT = (
+    "INSERT INTO meter.charger_status (meter_id, kwh_consumed_ac, voltage, read_time, update_time) "
+    "VALUES (%s, %s, %s, timestamptz 'epoch' + %s * interval '1 microsecond', now()) "
+    "ON CONFLICT (meter_id) DO UPDATE SET kwh_consumed_ac = excluded.kwh_consumed_ac, "
+    "voltage = excluded.voltage, read_time = excluded.read_time, update_time = now()"
+)
+
+
+def per_request(database_url: str, sample: list[MeterRow], connections: int = 10) -> float:
+    """Readings/s of one INSERT and one UPSERT per reading, each reading its own transaction,
+    over 10 concurrent connections (the original's pool size)."""
+    shares = [sample[i::connections] for i in range(connections)]
+
+    def work(rows: list[MeterRow]) -> None:
+        with psycopg.connect(database_url) as connection:
+            for meter_id, micros, kwh, voltage in rows:
+                connection.execute(_PER_REQUEST_INSERT, (meter_id, micros, kwh, voltage))
+                connection.execute(_PER_REQUEST_UPSERT, (meter_id, kwh, voltage, micros))
+                connection.commit()
+
+    started = time.perf_counter()
+    with futures.ThreadPoolExecutor(connections) as pool:
+        list(pool.map(work, shares))
+    return len(sample) / (time.perf_counter() - started)
+
+
+# --- through the services -----------------------------------------------------------------
+
+
+def ingest(meter_target: str, vehicle_target: str, config: FleetConfig, streams: int) -> FeedResult:
+    with (
+        grpc.insecure_channel(meter_target) as meters,
+        grpc.insecure_channel(vehicle_target) as vehicles,
+    ):
+        return feed(Fleet(config), meters, vehicles, streams=streams, progress=False)
+
+
+def unary(meter_target: str, readings: int, in_flight: int, start_us: int) -> tuple[float, int]:
+    """Readings/s of IngestReading with `in_flight` concurrent calls; returns (rate, errors)."""
+    errors = 0
+    done = threading.Semaphore(in_flight)
+    lock = threading.Lock()
+
+    def finished(future: grpc.Future) -> None:
+        nonlocal errors
+        if future.exception() is not None:
+            with lock:
+                errors += 1
+        done.release()
+
+    with grpc.insecure_channel(meter_target) as channel:
+        call = meter_service_pb2_grpc.MeterServiceStub(channel).IngestReading
+        started = time.perf_counter()
+        for k in range(readings):
+            micros = start_us + (k // in_flight) * 60_000_000
+            reading = meter_pb2.MeterReading(
+                meter_id=f"UNARY-{k % in_flight:04d}",
+                kwh_consumed_ac=0.2,
+                voltage=230.0,
+                timestamp=Timestamp(seconds=micros // 1_000_000),
+            )
+            done.acquire()
+            future = call.future(
+                meter_service_pb2.IngestReadingRequest(reading=reading), timeout=60
+            )
+            future.add_done_callback(finished)
+        for _ in range(in_flight):
+            done.acquire()
+        return readings / (time.perf_counter() - started), errors
+
+
+def status_listing(meter_target: str, calls: int) -> tuple[float, float, int]:
+    """p50/p99 ms of listing every charger status in pages of 10,000; and how many there are."""
+    latencies: list[float] = []
+    count = 0
+    with grpc.insecure_channel(meter_target) as channel:
+        stub = meter_service_pb2_grpc.MeterServiceStub(channel)
+        for _ in range(calls + 3):
+            started = time.perf_counter()
+            count = 0
+            token = ""
+            while True:
+                page = stub.ListChargerStatuses(
+                    meter_service_pb2.ListChargerStatusesRequest(
+                        page_size=10_000, page_token=token
+                    ),
+                    timeout=30,
+                )
+                count += len(page.charger_statuses)
+                token = page.next_page_token
+                if not token:
+                    break
+            latencies.append((time.perf_counter() - started) * 1000)
+    measured = latencies[3:]  # the first calls warm connections and plans
+    return statistics.median(measured), percentile(measured, 0.99), count
+
+
+@dataclass
+class AnalyticsLatency:
+    grpc_p50_ms: float
+    grpc_p99_ms: float
+    sql_p50_ms: float
+    sql_p99_ms: float
+    calls: int
+
+
+def analytics(
+    analytics_target: str,
+    database_url: str,
+    vehicle_ids: Sequence[str],
+    *,
+    end_us: int,
+    calls: int,
+    seed: int = 7,
+) -> AnalyticsLatency:
+    """GetVehiclePerformance over random vehicles, next to the bare SQL of the same computation
+    (the sessions statement, then the consumption statement for their intervals)."""
+    rng = random.Random(seed)
+    picks = [rng.choice(vehicle_ids) for _ in range(calls + 20)]
+    window_us = 24 * 3600 * 1_000_000
+    grpc_ms: list[float] = []
+    with grpc.insecure_channel(analytics_target) as channel:
+        stub = analytics_service_pb2_grpc.AnalyticsServiceStub(channel)
+        end = Timestamp(seconds=end_us // 1_000_000)
+        for vehicle_id in picks:
+            request = analytics_service_pb2.GetVehiclePerformanceRequest(
+                vehicle_id=vehicle_id, end_time=end
+            )
+            started = time.perf_counter()
+            stub.GetVehiclePerformance(request, timeout=10)
+            grpc_ms.append((time.perf_counter() - started) * 1000)
+    engine = create_engine(database_url, pool_size=1, connect_timeout=5, name="bench-sql")
+    vehicles, meters = VehicleRepository(engine), MeterRepository(engine)
+    sql_ms: list[float] = []
+    for vehicle_id in picks:
+        started = time.perf_counter()
+        rows = vehicles.list_sessions(vehicle_id, end_us - window_us, end_us, 300_000_000)
+        sessions = [Session(*row) for row in rows]
+        intervals = attribution_intervals(sessions, end_us - window_us, end_us, 30_000_000)
+        if intervals:
+            meters.summarize(
+                [i.charger_id for i in intervals],
+                [i.start_us for i in intervals],
+                [i.end_us for i in intervals],
+            )
+        sql_ms.append((time.perf_counter() - started) * 1000)
+    engine.dispose()
+    grpc_ms, sql_ms = grpc_ms[20:], sql_ms[20:]  # warm-up
+    return AnalyticsLatency(
+        statistics.median(grpc_ms),
+        percentile(grpc_ms, 0.99),
+        statistics.median(sql_ms),
+        percentile(sql_ms, 0.99),
+        calls,
+    )
