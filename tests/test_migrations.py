@@ -73,3 +73,16 @@ def test_natural_keys_types_and_index(database_url):
     assert types["read_time"] == "timestamp with time zone"
     assert types["soc"] == types["kwh_delivered_dc"] == "double precision"
     assert [row[0].split(" USING ")[1] for row in index] == ["btree (charger_id, read_time)"]
+
+
+def test_status_tables_are_tuned_for_constant_updates(database_url):
+    with psycopg.connect(database_url) as connection:
+        options = dict(
+            connection.execute(
+                "SELECT c.oid::regclass::text, c.reloptions FROM pg_class c "
+                "WHERE c.oid IN ('meter.charger_status'::regclass, 'vehicle.vehicle_status'::regclass)"
+            ).fetchall()
+        )
+    for table in ("meter.charger_status", "vehicle.vehicle_status"):
+        assert "fillfactor=50" in options[table]
+        assert "autovacuum_vacuum_threshold=5000" in options[table]

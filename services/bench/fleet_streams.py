@@ -32,6 +32,8 @@ METER_SERVICE = "energy.meter.v1.MeterService"
 STREAMS_PER_CHANNEL = 1000
 MINUTE_MICROS = 60_000_000
 _REPO_ROOT = Path(__file__).resolve().parents[2]
+# The server under test, as deployed; a module constant so an experiment can swap it.
+SERVER_COMMAND = [sys.executable, "-m", "services.cli", "serve", "meter"]
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
 _PAGE_KIB = os.sysconf("SC_PAGE_SIZE") // 1024
 
@@ -94,7 +96,7 @@ def _start_server(database_url: str, streams: int, timeout: float = 60.0) -> _Se
     }
     env.pop("METER_DATABASE_URL", None)  # it would win over DATABASE_URL
     process = subprocess.Popen(
-        [sys.executable, "-m", "services.cli", "serve", "meter"],
+        SERVER_COMMAND,
         env=env,
         cwd=_REPO_ROOT,
         stdin=subprocess.DEVNULL,

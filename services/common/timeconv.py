@@ -20,6 +20,12 @@ def micros_to_timestamp(micros: int) -> Timestamp:
     return Timestamp(seconds=seconds, nanos=rest * 1000)
 
 
+def set_timestamp(target: Timestamp, micros: int) -> None:
+    """Sets a Timestamp field in place (no intermediate message)."""
+    target.seconds, rest = divmod(micros, MICROS)
+    target.nanos = rest * 1000
+
+
 def duration_to_micros(duration: Duration) -> int:
     return duration.seconds * MICROS + duration.nanos // 1000
 

@@ -9,8 +9,9 @@ from sqlalchemy.engine import Engine
 
 from services.common.group_commit import ReadingTable
 
-# Times leave the database as integer microseconds since the epoch (exact, and cheap to convert).
-_MICROS = "(extract(epoch FROM {col}) * 1000000)::bigint"
+# Times leave the database as integer microseconds since the epoch: cheap to convert, and
+# exact (a double holds every microsecond of these centuries; extract() would be numeric, slower).
+_MICROS = "round(date_part('epoch', {col}) * 1000000)::int8"
 
 
 class ChargerStatusRow(NamedTuple):
@@ -38,13 +39,20 @@ class MeterRepository:
         return None if row is None else ChargerStatusRow(*row)
 
     def list_statuses(self, after: str | None, limit: int) -> list[ChargerStatusRow]:
-        """Statuses in meter_id order, starting after `after`; keyset paging on the primary key."""
-        query = text(
+        """Statuses in meter_id order after `after`; keyset paging on the primary key.
+
+        The dashboards' hot path reads up to 10,000 rows: a binary psycopg cursor returns them
+        about twice as fast as SQLAlchemy's result rows."""
+        query = (
             f"SELECT {_STATUS_COLUMNS} FROM meter.charger_status "
-            "WHERE meter_id > :after ORDER BY meter_id LIMIT :limit"
+            "WHERE meter_id > %s ORDER BY meter_id LIMIT %s"
         )
-        with self._engine.connect() as connection:
-            rows = connection.execute(query, {"after": after or "", "limit": limit}).all()
+        pooled = self._engine.raw_connection()
+        try:
+            with pooled.driver_connection.cursor(binary=True) as cursor:  # type: ignore[union-attr]
+                rows = cursor.execute(query, (after or "", limit)).fetchall()
+        finally:
+            pooled.close()  # back to the pool, which rolls the read transaction back
         return [ChargerStatusRow(*row) for row in rows]
 
     def summarize(

@@ -8,19 +8,19 @@ import grpc
 from energy.meter.v1 import meter_pb2, meter_service_pb2, meter_service_pb2_grpc
 
 from services.common.errors import InvalidArgument, translate_errors
-from services.common.timeconv import micros_to_timestamp, timestamp_to_micros
+from services.common.timeconv import set_timestamp, timestamp_to_micros
 from services.meter.repository import ChargerStatusRow
 from services.meter.service import MeterReadings
 
 
-def status_message(row: ChargerStatusRow) -> meter_pb2.ChargerStatus:
-    return meter_pb2.ChargerStatus(
-        meter_id=row.meter_id,
-        kwh_consumed_ac=row.kwh_consumed_ac,
-        voltage=row.voltage,
-        timestamp=micros_to_timestamp(row.read_micros),
-        update_time=micros_to_timestamp(row.update_micros),
-    )
+def fill_status(status: meter_pb2.ChargerStatus, row: ChargerStatusRow) -> None:
+    """Fills a message in place: about three times cheaper than building it from keywords,
+    which matters when a page holds 10,000 statuses."""
+    status.meter_id = row.meter_id
+    status.kwh_consumed_ac = row.kwh_consumed_ac
+    status.voltage = row.voltage
+    set_timestamp(status.timestamp, row.read_micros)
+    set_timestamp(status.update_time, row.update_micros)
 
 
 class MeterServicer(meter_service_pb2_grpc.MeterServiceServicer):
@@ -55,16 +55,20 @@ class MeterServicer(meter_service_pb2_grpc.MeterServiceServicer):
     def GetChargerStatus(
         self, request: meter_service_pb2.GetChargerStatusRequest, context: grpc.ServicerContext
     ) -> meter_pb2.ChargerStatus:
-        return status_message(self._readings.get_status(request.meter_id))
+        status = meter_pb2.ChargerStatus()
+        fill_status(status, self._readings.get_status(request.meter_id))
+        return status
 
     @translate_errors
     def ListChargerStatuses(
         self, request: meter_service_pb2.ListChargerStatusesRequest, context: grpc.ServicerContext
     ) -> meter_service_pb2.ListChargerStatusesResponse:
         rows, next_token = self._readings.list_statuses(request.page_size, request.page_token)
-        return meter_service_pb2.ListChargerStatusesResponse(
-            charger_statuses=[status_message(row) for row in rows], next_page_token=next_token
-        )
+        response = meter_service_pb2.ListChargerStatusesResponse(next_page_token=next_token)
+        add = response.charger_statuses.add
+        for row in rows:
+            fill_status(add(), row)
+        return response
 
     @translate_errors
     def SummarizeConsumption(
