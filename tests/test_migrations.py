@@ -79,8 +79,8 @@ def test_status_tables_are_tuned_for_constant_updates(database_url):
     with psycopg.connect(database_url) as connection:
         options = dict(
             connection.execute(
-                "SELECT c.oid::regclass::text, c.reloptions FROM pg_class c "
-                "WHERE c.oid IN ('meter.charger_status'::regclass, 'vehicle.vehicle_status'::regclass)"
+                "SELECT c.oid::regclass::text, c.reloptions FROM pg_class c WHERE c.oid IN "
+                "('meter.charger_status'::regclass, 'vehicle.vehicle_status'::regclass)"
             ).fetchall()
         )
     for table in ("meter.charger_status", "vehicle.vehicle_status"):
