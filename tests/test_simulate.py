@@ -1,0 +1,119 @@
+"""The fleet simulator: deterministic, internally consistent, and what it streams is what the
+services store and correlate (each session's efficiency is its charger's own)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import psycopg
+import pytest
+from energy.analytics.v1 import analytics_service_pb2, analytics_service_pb2_grpc
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from services.simulate.fleet import MINUTE_US, Fleet, FleetConfig
+from tests.conftest import start_in_process
+
+pytestmark = pytest.mark.e2e
+
+SMALL = FleetConfig(chargers=40, vehicles=30, minutes=180, start_us=1_770_681_600 * 1_000_000)
+
+
+def all_rows(config: FleetConfig):
+    meters, vehicles = [], []
+    for minute in Fleet(config).minutes():
+        meters += minute.meter_rows
+        vehicles += minute.vehicle_rows
+    return meters, vehicles
+
+
+def test_same_seed_same_readings_other_seed_other_readings():
+    assert all_rows(SMALL) == all_rows(SMALL)
+    other = FleetConfig(**{**SMALL.__dict__, "seed": 2})
+    assert all_rows(other) != all_rows(SMALL)
+
+
+def test_fleet_is_physically_consistent():
+    meters, vehicles = all_rows(SMALL)
+    assert len(meters) == SMALL.chargers * SMALL.minutes
+    assert len({(row[0], row[1]) for row in meters}) == len(meters)
+    assert len({(row[0], row[1]) for row in vehicles}) == len(vehicles)
+    # A vehicle is on one charger at a time and a charger serves one vehicle at a time.
+    per_minute: dict[tuple[int, str], str] = {}
+    for vehicle_id, micros, charger_id, soc, dc, temp in vehicles:
+        minute = (micros - SMALL.start_us) // MINUTE_US
+        assert per_minute.setdefault((minute, charger_id), vehicle_id) == vehicle_id
+        assert 0 <= soc <= 100 and 0 <= dc <= 1000 and -60 <= temp <= 120
+    sessions = {(row[0], row[2]) for row in vehicles}
+    assert len({v for v, _ in sessions}) == SMALL.vehicles, "every vehicle charges"
+    assert any(len({c for v2, c in sessions if v2 == v}) > 1 for v, _ in sessions), "they move"
+    for _, _, kwh, voltage in meters:
+        assert kwh >= 0 and 200 < voltage < 500
+
+
+def test_simulate_command_streams_the_fleet_and_analytics_recovers_each_efficiency(database_url):
+    meter = start_in_process("meter", database_url)
+    vehicle = start_in_process("vehicle", database_url)
+    analytics = start_in_process(
+        "analytics", database_url, meter_target=meter.target, vehicle_target=vehicle.target
+    )
+    try:
+        env = {**os.environ, "METER_TARGET": meter.target, "VEHICLE_TARGET": vehicle.target}
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "services.cli",
+                "simulate",
+                "--chargers",
+                "40",
+                "--vehicles",
+                "30",
+                "--hours",
+                "3",
+                "--start",
+                "2026-02-10T00:00:00Z",
+                "--streams",
+                "3",
+                "--batch-size",
+                "100",
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+        meters, vehicles = all_rows(SMALL)
+        assert f"accepted {len(meters):>12,}" in result.stdout
+        with psycopg.connect(database_url) as connection:
+            stored = connection.execute(
+                "SELECT (SELECT count(*) FROM meter.meter_readings), "
+                "(SELECT count(*) FROM vehicle.vehicle_readings)"
+            ).fetchone()
+        assert stored == (len(meters), len(vehicles))
+
+        fleet = Fleet(SMALL)  # the same seed: the charger efficiencies the data was made with
+        efficiency = dict(zip(fleet.charger_ids, fleet.efficiency, strict=True))
+        end = Timestamp(seconds=(SMALL.start_us + SMALL.minutes * MINUTE_US) // 1_000_000)
+        with analytics.channel() as channel:
+            stub = analytics_service_pb2_grpc.AnalyticsServiceStub(channel)
+            for vehicle_id in ("VH-00000", "VH-00007", "VH-00029"):
+                performance = stub.GetVehiclePerformance(
+                    analytics_service_pb2.GetVehiclePerformanceRequest(
+                        vehicle_id=vehicle_id, end_time=end
+                    ),
+                    timeout=10,
+                )
+                expected_dc = sum(row[4] for row in vehicles if row[0] == vehicle_id)
+                assert performance.total_energy_delivered_dc == pytest.approx(expected_dc)
+                for session in performance.sessions:
+                    if session.energy_consumed_ac > 0:
+                        assert session.efficiency_ratio == pytest.approx(
+                            efficiency[session.charger_id], rel=1e-9
+                        )
+    finally:
+        for server in (analytics, vehicle, meter):
+            server.running.shutdown(5)
