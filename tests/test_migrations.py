@@ -77,7 +77,7 @@ def test_natural_keys_types_and_index(database_url):
 
 def test_status_tables_are_tuned_for_constant_updates(database_url):
     with psycopg.connect(database_url) as connection:
-        options = dict(
+        options: dict[str, list[str]] = dict(
             connection.execute(
                 "SELECT c.oid::regclass::text, c.reloptions FROM pg_class c WHERE c.oid IN "
                 "('meter.charger_status'::regclass, 'vehicle.vehicle_status'::regclass)"

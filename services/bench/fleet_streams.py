@@ -35,7 +35,6 @@ _REPO_ROOT = Path(__file__).resolve().parents[2]
 # The server under test, as deployed; a module constant so an experiment can swap it.
 SERVER_COMMAND = [sys.executable, "-m", "services.cli", "serve", "meter"]
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
-_PAGE_KIB = os.sysconf("SC_PAGE_SIZE") // 1024
 
 
 @dataclass
@@ -50,9 +49,11 @@ class FleetResult:
     server_cpu_seconds: float  # user+sys CPU the server used during the phase
     duration_seconds: float
     open_seconds: float  # time until all K streams were open and had sent their first batch
-    # Beyond the phase's contract, to tell whether all K were really held at once: the server
-    # runs one worker thread per live call, and the pool only grows when none is idle.
-    server_peak_threads: int = 0  # peak thread count of the server process
+    # Beyond the phase's contract, to tell whether the server really held all K at once (a
+    # client's write completes once HTTP/2 has it, before the server runs a handler for it).
+    all_held: bool = False  # every sent reading was stored before any stream closed
+    held_seconds: float = -1.0  # time until then; -1 when never
+    server_peak_threads: int = 0  # one worker thread per live call in the thread-pool server
     server_idle_threads: int = 0  # its thread count once SERVING, before any stream
     client_cpu_seconds: float = 0.0  # user+sys CPU of this (client) process during the phase
 
@@ -239,13 +240,29 @@ class _Tally:
     sent: int = 0
     errors: int = 0
     error_samples: list[str] = field(default_factory=list)
-    first_batches: int = 0
+    opened: int = 0  # streams that sent their first batch, or failed before
     open_at: float | None = None
+    written: int = 0  # streams that sent every batch, or failed before
+    all_written: asyncio.Event = field(default_factory=asyncio.Event)
+    release: asyncio.Event = field(default_factory=asyncio.Event)
+    held_at: float | None = None
 
     def error(self, sample: str) -> None:
         self.errors += 1
         if len(self.error_samples) < 5 and sample not in self.error_samples:
             self.error_samples.append(sample)
+        # A stream that failed is no longer held: nothing left to wait for.
+        self.release.set()
+
+    def stream_opened(self, now: float) -> None:
+        self.opened += 1
+        if self.opened == self.streams:
+            self.open_at = now
+
+    def stream_written(self) -> None:
+        self.written += 1
+        if self.written == self.streams:
+            self.all_written.set()
 
 
 def _batch(
@@ -291,6 +308,7 @@ async def _one_stream(
 ) -> None:
     loop = asyncio.get_running_loop()
     call = stub.IngestReadings(timeout=timeout)
+    opened = written = False
     try:
         for number in range(batches):
             # Absolute schedule, so a slow write does not push every later batch back.
@@ -301,26 +319,55 @@ async def _one_stream(
                 _batch(meter_id, charger, number * batch_size, batch_size, start_micros)
             )
             tally.sent += batch_size
-            if number == 0:
-                tally.first_batches += 1
-                if tally.first_batches == tally.streams:
-                    tally.open_at = loop.time()
+            if not opened:
+                opened = True
+                tally.stream_opened(loop.time())
+        written = True
+        tally.stream_written()
+        await tally.release.wait()
         await call.done_writing()
         response = await call
-    except grpc.aio.AioRpcError as error:
+    except Exception as error:
+        # A failed stream still counts as settled, so neither milestone waits for it.
+        if not opened:
+            tally.stream_opened(loop.time())
+        if not written:
+            tally.stream_written()
+        if not isinstance(error, grpc.aio.AioRpcError):
+            # A write on a call the server already ended raises InvalidStateError; the call's
+            # own status says why.
+            try:
+                await call
+            except grpc.aio.AioRpcError as status:
+                error = status
+            except Exception:
+                pass
         tally.error(_describe(error))
         return
-    except Exception as error:
-        # A write on a call the server already ended raises InvalidStateError; the call's own
-        # status says why.
-        try:
-            await call
-        except grpc.aio.AioRpcError as status:
-            tally.error(_describe(status))
-        else:
-            tally.error(_describe(error))
-        return
     tally.acknowledged += response.accepted + response.duplicates
+
+
+async def _hold_until_stored(
+    tally: _Tally, database_url: str, meter_prefix: str, baseline: int, timeout: float
+) -> None:
+    """Keeps every stream open until the database holds every reading sent.
+
+    A handler consumes a stream's messages only while it runs, and none can finish before its
+    stream closes; so once all readings are stored with no stream closed yet, the server was
+    running all K calls at the same time. Gives up after `timeout` or at the first error."""
+    try:
+        await tally.all_written.wait()
+        if baseline == 0 and not tally.release.is_set():
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + timeout
+            while loop.time() < deadline and not tally.release.is_set():
+                stored = await asyncio.to_thread(_count_stored, database_url, meter_prefix)
+                if stored >= tally.sent:
+                    tally.held_at = loop.time()
+                    break
+                await asyncio.sleep(0.5)
+    finally:
+        tally.release.set()
 
 
 async def _drive_fleet(
@@ -332,8 +379,13 @@ async def _drive_fleet(
     interval: float,
     start_micros: int,
     meter_prefix: str,
+    database_url: str,
+    hold_timeout: float,
 ) -> tuple[_Tally, float]:
+    """Runs the fleet; returns the tally and the loop time it started at."""
     tally = _Tally(streams)
+    # Rows already there (a rerun) would make "all stored" meaningless: then nothing is held.
+    baseline = await asyncio.to_thread(_count_stored, database_url, meter_prefix)
     channel_count = max(1, -(-streams // STREAMS_PER_CHANNEL))
     channels = [
         grpc.aio.insecure_channel(
@@ -344,14 +396,18 @@ async def _drive_fleet(
         )
         for _ in range(channel_count)
     ]
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
     try:
         for channel in channels:
             await asyncio.wait_for(channel.channel_ready(), timeout=30)
         stubs = [meter_service_pb2_grpc.MeterServiceStub(channel) for channel in channels]
-        loop = asyncio.get_running_loop()
-        # Time for the stream's own schedule plus generous room for a loaded server.
-        timeout = interval * (batches + 1) + 300.0
+        # The stream's own schedule, the hold, and generous room for a loaded server.
+        timeout = interval * (batches + 1) + hold_timeout + 300.0
         t0 = loop.time()
+        holder = asyncio.create_task(
+            _hold_until_stored(tally, database_url, meter_prefix, baseline, hold_timeout)
+        )
         tasks = [
             asyncio.create_task(
                 _one_stream(
@@ -372,11 +428,11 @@ async def _drive_fleet(
             for index in range(streams)
         ]
         await asyncio.gather(*tasks)
-        open_seconds = (tally.open_at - t0) if tally.open_at is not None else float("nan")
+        await holder
     finally:
         for channel in channels:
             await channel.close()
-    return tally, open_seconds
+    return tally, t0
 
 
 # ---------------------------------------------------------------------------------------------
@@ -402,12 +458,15 @@ def run_fleet(
     interval_seconds: float,
     start_micros: int,
     meter_prefix: str = "FLEET",
+    hold_timeout_seconds: float = 120.0,
 ) -> FleetResult:
     """Runs the fleet phase against a fresh MeterService process; the database must be migrated.
 
     Readings are one minute apart from `start_micros`, which must leave every reading in the
-    past. Stored rows are counted by prefix, so a rerun on the same database with the same
-    prefix and start stores nothing new (the readings come back as duplicates)."""
+    past. After its last batch each stream stays open until every reading sent is stored (at
+    most `hold_timeout_seconds`), which proves the server held all streams at once; with rows
+    of the prefix already stored (a rerun) there is nothing to prove that with and streams
+    close at once. Stored rows are counted by prefix."""
     if streams <= 0 or batches_per_stream <= 0 or batch_size <= 0:
         raise ValueError("streams, batches_per_stream and batch_size must be positive")
     last_micros = start_micros + (batches_per_stream * batch_size - 1) * MINUTE_MICROS
@@ -423,7 +482,7 @@ def run_fleet(
         cpu_before = _cpu_seconds(pid)
         client_before = os.times()
         started = time.monotonic()
-        tally, open_seconds = asyncio.run(
+        tally, t0 = asyncio.run(
             _drive_fleet(
                 server.target,
                 streams=streams,
@@ -432,6 +491,8 @@ def run_fleet(
                 interval=interval_seconds,
                 start_micros=start_micros,
                 meter_prefix=meter_prefix,
+                database_url=database_url,
+                hold_timeout=hold_timeout_seconds,
             )
         )
         duration = time.monotonic() - started
@@ -452,7 +513,9 @@ def run_fleet(
         server_peak_rss_mib=round(sampler.peak_rss_kib / 1024, 1),
         server_cpu_seconds=round(cpu_used, 2),
         duration_seconds=round(duration, 2),
-        open_seconds=round(open_seconds, 2),
+        open_seconds=round(tally.open_at - t0, 2) if tally.open_at is not None else -1.0,
+        all_held=tally.held_at is not None,
+        held_seconds=round(tally.held_at - t0, 2) if tally.held_at is not None else -1.0,
         server_peak_threads=sampler.peak_threads,
         server_idle_threads=idle_threads,
         client_cpu_seconds=round(
@@ -470,6 +533,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=5)
     parser.add_argument("--interval", type=float, default=2.0)
     parser.add_argument("--prefix", default="FLEET")
+    parser.add_argument("--hold-timeout", type=float, default=120.0)
     parser.add_argument(
         "--start-micros",
         type=int,
@@ -490,6 +554,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         interval_seconds=args.interval,
         start_micros=start,
         meter_prefix=args.prefix,
+        hold_timeout_seconds=args.hold_timeout,
     )
     print(json.dumps(asdict(result), indent=2))
     return 0
