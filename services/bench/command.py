@@ -264,7 +264,10 @@ def table(results: dict[str, Any]) -> str:
             (
                 f"fleet: {f['streams']:,} concurrent streams on one MeterService",
                 f"{f['errors']} errors, {f['readings_stored']:,}/{f['readings_sent']:,} "
-                f"stored, peak RSS {f['server_peak_rss_mib']:.0f} MiB",
+                f"stored, all open at once: {'yes' if f['all_held'] else 'no'}, "
+                f"peak RSS {f['server_peak_rss_mib']:.0f} MiB, "
+                f"{f['server_peak_threads']:,} threads, "
+                f"server CPU {f['server_cpu_seconds']:.0f} s in {f['duration_seconds']:.0f} s",
             )
         )
     if "analytics" in results:

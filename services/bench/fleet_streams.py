@@ -12,28 +12,22 @@ import argparse
 import asyncio
 import json
 import os
-import signal
-import subprocess
-import sys
 import threading
 import time
-from collections import deque
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 import grpc
 import psycopg
 from energy.meter.v1 import meter_pb2, meter_service_pb2, meter_service_pb2_grpc
 from google.protobuf import timestamp_pb2
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from services.bench.processes import ServiceProcess, start_service
 
 METER_SERVICE = "energy.meter.v1.MeterService"
 STREAMS_PER_CHANNEL = 1000
 MINUTE_MICROS = 60_000_000
-_REPO_ROOT = Path(__file__).resolve().parents[2]
 # The server under test, as deployed; a module constant so an experiment can swap it.
-SERVER_COMMAND = [sys.executable, "-m", "services.cli", "serve", "meter"]
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
@@ -62,106 +56,19 @@ class FleetResult:
 # The server process
 
 
-@dataclass
-class _Server:
-    process: subprocess.Popen[str]
-    port: int
-    log_tail: deque[str]
-
-    @property
-    def target(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    def stop(self, timeout: float = 60.0) -> int:
-        """SIGTERM lets it drain and exit 0; a server that hangs is killed."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                return self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-        return self.process.wait(10)
-
-
-def _start_server(database_url: str, streams: int, timeout: float = 60.0) -> _Server:
-    env = {
-        **os.environ,
-        "DATABASE_URL": database_url,
-        "METER_LISTEN_ADDR": "127.0.0.1:0",
-        # Each streaming call holds one worker thread for its whole life.
-        "GRPC_MAX_WORKERS": str(streams + 64),
-        "GRPC_MAX_CONCURRENT_RPCS": str(streams + 64),
-        # Streams opened faster than workers pick them up queue here instead of being cancelled.
-        "GRPC_MAX_PENDING_REQUESTS": str(max(20_000, 2 * streams)),
-        "LOG_LEVEL": "INFO",
-    }
-    env.pop("METER_DATABASE_URL", None)  # it would win over DATABASE_URL
-    process = subprocess.Popen(
-        SERVER_COMMAND,
-        env=env,
-        cwd=_REPO_ROOT,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    tail: deque[str] = deque(maxlen=50)
-    port_found = threading.Event()
-    ports: list[int] = []
-
-    def drain() -> None:
-        # Keeps reading for the child's whole life so a full pipe never blocks its logging.
-        assert process.stderr is not None
-        for line in process.stderr:
-            tail.append(line)
-            if not port_found.is_set():
-                try:
-                    entry = json.loads(line)
-                except ValueError:
-                    continue
-                if isinstance(entry, dict) and entry.get("message") == "listening":
-                    ports.append(int(entry["port"]))
-                    port_found.set()
-        port_found.set()  # EOF: wake the waiter, which sees no port
-
-    threading.Thread(target=drain, name="meter-stderr", daemon=True).start()
-    if not port_found.wait(timeout) or not ports:
-        if process.poll() is None:
-            process.kill()
-        process.wait(10)
-        raise RuntimeError(
-            f"MeterService did not start (exit {process.returncode}):\n{''.join(tail)}"
-        )
-    server = _Server(process, ports[0], tail)
-    try:
-        _wait_serving(server, timeout)
-    except BaseException:
-        server.stop(10)
-        raise
-    return server
-
-
-def _wait_serving(server: _Server, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    last: object = None
-    with grpc.insecure_channel(server.target) as channel:
-        stub = health_pb2_grpc.HealthStub(channel)
-        while time.monotonic() < deadline:
-            if server.process.poll() is not None:
-                break
-            try:
-                response = stub.Check(
-                    health_pb2.HealthCheckRequest(service=METER_SERVICE), timeout=5
-                )
-                last = response.status
-                if response.status == health_pb2.HealthCheckResponse.SERVING:
-                    return
-            except grpc.RpcError as error:
-                last = error.code()
-            time.sleep(0.1)
-    raise RuntimeError(
-        f"MeterService not SERVING (last {last}, exit {server.process.poll()}):\n"
-        + "".join(server.log_tail)
+def _start_server(database_url: str, streams: int) -> ServiceProcess:
+    return start_service(
+        "meter",
+        {
+            "DATABASE_URL": database_url,
+            "METER_DATABASE_URL": "",  # it would win over DATABASE_URL
+            # Each streaming call holds one worker thread for its whole life.
+            "GRPC_MAX_WORKERS": str(streams + 64),
+            "GRPC_MAX_CONCURRENT_RPCS": str(streams + 64),
+            # Streams opened faster than workers pick them up queue here instead of being
+            # cancelled.
+            "GRPC_MAX_PENDING_REQUESTS": str(max(20_000, 2 * streams)),
+        },
     )
 
 
@@ -308,6 +215,9 @@ async def _one_stream(
 ) -> None:
     loop = asyncio.get_running_loop()
     call = stub.IngestReadings(timeout=timeout)
+    # A call that ends while held (the server cancelled it) ends the hold for all, so the
+    # failure is counted now rather than when the hold times out.
+    call.add_done_callback(lambda _call: tally.release.set())
     opened = written = False
     try:
         for number in range(batches):
@@ -474,11 +384,11 @@ def run_fleet(
         raise ValueError("readings must fall after 2000-01-01 and in the past")
 
     server = _start_server(database_url, streams)
+    pid = server.pid
+    idle_threads = _proc_status(pid).threads
+    sampler = _ProcSampler(pid)
+    sampler.start()
     try:
-        pid = server.process.pid
-        idle_threads = _proc_status(pid).threads
-        sampler = _ProcSampler(pid)
-        sampler.start()
         cpu_before = _cpu_seconds(pid)
         client_before = os.times()
         started = time.monotonic()
@@ -498,8 +408,8 @@ def run_fleet(
         duration = time.monotonic() - started
         cpu_used = _cpu_seconds(pid) - cpu_before
         client_after = os.times()
-        sampler.stop()
     finally:
+        sampler.stop()  # before the server exits, while its VmHWM can still be read
         exit_code = server.stop()
     if exit_code != 0:
         tally.error(f"server exited {exit_code}")

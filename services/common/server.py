@@ -68,6 +68,9 @@ def server_options(settings: Settings) -> list[tuple[str, int]]:
         ("grpc.max_send_message_length", settings.grpc_max_message_bytes),
         # Thousands of streams opened at once would otherwise be cancelled before a handler runs.
         ("grpc.server.max_pending_requests", settings.grpc_max_pending_requests),
+        # A call waits for its handler thread at most this long before gRPC cancels it (default
+        # 30 s); 10,000 streams opened at once are taken on at ~500-1,000 a second.
+        ("grpc.server_max_unrequested_time_in_server", 300),
         ("grpc.keepalive_permit_without_calls", 1),
         ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
     ]

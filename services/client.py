@@ -1,0 +1,136 @@
+"""The client side that internal callers and the simulator use: channels with retries for
+UNAVAILABLE and RESOURCE_EXHAUSTED only (backoff and retry throttling in the service config),
+a default deadline on every call, keepalive; and a streaming sender that keeps what the server
+has not acknowledged and sends it again after a failure (at-least-once; the server's natural-key
+dedup makes it exactly-once in the tables)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+
+log = logging.getLogger(__name__)
+
+SERVICES = (
+    "energy.meter.v1.MeterService",
+    "energy.vehicle.v1.VehicleService",
+    "energy.analytics.v1.AnalyticsService",
+)
+RETRYABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED)
+DEFAULT_DEADLINE_SECONDS = 30.0
+
+SERVICE_CONFIG = json.dumps(
+    {
+        "methodConfig": [
+            {
+                "name": [{"service": name} for name in SERVICES],
+                "timeout": f"{DEFAULT_DEADLINE_SECONDS:g}s",
+                "retryPolicy": {
+                    "maxAttempts": 5,
+                    "initialBackoff": "0.1s",
+                    "maxBackoff": "5s",
+                    "backoffMultiplier": 2,
+                    "retryableStatusCodes": ["UNAVAILABLE", "RESOURCE_EXHAUSTED"],
+                },
+            }
+        ],
+        # Stop retrying when most calls fail: retries must not pile onto an overloaded server.
+        "retryThrottling": {"maxTokens": 20, "tokenRatio": 0.1},
+    }
+)
+
+CHANNEL_OPTIONS: list[tuple[str, Any]] = [
+    ("grpc.service_config", SERVICE_CONFIG),
+    ("grpc.enable_retries", 1),
+    ("grpc.keepalive_time_ms", 30_000),
+    ("grpc.keepalive_timeout_ms", 10_000),
+    ("grpc.http2.max_pings_without_data", 0),
+    ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+]
+
+
+def channel(target: str, credentials: grpc.ChannelCredentials | None = None) -> grpc.Channel:
+    """A channel to one of our services (plaintext unless credentials are given)."""
+    if credentials is None:
+        return grpc.insecure_channel(target, options=CHANNEL_OPTIONS)
+    return grpc.secure_channel(target, credentials, options=CHANNEL_OPTIONS)
+
+
+@dataclass
+class SendTotals:
+    accepted: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+    resends: int = 0  # streams that failed and were sent again
+    rejections: list[Any] = field(default_factory=list)
+
+
+class ResilientStreamSender:
+    """Sends readings over IngestReadings streams of at most `stream_readings` readings each.
+
+    A stream's readings count as delivered only once its response arrives (that is the server's
+    commit acknowledgement); until then they are kept, and a stream that fails with UNAVAILABLE
+    or RESOURCE_EXHAUSTED is sent again whole, with exponential backoff, until `give_up_after`
+    seconds pass. Readings committed by the failed attempt come back as duplicates."""
+
+    def __init__(
+        self,
+        call: Callable[..., Any],
+        make_request: Callable[[Sequence[Any]], Any],
+        *,
+        batch_size: int = 500,
+        stream_readings: int = 50_000,
+        deadline: float = 120.0,
+        give_up_after: float = 120.0,
+    ) -> None:
+        self._call = call
+        self._make_request = make_request
+        self._batch_size = batch_size
+        self._stream_readings = stream_readings
+        self._deadline = deadline
+        self._give_up_after = give_up_after
+        self._pending: list[Any] = []
+        self.totals = SendTotals()
+
+    def send(self, readings: Sequence[Any]) -> None:
+        self._pending.extend(readings)
+        while len(self._pending) >= self._stream_readings:
+            self._deliver(self._pending[: self._stream_readings])
+            del self._pending[: self._stream_readings]
+
+    def flush(self) -> SendTotals:
+        if self._pending:
+            self._deliver(self._pending)
+            self._pending = []
+        return self.totals
+
+    def _deliver(self, readings: Sequence[Any]) -> None:
+        give_up = time.monotonic() + self._give_up_after
+        backoff = 0.1
+        while True:
+            requests = (
+                self._make_request(readings[first : first + self._batch_size])
+                for first in range(0, len(readings), self._batch_size)
+            )
+            try:
+                response = self._call(requests, timeout=self._deadline)
+            except grpc.RpcError as error:
+                if error.code() not in RETRYABLE or time.monotonic() + backoff > give_up:
+                    raise
+                log.warning("stream failed, sending it again", extra={"code": error.code().name})
+                self.totals.resends += 1
+                time.sleep(backoff * random.uniform(0.5, 1.0))  # jitter: no thundering herd
+                backoff = min(backoff * 2, 5.0)
+                continue
+            self.totals.accepted += response.accepted
+            self.totals.duplicates += response.duplicates
+            self.totals.rejected += response.rejected
+            self.totals.rejections.extend(response.rejections)
+            return

@@ -1,0 +1,44 @@
+"""`energy-ingest bench --quick` runs end to end and reports every measurement. No thresholds:
+timing belongs to the benchmark, not to tests."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+
+def test_quick_benchmark_reports_every_measurement(postgres_url, tmp_path):
+    output = tmp_path / "bench.json"
+    env = {**os.environ, "DATABASE_URL": postgres_url}
+    result = subprocess.run(
+        [sys.executable, "-m", "services.cli", "bench", "--quick", "--output", str(output)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    results = json.loads(output.read_text())
+    for rate in ("limit_per_s", "ingest_per_s", "per_request_per_s"):
+        assert results[rate] > 0, rate
+    assert set(results["ratios"]) == {
+        "ingest_vs_limit",
+        "ingest_vs_per_request",
+        "analytics_p99_vs_sql_p99",
+    }
+    assert results["unary"]["errors"] == 0
+    fleet = results["fleet"]
+    assert fleet["errors"] == 0
+    assert fleet["readings_stored"] == fleet["readings_sent"] > 0
+    assert fleet["all_held"], "every stream was open on the server at the same time"
+    assert results["analytics"]["calls"] > 0 and results["analytics"]["grpc_p99_ms"] > 0
+    assert results["status"]["chargers"] > 0
+    assert results["machine"]["cpus"] and results["machine"]["postgresql"]
+    assert "| ingest: IngestReadings streams, both services" in result.stdout
