@@ -24,6 +24,9 @@ SERVICES = (
     "energy.analytics.v1.AnalyticsService",
 )
 RETRYABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED)
+# A stream that outlived its deadline (a network that swallowed it) is sent again too: ingestion
+# is idempotent, so a resend can only add what is missing.
+STREAM_RETRYABLE = (*RETRYABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
 DEFAULT_DEADLINE_SECONDS = 30.0
 
 SERVICE_CONFIG = json.dumps(
@@ -78,7 +81,8 @@ class ResilientStreamSender:
     A stream's readings count as delivered only once its response arrives (that is the server's
     commit acknowledgement); until then they are kept, and a stream that fails with UNAVAILABLE
     or RESOURCE_EXHAUSTED is sent again whole, with exponential backoff, until `give_up_after`
-    seconds pass. Readings committed by the failed attempt come back as duplicates."""
+    seconds pass (DEADLINE_EXCEEDED too: resending is safe). Readings committed by the failed
+    attempt come back as duplicates."""
 
     def __init__(
         self,
@@ -122,7 +126,7 @@ class ResilientStreamSender:
             try:
                 response = self._call(requests, timeout=self._deadline)
             except grpc.RpcError as error:
-                if error.code() not in RETRYABLE or time.monotonic() + backoff > give_up:
+                if error.code() not in STREAM_RETRYABLE or time.monotonic() + backoff > give_up:
                     raise
                 log.warning("stream failed, sending it again", extra={"code": error.code().name})
                 self.totals.resends += 1

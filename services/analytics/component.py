@@ -5,6 +5,7 @@ from __future__ import annotations
 import grpc
 from energy.analytics.v1 import analytics_service_pb2, analytics_service_pb2_grpc
 
+from services import client
 from services.analytics.downstream import Downstream
 from services.analytics.service import VehiclePerformanceService
 from services.analytics.servicer import AnalyticsServicer
@@ -19,10 +20,10 @@ class AnalyticsComponent:
     service_name = SERVICE_NAME
 
     def __init__(self, settings: Settings) -> None:
-        # Made once; they connect lazily and reconnect on their own.
+        # Made once; they connect lazily, reconnect on their own and retry UNAVAILABLE.
         self._channels = [
-            grpc.insecure_channel(settings.vehicle_target),
-            grpc.insecure_channel(settings.meter_target),
+            client.channel(settings.vehicle_target),
+            client.channel(settings.meter_target),
         ]
         performance = VehiclePerformanceService(
             Downstream(*self._channels),

@@ -12,7 +12,8 @@ from sqlalchemy.engine import Engine
 
 from services.common.config import Settings
 from services.common.database import connect
-from services.common.errors import DATABASE_UNAVAILABLE
+from services.common.durability import durability_problem
+from services.common.errors import DATABASE_UNAVAILABLE, ConfigError
 from services.common.group_commit import GroupCommitWriters, ReadingTable
 from services.common.ingest import Ingestor
 from services.common.server import HealthReporter
@@ -56,10 +57,11 @@ class DatabaseMonitor:
             return False
 
     def _report(self, serving: bool) -> None:
+        # Only changes: every set() is pushed to each Watch stream.
         if serving != self._serving:
             log.info("health changed", extra={"serving": serving})
             self._serving = serving
-        self._reporter.set_serving(serving)
+            self._reporter.set_serving(serving)
 
 
 class DatabaseComponent:
@@ -74,8 +76,10 @@ class DatabaseComponent:
         *,
         on_start: Callable[[], None] = lambda: None,
         on_stop: Callable[[], None] = lambda: None,
+        allow_unsafe_commit: bool = False,
     ) -> None:
         self.service_name = service_name
+        self._allow_unsafe_commit = allow_unsafe_commit
         self.engine = engine
         self.servicer = servicer
         self._add_to_server = add_to_server
@@ -87,9 +91,26 @@ class DatabaseComponent:
         self._add_to_server(self.servicer, server)
 
     def start(self, health: HealthReporter) -> None:
+        self._refuse_unsafe_database()
         self._on_start()
         self._monitor = DatabaseMonitor(self.engine, health)
         self._monitor.start()
+
+    def _refuse_unsafe_database(self) -> None:
+        """ConfigError when the database could lose acknowledged data. A database that is down
+        now is checked by each writer connection once it is back (they refuse it too)."""
+        try:
+            with self.engine.connect() as connection:
+                problem = durability_problem(
+                    lambda name: str(connection.exec_driver_sql(f"SHOW {name}").scalar())
+                )
+        except DATABASE_UNAVAILABLE as error:
+            log.warning("database unreachable at start-up, will keep trying: %s", error)
+            return
+        if problem and not self._allow_unsafe_commit:
+            raise ConfigError(problem)
+        if problem:
+            log.warning("running on an unsafe database as ALLOW_UNSAFE_COMMIT says: %s", problem)
 
     def stop(self) -> None:
         if self._monitor is not None:
@@ -118,6 +139,7 @@ def build_ingestor(
         queue_readings=settings.writer_queue_readings,
         enqueue_timeout=settings.writer_enqueue_timeout_seconds,
         name=service,
+        allow_unsafe_commit=settings.allow_unsafe_commit,
     )
     ingestor = Ingestor(
         writers,

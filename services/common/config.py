@@ -49,6 +49,9 @@ class Settings:
     writer_queue_readings: int = 200_000
     writer_enqueue_timeout_seconds: float = 10.0
 
+    # Acknowledge only what survives a crash; 1 accepts synchronous_commit/fsync = off anyway.
+    allow_unsafe_commit: bool = False
+
     # Validation.
     clock_skew_seconds: float = 300.0
     max_rejections_listed: int = 100
@@ -112,6 +115,14 @@ class Settings:
 
 def _parse(name: str, kind: Any, raw: str) -> Any:
     kind_name = kind if isinstance(kind, str) else kind.__name__
+    if kind_name == "bool":
+        if raw.lower() in ("1", "true", "yes", "on"):
+            return True
+        if raw.lower() in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(
+            f"{_env_name(name)} must be 1/0, true/false, yes/no or on/off, got {raw!r}"
+        )
     try:
         if kind_name == "int":
             return int(raw)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
 import grpc
@@ -100,13 +100,34 @@ def _abort(context: grpc.ServicerContext, error: BaseException) -> None:
 Handler = TypeVar("Handler", bound=Callable[..., Any])
 
 
+class Undecodable:
+    """Stands for a request that is not a valid protobuf message of the method's type."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+
+def _refuse_undecodable(message: Any) -> Any:
+    if isinstance(message, Undecodable):
+        raise InvalidArgument([("request", f"is not a valid message: {message.error}")])
+    return message
+
+
+def _decoded(request: Any) -> Any:
+    """The request, or for a stream an iterator that refuses an undecodable message with
+    INVALID_ARGUMENT (see server.UndecodableRequests)."""
+    if isinstance(request, Iterator):
+        return (_refuse_undecodable(message) for message in request)
+    return _refuse_undecodable(request)
+
+
 def translate_errors(method: Handler) -> Handler:
     """Wraps a servicer method (unary or streaming request) so errors become status codes."""
 
     @functools.wraps(method)
     def wrapper(self: Any, request: Any, context: grpc.ServicerContext) -> Any:
         try:
-            return method(self, request, context)
+            return method(self, _decoded(request), context)
         except grpc.RpcError:
             # The client went away while we read its stream: nothing to answer.
             log.info("rpc cancelled by the client")

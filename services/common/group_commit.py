@@ -14,6 +14,7 @@ from typing import Any
 
 import psycopg
 
+from services.common.durability import UnsafeDatabase, durability_problem
 from services.common.errors import DATABASE_UNAVAILABLE, ResourceExhausted, Unavailable
 
 log = logging.getLogger(__name__)
@@ -149,8 +150,10 @@ class Writer:
         batch_size: int,
         linger: float,
         capacity: int,
+        allow_unsafe_commit: bool = False,
     ) -> None:
         self.name = name
+        self._allow_unsafe_commit = allow_unsafe_commit
         self._table = table
         self._connect = connect
         self._batch_size = batch_size
@@ -180,6 +183,10 @@ class Writer:
         try:
             connection = self._ensure_connection()
             outcomes = self._write(connection, batch)
+        except UnsafeDatabase as error:
+            log.error(str(error), extra={"writer": self.name})
+            self._fail(batch, error)
+            return
         except DATABASE_UNAVAILABLE as error:
             log.warning("batch failed, database unavailable", extra={"writer": self.name})
             self._drop_connection()
@@ -201,6 +208,10 @@ class Writer:
         if self._connection is None or self._connection.closed:
             connection = self._connect()
             connection.autocommit = True  # write_sql is one transaction on its own
+            problem = durability_problem(lambda name: _show(connection, name))
+            if problem and not self._allow_unsafe_commit:
+                connection.close()
+                raise UnsafeDatabase(problem)
             connection.execute(self._table.staging_ddl)
             self._connection = connection
         return self._connection
@@ -239,6 +250,11 @@ class Writer:
         return [(len(part.rows) - dup, dup) for part, dup in zip(batch, repeats, strict=True)]
 
 
+def _show(connection: psycopg.Connection, setting: str) -> str:
+    row = connection.execute(f"SHOW {setting}").fetchone()
+    return str(row[0]) if row else ""
+
+
 class GroupCommitWriters:
     """The writers of one service; a reading goes to the writer its entity id hashes to, so two
     writers never touch the same row (no lock waits, no deadlocks between them)."""
@@ -254,6 +270,7 @@ class GroupCommitWriters:
         queue_readings: int,
         enqueue_timeout: float,
         name: str,
+        allow_unsafe_commit: bool = False,
     ) -> None:
         self._writers = [
             Writer(
@@ -263,6 +280,7 @@ class GroupCommitWriters:
                 batch_size=batch_size,
                 linger=flush_seconds,
                 capacity=queue_readings,
+                allow_unsafe_commit=allow_unsafe_commit,
             )
             for i in range(count)
         ]

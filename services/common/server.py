@@ -6,15 +6,17 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+from collections.abc import Callable
 from concurrent import futures
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from services.common.config import Settings
+from services.common.errors import Undecodable
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +64,33 @@ class RunningServer:
         self.component.stop()
 
 
+def _tolerant(deserialize: Callable[[bytes], Any]) -> Callable[[bytes], Any]:
+    def load(data: bytes) -> Any:
+        try:
+            return deserialize(data)
+        except Exception as error:  # DecodeError and whatever a corrupt buffer raises
+            return Undecodable(error)
+
+    return load
+
+
+class UndecodableRequests(grpc.ServerInterceptor):
+    """gRPC answers INTERNAL when a request does not decode; that is the client's mistake, so
+    our methods receive an Undecodable instead and answer INVALID_ARGUMENT (errors.py)."""
+
+    def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler | None],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler | None:
+        handler = continuation(handler_call_details)
+        if handler is None or not handler_call_details.method.startswith("/energy."):
+            return handler
+        if handler.request_deserializer is None:
+            return handler
+        return handler._replace(request_deserializer=_tolerant(handler.request_deserializer))
+
+
 def server_options(settings: Settings) -> list[tuple[str, int]]:
     return [
         ("grpc.max_receive_message_length", settings.grpc_max_message_bytes),
@@ -83,6 +112,7 @@ def start_server(settings: Settings, component: Component, listen_addr: str) -> 
         ),
         options=server_options(settings),
         maximum_concurrent_rpcs=settings.grpc_max_concurrent_rpcs,
+        interceptors=[UndecodableRequests()],
     )
     component.register(server)
     health_servicer = health.HealthServicer(experimental_non_blocking=True)

@@ -5,8 +5,7 @@ from __future__ import annotations
 import argparse
 from datetime import UTC, datetime, timedelta
 
-import grpc
-
+from services import client
 from services.common.config import Settings
 from services.simulate.feed import feed
 from services.simulate.fleet import MINUTE_US, Fleet, FleetConfig
@@ -68,8 +67,8 @@ def run(args: argparse.Namespace) -> int:
         flush=True,
     )
     with (
-        grpc.insecure_channel(settings.meter_target) as meter_channel,
-        grpc.insecure_channel(settings.vehicle_target) as vehicle_channel,
+        client.channel(settings.meter_target) as meter_channel,
+        client.channel(settings.vehicle_target) as vehicle_channel,
     ):
         result = feed(
             Fleet(config),
@@ -83,7 +82,8 @@ def run(args: argparse.Namespace) -> int:
     for name, totals in (("meter", result.meter), ("vehicle", result.vehicle)):
         print(
             f"{name:<8} accepted {totals.accepted:>12,}  duplicates {totals.duplicates:>10,}  "
-            f"rejected {totals.rejected:>8,}  stream errors {len(totals.errors)}"
+            f"rejected {totals.rejected:>8,}  resent streams {totals.resends}  "
+            f"stream errors {len(totals.errors)}"
         )
         for error in totals.errors[:3]:
             print(f"         {error}")

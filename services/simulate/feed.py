@@ -7,7 +7,7 @@ import queue
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,9 +16,13 @@ from energy.meter.v1 import meter_pb2, meter_service_pb2, meter_service_pb2_grpc
 from energy.vehicle.v1 import vehicle_pb2, vehicle_service_pb2, vehicle_service_pb2_grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from services.client import ResilientStreamSender
 from services.simulate.fleet import Fleet, MeterRow, VehicleRow
 
 _DONE = None
+# Readings per IngestReadings stream: a stream's readings are acknowledged when it ends, and
+# kept by the client until then to be sent again after a failure.
+STREAM_READINGS = 50_000
 
 
 def meter_request(rows: Sequence[MeterRow]) -> meter_service_pb2.IngestReadingsRequest:
@@ -56,12 +60,8 @@ class StreamTotals:
     accepted: int = 0
     duplicates: int = 0
     rejected: int = 0
+    resends: int = 0
     errors: list[str] = field(default_factory=list)
-
-    def add(self, response: Any) -> None:
-        self.accepted += response.accepted
-        self.duplicates += response.duplicates
-        self.rejected += response.rejected
 
 
 @dataclass
@@ -77,24 +77,35 @@ class FeedResult:
 
 
 class _Stream(threading.Thread):
-    """One client stream: sends what its queue holds until told it is done."""
+    """One sender: what its queue holds goes out over IngestReadings streams that are sent
+    again after a failure (ResilientStreamSender), until it is told it is done."""
 
     def __init__(
-        self, call: Callable[..., Any], totals: StreamTotals, lock: threading.Lock
+        self,
+        call: Callable[..., Any],
+        make_request: Callable[[Sequence[Any]], Any],
+        totals: StreamTotals,
+        lock: threading.Lock,
+        *,
+        batch_size: int,
+        stream_readings: int,
     ) -> None:
         super().__init__(daemon=True)
         self.requests: queue.Queue[Any] = queue.Queue(maxsize=8)  # bounded: backpressure
-        self._call = call
+        self._sender = ResilientStreamSender(
+            call, make_request, batch_size=batch_size, stream_readings=stream_readings
+        )
         self._totals = totals
         self._lock = lock
 
-    def _messages(self) -> Iterator[Any]:
-        while (message := self.requests.get()) is not _DONE:
-            yield message
-
     def run(self) -> None:
         try:
-            response = self._call(self._messages(), timeout=24 * 3600)
+            while (rows := self.requests.get()) is not _DONE:
+                if rows:
+                    self._sender.send(rows)
+                else:  # an empty list asks for what was sent so far to be delivered now
+                    self._sender.flush()
+            sent = self._sender.flush()
         except grpc.RpcError as error:
             with self._lock:
                 self._totals.errors.append(f"{error.code().name}: {error.details()}")
@@ -102,7 +113,10 @@ class _Stream(threading.Thread):
                 pass
             return
         with self._lock:
-            self._totals.add(response)
+            self._totals.accepted += sent.accepted
+            self._totals.duplicates += sent.duplicates
+            self._totals.rejected += sent.rejected
+            self._totals.resends += sent.resends
 
 
 class Progress:
@@ -151,8 +165,15 @@ def feed(
     meter_totals, vehicle_totals = StreamTotals(), StreamTotals()
     meter_call = meter_service_pb2_grpc.MeterServiceStub(meter_channel).IngestReadings
     vehicle_call = vehicle_service_pb2_grpc.VehicleServiceStub(vehicle_channel).IngestReadings
-    meter_streams = [_Stream(meter_call, meter_totals, lock) for _ in range(streams)]
-    vehicle_streams = [_Stream(vehicle_call, vehicle_totals, lock) for _ in range(streams)]
+    live = speed is not None
+    sizes = {"batch_size": batch_size, "stream_readings": STREAM_READINGS}
+    meter_streams = [
+        _Stream(meter_call, meter_request, meter_totals, lock, **sizes) for _ in range(streams)
+    ]
+    vehicle_streams = [
+        _Stream(vehicle_call, vehicle_request, vehicle_totals, lock, **sizes)
+        for _ in range(streams)
+    ]
     for stream in meter_streams + vehicle_streams:
         stream.start()
     config = fleet.config
@@ -161,15 +182,14 @@ def feed(
     )
     meter_buckets: list[list[MeterRow]] = [[] for _ in range(streams)]
     vehicle_buckets: list[list[VehicleRow]] = [[] for _ in range(streams)]
-    live = speed is not None
     started = time.perf_counter()
 
     def flush(index: int, at_least: int) -> None:
         if len(meter_buckets[index]) >= at_least and meter_buckets[index]:
-            meter_streams[index].requests.put(meter_request(meter_buckets[index]))
+            meter_streams[index].requests.put(meter_buckets[index])
             meter_buckets[index] = []
         if len(vehicle_buckets[index]) >= at_least and vehicle_buckets[index]:
-            vehicle_streams[index].requests.put(vehicle_request(vehicle_buckets[index]))
+            vehicle_streams[index].requests.put(vehicle_buckets[index])
             vehicle_buckets[index] = []
 
     for minute in fleet.minutes():
@@ -182,6 +202,9 @@ def feed(
             vehicle_buckets[hash(vrow[0]) % streams].append(vrow)
         for index in range(streams):
             flush(index, 1 if live else batch_size)
+            if live:  # deliver each simulated minute as it happens
+                meter_streams[index].requests.put([])
+                vehicle_streams[index].requests.put([])
         bar.advance(len(minute.meter_rows) + len(minute.vehicle_rows))
     for index in range(streams):
         flush(index, 1)

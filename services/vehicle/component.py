@@ -33,4 +33,5 @@ def build(settings: Settings) -> DatabaseComponent:
         vehicle_service_pb2_grpc.add_VehicleServiceServicer_to_server,
         on_start=writers.start,
         on_stop=writers.stop,
+        allow_unsafe_commit=settings.allow_unsafe_commit,
     )
