@@ -7,13 +7,14 @@ STAMP := $(VENV)/.installed
 BUF := node_modules/.bin/buf
 PROTOS := $(shell find protos -name '*.proto' | sort)
 
-.PHONY: help venv gen check-gen lint format test unit run bench clean certs
+.PHONY: help venv gen check-gen lint format test unit run bench clean
 
 help:
 	@echo "make run    - start the three services (embedded PostgreSQL under ./var unless DATABASE_URL is set)"
 	@echo "make test   - gen drift check, lint, and the whole test suite"
 	@echo "make gen    - regenerate gen/ from protos/"
 	@echo "make lint   - buf lint, ruff, mypy"
+	@echo "make bench  - the benchmark (BENCH_ARGS=--quick for a short run)"
 
 venv: $(STAMP)
 
@@ -59,6 +60,11 @@ unit: $(STAMP)
 
 run: $(STAMP)
 	$(BIN)/energy-ingest run
+
+# The full benchmark (about 12 minutes here); BENCH_ARGS=--quick for the two-minute version.
+# It uses DATABASE_URL's server (in a database of its own) or an embedded PostgreSQL.
+bench: $(STAMP)
+	$(BIN)/energy-ingest bench $(BENCH_ARGS)
 
 clean:
 	rm -rf .gen-check .pytest_cache .mypy_cache .ruff_cache
