@@ -7,12 +7,8 @@ Usage: DATABASE_URL=postgresql://... python tools/analytics_latency.py [calls]
 
 from __future__ import annotations
 
-import json
-import os
 import statistics
-import subprocess
 import sys
-import threading
 import time
 
 import grpc
@@ -21,23 +17,9 @@ from energy.meter.v1 import meter_pb2, meter_service_pb2, meter_service_pb2_grpc
 from energy.vehicle.v1 import vehicle_pb2, vehicle_service_pb2, vehicle_service_pb2_grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from services.bench.processes import start_service
+
 DAY_START = 1_770_681_600  # 2026-02-10T00:00:00Z
-
-
-def serve(service: str, env: dict[str, str]) -> tuple[subprocess.Popen[str], str]:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "services.cli", "serve", service],
-        env={**os.environ, **env, f"{service.upper()}_LISTEN_ADDR": "127.0.0.1:0"},
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert process.stderr is not None
-    for line in process.stderr:
-        if '"listening"' in line:
-            # Keep draining its logs so the child never blocks on a full pipe.
-            threading.Thread(target=process.stderr.read, daemon=True).start()
-            return process, f"127.0.0.1:{json.loads(line)['port']}"
-    raise RuntimeError(f"{service} did not start")
 
 
 def seed(meter: str, vehicle: str) -> None:
@@ -86,11 +68,12 @@ def seed(meter: str, vehicle: str) -> None:
 
 def main() -> None:
     calls = int(sys.argv[1]) if len(sys.argv) > 1 else 1000
-    env: dict[str, str] = {}
-    meter, meter_target = serve("meter", env)
-    vehicle, vehicle_target = serve("vehicle", env)
-    env.update(METER_TARGET=meter_target, VEHICLE_TARGET=vehicle_target)
-    analytics, analytics_target = serve("analytics", env)
+    meter = start_service("meter", {})
+    vehicle = start_service("vehicle", {})
+    analytics = start_service(
+        "analytics", {"METER_TARGET": meter.target, "VEHICLE_TARGET": vehicle.target}
+    )
+    meter_target, vehicle_target, analytics_target = meter.target, vehicle.target, analytics.target
     try:
         seed(meter_target, vehicle_target)
         request = analytics_service_pb2.GetVehiclePerformanceRequest(
@@ -115,9 +98,8 @@ def main() -> None:
             f"max {latencies[-1]:.2f} ms"
         )
     finally:
-        for process in (analytics, vehicle, meter):
-            process.terminate()
-            process.wait(30)
+        for service in (analytics, vehicle, meter):
+            service.stop()
 
 
 if __name__ == "__main__":
