@@ -152,6 +152,9 @@ def serve_until_signalled(settings: Settings, component: Component, listen_addr:
             "max_concurrent_rpcs": settings.grpc_max_concurrent_rpcs,
         },
     )
-    stop.wait()
+    # Wake up now and then: a signal delivered to one of gRPC's threads only runs its Python
+    # handler once the main thread runs again, and an untimed wait may never return.
+    while not stop.wait(0.25):
+        pass
     running.shutdown(settings.shutdown_grace_seconds)
     log.info("stopped")
