@@ -4,62 +4,20 @@ reading is stored exactly once."""
 
 from __future__ import annotations
 
-import threading
 import time
-from collections.abc import Callable
 
 import psycopg
 import pytest
-from energy.meter.v1 import meter_service_pb2_grpc
 from sqlalchemy.engine import make_url
 
-from services import client
 from tests.faultproxy import FaultProxy
 from tests.support import start_service, wait_for_health
-from tests.test_faults_process import readings, request, stored
+from tests.test_faults_process import run_senders, stored, wait_until_stored
 
 pytestmark = pytest.mark.e2e
 
 METER = "energy.meter.v1.MeterService"
 PER_SENDER = 2_000
-
-
-def run_senders(target: str, prefix: str, count: int, faults: Callable[[], None]) -> list:
-    senders: list[client.ResilientStreamSender] = []
-    failures: list[BaseException] = []
-
-    def send(index: int) -> None:
-        with client.channel(target) as channel:
-            sender = client.ResilientStreamSender(
-                meter_service_pb2_grpc.MeterServiceStub(channel).IngestReadings,
-                request,
-                batch_size=100,
-                stream_readings=300,
-                deadline=5,
-                give_up_after=120,
-            )
-            senders.append(sender)
-            try:
-                for first in range(0, PER_SENDER, 100):
-                    sender.send(readings(f"{prefix}-{index:02d}", 100, first))
-                sender.flush()
-            except BaseException as error:  # reported below
-                failures.append(error)
-
-    threads = [threading.Thread(target=send, args=(i,)) for i in range(count)]
-    for thread in threads:
-        thread.start()
-    faults()
-    for thread in threads:
-        thread.join(180)
-    assert not failures, failures
-    return senders
-
-
-def wait_until_stored(url: str, prefix: str, at_least: int) -> None:
-    deadline = time.monotonic() + 60
-    while sum(stored(url, prefix).values()) < at_least and time.monotonic() < deadline:
-        time.sleep(0.05)
 
 
 def test_client_to_server_latency_resets_and_blackhole(database_url):
@@ -80,7 +38,9 @@ def test_client_to_server_latency_resets_and_blackhole(database_url):
 
     try:
         wait_for_health(meter.target, METER, 1)
-        senders = run_senders(proxy.address, "NET", 6, faults)
+        senders = run_senders(
+            proxy.address, "NET", 6, faults, per_sender=PER_SENDER, stream_readings=300, deadline=5
+        )
     finally:
         proxy.close()
         meter.kill()
@@ -127,7 +87,9 @@ def test_server_to_database_latency_resets_and_blackhole(database_url):
 
     try:
         wait_for_health(meter.target, METER, 1)
-        run_senders(meter.target, "DBNET", 4, faults)
+        run_senders(
+            meter.target, "DBNET", 4, faults, per_sender=PER_SENDER, stream_readings=300, deadline=5
+        )
         assert meter.process.poll() is None
     finally:
         meter.kill()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import signal
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import grpc
 import psycopg
@@ -16,7 +16,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from services import client
-from tests.support import start_service, wait_for_health
+from tests.support import ServiceProcess, start_service, wait_for_health
 
 pytestmark = pytest.mark.e2e
 
@@ -51,55 +51,87 @@ def stored(url: str, prefix: str) -> dict[str, int]:
     return {row[0]: int(row[1]) for row in rows}
 
 
-def test_kill_9_mid_load_then_restart_loses_and_doubles_nothing(database_url):
-    meter = start_service("meter", {"DATABASE_URL": database_url})
-    port = meter.port
+def run_senders(
+    target: str,
+    prefix: str,
+    count: int,
+    faults: Callable[[], None],
+    *,
+    per_sender: int,
+    stream_readings: int,
+    deadline: float = 120,
+) -> list[client.ResilientStreamSender]:
+    """`count` clients each send `per_sender` readings of their own meter through resending
+    streams while `faults()` runs; returns the senders once all are done (none may fail)."""
     senders: list[client.ResilientStreamSender] = []
     failures: list[BaseException] = []
-    per_client = 3_000
 
     def send(index: int) -> None:
-        with client.channel(meter.target) as channel:
+        with client.channel(target) as channel:
             sender = client.ResilientStreamSender(
                 meter_service_pb2_grpc.MeterServiceStub(channel).IngestReadings,
                 request,
                 batch_size=100,
-                stream_readings=500,
-                give_up_after=90,
+                stream_readings=stream_readings,
+                deadline=deadline,
+                give_up_after=120,
             )
             senders.append(sender)
             try:
-                for first in range(0, per_client, 100):
-                    sender.send(readings(f"KILL-{index:02d}", 100, first))
+                for first in range(0, per_sender, 100):
+                    sender.send(readings(f"{prefix}-{index:02d}", 100, first))
                 sender.flush()
             except BaseException as error:  # reported below
                 failures.append(error)
 
-    threads = [threading.Thread(target=send, args=(i,)) for i in range(20)]
+    threads = [threading.Thread(target=send, args=(i,)) for i in range(count)]
     for thread in threads:
         thread.start()
-    deadline = time.monotonic() + 60
-    while sum(stored(database_url, "KILL-").values()) < 10_000 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    at_kill = sum(stored(database_url, "KILL-").values())
-    meter.process.send_signal(signal.SIGKILL)
-    meter.process.wait(10)
-    restarted = start_service(
-        "meter", {"DATABASE_URL": database_url, "METER_LISTEN_ADDR": f"127.0.0.1:{port}"}
-    )
-    try:
-        for thread in threads:
-            thread.join(120)
-    finally:
-        restarted.kill()
+    faults()
+    for thread in threads:
+        thread.join(180)
     assert not failures, failures
-    assert at_kill < 20 * per_client, "the kill came in the middle of the load"
+    return senders
+
+
+def wait_until_stored(url: str, prefix: str, at_least: int) -> int:
+    deadline = time.monotonic() + 60
+    while (total := sum(stored(url, prefix).values())) < at_least:
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    return total
+
+
+def test_kill_9_mid_load_then_restart_loses_and_doubles_nothing(database_url):
+    meter = start_service("meter", {"DATABASE_URL": database_url})
+    per_client = 3_000
+    at_kill: list[int] = []
+    restarted: list[ServiceProcess] = []
+
+    def kill_and_restart() -> None:
+        at_kill.append(wait_until_stored(database_url, "KILL-", 10_000))
+        meter.process.send_signal(signal.SIGKILL)
+        meter.process.wait(10)
+        restarted.append(
+            start_service(
+                "meter",
+                {"DATABASE_URL": database_url, "METER_LISTEN_ADDR": f"127.0.0.1:{meter.port}"},
+            )
+        )
+
+    try:
+        senders = run_senders(
+            meter.target, "KILL", 20, kill_and_restart, per_sender=per_client, stream_readings=500
+        )
+    finally:
+        for process in restarted:
+            process.kill()
+    assert at_kill[0] < 20 * per_client, "the kill came in the middle of the load"
     # Streams cut by the kill were sent again (by the channel's retry policy or the sender);
     # what they had committed before the kill came back as duplicates, stored once.
     assert sum(s.totals.duplicates for s in senders) > 0
     for sender in senders:
-        # Every reading was acknowledged once its stream got through; the ones a killed stream
-        # had already committed came back as duplicates.
         assert sender.totals.accepted + sender.totals.duplicates >= per_client
     assert stored(database_url, "KILL-") == {f"KILL-{i:02d}": per_client for i in range(20)}
 
