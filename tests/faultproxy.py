@@ -107,5 +107,11 @@ class FaultProxy:
         self._call(flow())
 
     def close(self) -> None:
+        async def shut() -> None:
+            for task in asyncio.all_tasks():
+                if task is not asyncio.current_task():
+                    task.cancel()
+
+        self._call(shut())
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(5)
