@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 BUF := node_modules/.bin/buf
 PROTOS := $(shell find protos -name '*.proto' | sort)
 
-.PHONY: help venv gen check-gen lint format test unit run bench clean
+.PHONY: help venv gen check-gen lint format test unit run bench certs clean
 
 help:
 	@echo "make run    - start the three services (embedded PostgreSQL under ./var unless DATABASE_URL is set)"
@@ -65,6 +65,11 @@ run: $(STAMP)
 # It uses DATABASE_URL's server (in a database of its own) or an embedded PostgreSQL.
 bench: $(STAMP)
 	$(BIN)/energy-ingest bench $(BENCH_ARGS)
+
+# A development CA and certificates under var/certs (server, AnalyticsService, operator, a
+# device CHG-001); prints the TLS_* variables for a run with mutual TLS.
+certs: $(STAMP)
+	$(PY) -m services.common.certs var/certs
 
 clean:
 	rm -rf .gen-check .pytest_cache .mypy_cache .ruff_cache

@@ -10,6 +10,7 @@ from services.analytics.downstream import Downstream
 from services.analytics.service import VehiclePerformanceService
 from services.analytics.servicer import AnalyticsServicer
 from services.common.config import Settings
+from services.common.security import Authorizer, channel_credentials
 from services.common.server import HealthReporter
 from services.common.timeconv import MICROS
 
@@ -21,9 +22,10 @@ class AnalyticsComponent:
 
     def __init__(self, settings: Settings) -> None:
         # Made once; they connect lazily, reconnect on their own and retry UNAVAILABLE.
+        credentials = channel_credentials(settings)
         self._channels = [
-            client.channel(settings.vehicle_target),
-            client.channel(settings.meter_target),
+            client.channel(settings.vehicle_target, credentials),
+            client.channel(settings.meter_target, credentials),
         ]
         performance = VehiclePerformanceService(
             Downstream(*self._channels),
@@ -31,7 +33,7 @@ class AnalyticsComponent:
             tolerance_us=round(settings.correlation_tolerance_seconds * MICROS),
             downstream_timeout=settings.downstream_timeout_seconds,
         )
-        self.servicer = AnalyticsServicer(performance)
+        self.servicer = AnalyticsServicer(performance, Authorizer.from_settings(settings))
 
     def register(self, server: grpc.Server) -> None:
         analytics_service_pb2_grpc.add_AnalyticsServiceServicer_to_server(self.servicer, server)

@@ -8,6 +8,7 @@ from energy.analytics.v1 import analytics_pb2, analytics_service_pb2, analytics_
 from services.analytics.correlation import Figures, Performance
 from services.analytics.service import VehiclePerformanceService
 from services.common.errors import translate_errors
+from services.common.security import OPEN, Authorizer
 from services.common.timeconv import duration_to_micros, micros_to_timestamp, timestamp_to_micros
 
 
@@ -47,8 +48,9 @@ def performance_message(performance: Performance) -> analytics_pb2.VehiclePerfor
 
 
 class AnalyticsServicer(analytics_service_pb2_grpc.AnalyticsServiceServicer):
-    def __init__(self, performance: VehiclePerformanceService) -> None:
+    def __init__(self, performance: VehiclePerformanceService, auth: Authorizer = OPEN) -> None:
         self._performance = performance
+        self._auth = auth
 
     @translate_errors
     def GetVehiclePerformance(
@@ -56,6 +58,7 @@ class AnalyticsServicer(analytics_service_pb2_grpc.AnalyticsServiceServicer):
         request: analytics_service_pb2.GetVehiclePerformanceRequest,
         context: grpc.ServicerContext,
     ) -> analytics_pb2.VehiclePerformance:
+        self._auth.require_reader(context)
         end_us = timestamp_to_micros(request.end_time) if request.HasField("end_time") else None
         window_us = duration_to_micros(request.window) if request.HasField("window") else None
         performance = self._performance.performance(

@@ -61,6 +61,16 @@ class Settings:
     correlation_tolerance_seconds: float = 30.0
     downstream_timeout_seconds: float = 5.0
 
+    # Security (all off by default): TLS for the servers, mutual TLS when a client CA is set,
+    # what AnalyticsService presents to the others, and bearer tokens.
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
+    tls_client_ca_file: str = ""
+    tls_ca_file: str = ""
+    tls_client_cert_file: str = ""
+    tls_client_key_file: str = ""
+    auth_tokens_file: str = ""
+
     log_level: str = "INFO"
 
     @classmethod
@@ -94,6 +104,12 @@ class Settings:
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{_env_name(name)} must be positive, got {getattr(self, name)}")
+        if bool(self.tls_cert_file) != bool(self.tls_key_file):
+            raise ConfigError("TLS_CERT_FILE and TLS_KEY_FILE go together")
+        if self.tls_client_ca_file and not self.tls_cert_file:
+            raise ConfigError(
+                "TLS_CLIENT_CA_FILE (mutual TLS) needs TLS_CERT_FILE and TLS_KEY_FILE"
+            )
         if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             raise ConfigError(
                 f"LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, got {self.log_level}"

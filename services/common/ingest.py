@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from services.common.errors import InvalidArgument
+from services.common.errors import InvalidArgument, PermissionDenied
 from services.common.group_commit import GroupCommitWriters, Ticket
 from services.common.validation import (
     BatchValidator,
@@ -42,8 +42,20 @@ class Ingestor:
         self._skew = clock_skew_seconds
         self._max_rejections = max_rejections_listed
 
-    def ingest_one(self, reading: Any) -> bool:
+    def _require_own(self, readings: Sequence[Any], device: str | None) -> None:
+        """A device may only write its own id; otherwise nothing of the request is stored."""
+        if device is None:
+            return
+        field = self._rules.id_fields[0]
+        for reading in readings:
+            if getattr(reading, field) != device:
+                raise PermissionDenied(
+                    f"device {device} may not write {field} {getattr(reading, field)!r}"
+                )
+
+    def ingest_one(self, reading: Any, device: str | None = None) -> bool:
         """Stores one reading; True when a duplicate. INVALID_ARGUMENT lists every problem."""
+        self._require_own([reading], device)
         window = TimeWindow.now(self._skew)
         rows, rejections = self._validate_batch([reading], 0, window)
         if rejections:
@@ -55,8 +67,15 @@ class Ingestor:
         ticket.wait()
         return ticket.duplicates > 0
 
-    def ingest_stream(self, batches: Iterable[Sequence[Any]]) -> StreamOutcome:
-        """Validates and submits each batch as it arrives; returns once all of it is committed."""
+    def ingest_stream(
+        self, batches: Iterable[Sequence[Any]], device: str | None = None
+    ) -> StreamOutcome:
+        """Validates and submits each batch as it arrives; returns once all of it is committed.
+        A device's stream is read whole and checked before anything of it is submitted."""
+        if device is not None:
+            batches = [list(batch) for batch in batches]
+            for batch in batches:
+                self._require_own(batch, device)
         outcome = StreamOutcome()
         ticket = Ticket()
         index = 0

@@ -17,6 +17,7 @@ from grpc_reflection.v1alpha import reflection
 
 from services.common.config import Settings
 from services.common.errors import Undecodable
+from services.common.security import server_credentials
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +123,11 @@ def start_server(settings: Settings, component: Component, listen_addr: str) -> 
     )
     reporter = HealthReporter(health_servicer, component.service_name)
     reporter.set_serving(False)
-    port = server.add_insecure_port(listen_addr)
+    credentials = server_credentials(settings)
+    if credentials is None:
+        port = server.add_insecure_port(listen_addr)
+    else:
+        port = server.add_secure_port(listen_addr, credentials)
     if port == 0:
         raise OSError(f"cannot listen on {listen_addr}")
     component.start(reporter)

@@ -7,6 +7,7 @@ from energy.meter.v1 import meter_service_pb2, meter_service_pb2_grpc
 from services.common.component import DatabaseComponent, build_ingestor
 from services.common.config import Settings
 from services.common.database import create_engine
+from services.common.security import Authorizer
 from services.meter import rules
 from services.meter.repository import READINGS_TABLE, MeterRepository
 from services.meter.service import MeterReadings
@@ -25,7 +26,10 @@ def build(settings: Settings) -> DatabaseComponent:
     ingestor, writers = build_ingestor(
         settings, "meter", READINGS_TABLE, rules.RULES, rules.validate_batch
     )
-    servicer = MeterServicer(MeterReadings(MeterRepository(engine), ingestor))
+    servicer = MeterServicer(
+        MeterReadings(MeterRepository(engine), ingestor),
+        Authorizer.from_settings(settings),
+    )
     return DatabaseComponent(
         SERVICE_NAME,
         engine,

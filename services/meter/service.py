@@ -20,12 +20,15 @@ class MeterReadings:
         self._repository = repository
         self._ingestor = ingestor
 
-    def ingest_one(self, reading: MeterReading) -> bool:
-        """Stores one reading once committed; True when it was already stored."""
-        return self._ingestor.ingest_one(reading)
+    def ingest_one(self, reading: MeterReading, device: str | None = None) -> bool:
+        """Stores one reading once committed; True when it was already stored. `device`: the
+        only id the caller may write (None: any)."""
+        return self._ingestor.ingest_one(reading, device)
 
-    def ingest_stream(self, batches: Iterable[Sequence[MeterReading]]) -> StreamOutcome:
-        return self._ingestor.ingest_stream(batches)
+    def ingest_stream(
+        self, batches: Iterable[Sequence[MeterReading]], device: str | None = None
+    ) -> StreamOutcome:
+        return self._ingestor.ingest_stream(batches, device)
 
     def get_status(self, meter_id: str) -> ChargerStatusRow:
         require_id("meter_id", meter_id)

@@ -8,6 +8,7 @@ import grpc
 from energy.meter.v1 import meter_pb2, meter_service_pb2, meter_service_pb2_grpc
 
 from services.common.errors import InvalidArgument, translate_errors
+from services.common.security import OPEN, Authorizer
 from services.common.timeconv import set_timestamp, timestamp_to_micros
 from services.meter.repository import ChargerStatusRow
 from services.meter.service import MeterReadings
@@ -24,14 +25,16 @@ def fill_status(status: meter_pb2.ChargerStatus, row: ChargerStatusRow) -> None:
 
 
 class MeterServicer(meter_service_pb2_grpc.MeterServiceServicer):
-    def __init__(self, readings: MeterReadings) -> None:
+    def __init__(self, readings: MeterReadings, auth: Authorizer = OPEN) -> None:
         self._readings = readings
+        self._auth = auth
 
     @translate_errors
     def IngestReading(
         self, request: meter_service_pb2.IngestReadingRequest, context: grpc.ServicerContext
     ) -> meter_service_pb2.IngestReadingResponse:
-        duplicate = self._readings.ingest_one(request.reading)
+        device = self._auth.ingesting_device(context)
+        duplicate = self._readings.ingest_one(request.reading, device)
         return meter_service_pb2.IngestReadingResponse(duplicate=duplicate)
 
     @translate_errors
@@ -40,7 +43,10 @@ class MeterServicer(meter_service_pb2_grpc.MeterServiceServicer):
         request_iterator: Iterator[meter_service_pb2.IngestReadingsRequest],
         context: grpc.ServicerContext,
     ) -> meter_service_pb2.IngestReadingsResponse:
-        outcome = self._readings.ingest_stream(request.readings for request in request_iterator)
+        device = self._auth.ingesting_device(context)
+        outcome = self._readings.ingest_stream(
+            (request.readings for request in request_iterator), device
+        )
         return meter_service_pb2.IngestReadingsResponse(
             accepted=outcome.accepted,
             duplicates=outcome.duplicates,
@@ -55,6 +61,7 @@ class MeterServicer(meter_service_pb2_grpc.MeterServiceServicer):
     def GetChargerStatus(
         self, request: meter_service_pb2.GetChargerStatusRequest, context: grpc.ServicerContext
     ) -> meter_pb2.ChargerStatus:
+        self._auth.require_reader(context)
         status = meter_pb2.ChargerStatus()
         fill_status(status, self._readings.get_status(request.meter_id))
         return status
@@ -63,6 +70,7 @@ class MeterServicer(meter_service_pb2_grpc.MeterServiceServicer):
     def ListChargerStatuses(
         self, request: meter_service_pb2.ListChargerStatusesRequest, context: grpc.ServicerContext
     ) -> meter_service_pb2.ListChargerStatusesResponse:
+        self._auth.require_reader(context)
         rows, next_token = self._readings.list_statuses(request.page_size, request.page_token)
         response = meter_service_pb2.ListChargerStatusesResponse(next_page_token=next_token)
         add = response.charger_statuses.add
@@ -76,6 +84,7 @@ class MeterServicer(meter_service_pb2_grpc.MeterServiceServicer):
         request: meter_service_pb2.SummarizeConsumptionRequest,
         context: grpc.ServicerContext,
     ) -> meter_service_pb2.SummarizeConsumptionResponse:
+        self._auth.require_reader(context)
         intervals = request.intervals
         unset = [
             (f"intervals[{index}].{name}", "must be set")

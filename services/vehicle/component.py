@@ -7,6 +7,7 @@ from energy.vehicle.v1 import vehicle_service_pb2, vehicle_service_pb2_grpc
 from services.common.component import DatabaseComponent, build_ingestor
 from services.common.config import Settings
 from services.common.database import create_engine
+from services.common.security import Authorizer
 from services.vehicle import rules
 from services.vehicle.repository import READINGS_TABLE, VehicleRepository
 from services.vehicle.service import VehicleReadings
@@ -25,7 +26,10 @@ def build(settings: Settings) -> DatabaseComponent:
     ingestor, writers = build_ingestor(
         settings, "vehicle", READINGS_TABLE, rules.RULES, rules.validate_batch
     )
-    servicer = VehicleServicer(VehicleReadings(VehicleRepository(engine), ingestor))
+    servicer = VehicleServicer(
+        VehicleReadings(VehicleRepository(engine), ingestor),
+        Authorizer.from_settings(settings),
+    )
     return DatabaseComponent(
         SERVICE_NAME,
         engine,

@@ -18,12 +18,15 @@ class VehicleReadings:
         self._repository = repository
         self._ingestor = ingestor
 
-    def ingest_one(self, reading: VehicleReading) -> bool:
-        """Stores one reading once committed; True when it was already stored."""
-        return self._ingestor.ingest_one(reading)
+    def ingest_one(self, reading: VehicleReading, device: str | None = None) -> bool:
+        """Stores one reading once committed; True when it was already stored. `device`: the
+        only id the caller may write (None: any)."""
+        return self._ingestor.ingest_one(reading, device)
 
-    def ingest_stream(self, batches: Iterable[Sequence[VehicleReading]]) -> StreamOutcome:
-        return self._ingestor.ingest_stream(batches)
+    def ingest_stream(
+        self, batches: Iterable[Sequence[VehicleReading]], device: str | None = None
+    ) -> StreamOutcome:
+        return self._ingestor.ingest_stream(batches, device)
 
     def get_status(self, vehicle_id: str) -> VehicleStatusRow:
         require_id("vehicle_id", vehicle_id)

@@ -8,6 +8,7 @@ import grpc
 from energy.vehicle.v1 import vehicle_pb2, vehicle_service_pb2, vehicle_service_pb2_grpc
 
 from services.common.errors import InvalidArgument, translate_errors
+from services.common.security import OPEN, Authorizer
 from services.common.timeconv import (
     duration_to_micros,
     micros_to_timestamp,
@@ -46,14 +47,16 @@ def session_message(row: SessionRow) -> vehicle_pb2.ChargingSession:
 
 
 class VehicleServicer(vehicle_service_pb2_grpc.VehicleServiceServicer):
-    def __init__(self, readings: VehicleReadings) -> None:
+    def __init__(self, readings: VehicleReadings, auth: Authorizer = OPEN) -> None:
         self._readings = readings
+        self._auth = auth
 
     @translate_errors
     def IngestReading(
         self, request: vehicle_service_pb2.IngestReadingRequest, context: grpc.ServicerContext
     ) -> vehicle_service_pb2.IngestReadingResponse:
-        duplicate = self._readings.ingest_one(request.reading)
+        device = self._auth.ingesting_device(context)
+        duplicate = self._readings.ingest_one(request.reading, device)
         return vehicle_service_pb2.IngestReadingResponse(duplicate=duplicate)
 
     @translate_errors
@@ -62,7 +65,10 @@ class VehicleServicer(vehicle_service_pb2_grpc.VehicleServiceServicer):
         request_iterator: Iterator[vehicle_service_pb2.IngestReadingsRequest],
         context: grpc.ServicerContext,
     ) -> vehicle_service_pb2.IngestReadingsResponse:
-        outcome = self._readings.ingest_stream(request.readings for request in request_iterator)
+        device = self._auth.ingesting_device(context)
+        outcome = self._readings.ingest_stream(
+            (request.readings for request in request_iterator), device
+        )
         return vehicle_service_pb2.IngestReadingsResponse(
             accepted=outcome.accepted,
             duplicates=outcome.duplicates,
@@ -79,6 +85,7 @@ class VehicleServicer(vehicle_service_pb2_grpc.VehicleServiceServicer):
     def GetVehicleStatus(
         self, request: vehicle_service_pb2.GetVehicleStatusRequest, context: grpc.ServicerContext
     ) -> vehicle_pb2.VehicleStatus:
+        self._auth.require_reader(context)
         status = vehicle_pb2.VehicleStatus()
         fill_status(status, self._readings.get_status(request.vehicle_id))
         return status
@@ -89,6 +96,7 @@ class VehicleServicer(vehicle_service_pb2_grpc.VehicleServiceServicer):
         request: vehicle_service_pb2.ListVehicleStatusesRequest,
         context: grpc.ServicerContext,
     ) -> vehicle_service_pb2.ListVehicleStatusesResponse:
+        self._auth.require_reader(context)
         rows, next_token = self._readings.list_statuses(request.page_size, request.page_token)
         response = vehicle_service_pb2.ListVehicleStatusesResponse(next_page_token=next_token)
         add = response.vehicle_statuses.add
@@ -102,6 +110,7 @@ class VehicleServicer(vehicle_service_pb2_grpc.VehicleServiceServicer):
         request: vehicle_service_pb2.ListChargingSessionsRequest,
         context: grpc.ServicerContext,
     ) -> vehicle_service_pb2.ListChargingSessionsResponse:
+        self._auth.require_reader(context)
         missing = [name for name in ("start_time", "end_time") if not request.HasField(name)]
         if missing:
             raise InvalidArgument([(name, "must be set") for name in missing])

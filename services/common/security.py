@@ -1,0 +1,140 @@
+"""Who is calling, and what they may do (SPEC.md, Security settings).
+
+A principal comes from the connection, never from the payload: a bearer token (its SHA-256 is
+looked up in AUTH_TOKENS_FILE) or, under mutual TLS, the client certificate (a SAN URI
+urn:energy-ingest:<role>:<principal>, otherwise its subject CN as a device). Roles: `device`
+ingests only its own id; `service` (AnalyticsService, internal callers) ingests and reads;
+`operator` reads. When neither TLS_CLIENT_CA_FILE nor AUTH_TOKENS_FILE is set, auth is off."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+
+from services.common.config import Settings
+from services.common.errors import ConfigError, PermissionDenied, Unauthenticated
+
+ROLES = ("device", "service", "operator")
+URI_PREFIX = "urn:energy-ingest:"
+
+
+@dataclass(frozen=True)
+class Principal:
+    name: str
+    role: str
+
+
+def _read(path: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as error:
+        raise ConfigError(f"cannot read {path}: {error}") from None
+
+
+def server_credentials(settings: Settings) -> grpc.ServerCredentials | None:
+    """TLS when a certificate is configured; client certificates required when a CA is."""
+    if not settings.tls_cert_file:
+        return None
+    client_ca = _read(settings.tls_client_ca_file) if settings.tls_client_ca_file else None
+    return grpc.ssl_server_credentials(
+        [(_read(settings.tls_key_file), _read(settings.tls_cert_file))],
+        root_certificates=client_ca,
+        require_client_auth=client_ca is not None,
+    )
+
+
+def channel_credentials(settings: Settings) -> grpc.ChannelCredentials | None:
+    """What AnalyticsService (and the client module) present when dialling the others."""
+    if not settings.tls_ca_file:
+        return None
+    cert = _read(settings.tls_client_cert_file) if settings.tls_client_cert_file else None
+    key = _read(settings.tls_client_key_file) if settings.tls_client_key_file else None
+    return grpc.ssl_channel_credentials(
+        root_certificates=_read(settings.tls_ca_file), private_key=key, certificate_chain=cert
+    )
+
+
+def load_tokens(path: str) -> dict[str, Principal]:
+    try:
+        entries = json.loads(_read(path))
+        tokens = {
+            digest.lower(): Principal(str(entry["principal"]), str(entry["role"]))
+            for digest, entry in entries.items()
+        }
+    except (ValueError, KeyError, TypeError, AttributeError) as error:
+        raise ConfigError(f"AUTH_TOKENS_FILE {path} is not a token table: {error}") from None
+    for principal in tokens.values():
+        if principal.role not in ROLES:
+            raise ConfigError(f"AUTH_TOKENS_FILE: unknown role {principal.role!r}")
+    return tokens
+
+
+def _from_certificate(context: grpc.ServicerContext) -> Principal | None:
+    auth = context.auth_context()
+    for san in auth.get("x509_subject_alternative_name", []):
+        text = san.decode() if isinstance(san, bytes) else str(san)
+        if text.startswith(URI_PREFIX):
+            role, _, name = text[len(URI_PREFIX) :].partition(":")
+            if role in ROLES and name:
+                return Principal(name, role)
+    common_names = auth.get("x509_common_name", [])
+    if common_names:
+        name = common_names[0]
+        return Principal(name.decode() if isinstance(name, bytes) else str(name), "device")
+    return None
+
+
+class Authorizer:
+    """Checks each call; servicers ask it before doing anything."""
+
+    def __init__(self, tokens: dict[str, Principal] | None, mutual_tls: bool) -> None:
+        self._tokens = tokens
+        self._mutual_tls = mutual_tls
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Authorizer:
+        tokens = load_tokens(settings.auth_tokens_file) if settings.auth_tokens_file else None
+        return cls(tokens, bool(settings.tls_client_ca_file))
+
+    @property
+    def enabled(self) -> bool:
+        return self._tokens is not None or self._mutual_tls
+
+    def principal(self, context: grpc.ServicerContext) -> Principal | None:
+        """None when auth is off; UNAUTHENTICATED when it is on and the call proves nothing."""
+        if not self.enabled:
+            return None
+        if self._tokens is not None:
+            for key, value in context.invocation_metadata() or ():
+                if key == "authorization" and value.startswith("Bearer "):
+                    digest = hashlib.sha256(value[len("Bearer ") :].encode()).hexdigest()
+                    principal = self._tokens.get(digest)
+                    if principal is None:
+                        raise Unauthenticated("unknown bearer token")
+                    return principal
+        if self._mutual_tls:
+            found = _from_certificate(context)
+            if found is not None:
+                return found
+        raise Unauthenticated("credentials required: a client certificate or a bearer token")
+
+    def require_reader(self, context: grpc.ServicerContext) -> None:
+        principal = self.principal(context)
+        if principal is not None and principal.role not in ("service", "operator"):
+            raise PermissionDenied(f"{principal.role} {principal.name} may not read")
+
+    def ingesting_device(self, context: grpc.ServicerContext) -> str | None:
+        """The device id every reading must carry, or None when any id is allowed."""
+        principal = self.principal(context)
+        if principal is None or principal.role == "service":
+            return None
+        if principal.role == "device":
+            return principal.name
+        raise PermissionDenied(f"{principal.role} {principal.name} may not ingest")
+
+
+OPEN = Authorizer(None, mutual_tls=False)
