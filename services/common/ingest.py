@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from services.common.errors import InvalidArgument, PermissionDenied
+from services.common.errors import InvalidArgument, PermissionDenied, ResourceExhausted
 from services.common.group_commit import GroupCommitWriters, Ticket
 from services.common.validation import (
     BatchValidator,
@@ -16,6 +16,10 @@ from services.common.validation import (
     TimeWindow,
     require_valid,
 )
+
+# A device's stream is held until its end (nothing of it may be stored if one reading names
+# another id), so its size is bounded: a day of one reading a minute is 1,440.
+MAX_DEVICE_STREAM_READINGS = 100_000
 
 
 @dataclass
@@ -53,6 +57,23 @@ class Ingestor:
                     f"device {device} may not write {field} {getattr(reading, field)!r}"
                 )
 
+    def _whole_device_stream(
+        self, batches: Iterable[Sequence[Any]], device: str
+    ) -> list[Sequence[Any]]:
+        """Reads a device's stream to its end (bounded) and checks every id before any commit."""
+        held: list[Sequence[Any]] = []
+        readings = 0
+        for batch in batches:
+            self._require_own(batch, device)
+            readings += len(batch)
+            if readings > MAX_DEVICE_STREAM_READINGS:
+                raise ResourceExhausted(
+                    f"a device stream holds at most {MAX_DEVICE_STREAM_READINGS} readings; "
+                    "send the rest in another stream"
+                )
+            held.append(list(batch))
+        return held
+
     def ingest_one(self, reading: Any, device: str | None = None) -> bool:
         """Stores one reading; True when a duplicate. INVALID_ARGUMENT lists every problem."""
         self._require_own([reading], device)
@@ -73,9 +94,7 @@ class Ingestor:
         """Validates and submits each batch as it arrives; returns once all of it is committed.
         A device's stream is read whole and checked before anything of it is submitted."""
         if device is not None:
-            batches = [list(batch) for batch in batches]
-            for batch in batches:
-                self._require_own(batch, device)
+            batches = self._whole_device_stream(batches, device)
         outcome = StreamOutcome()
         ticket = Ticket()
         index = 0

@@ -1,7 +1,8 @@
 """Who is calling, and what they may do (SPEC.md, Security settings).
 
 A principal comes from the connection, never from the payload: a bearer token (its SHA-256 is
-looked up in AUTH_TOKENS_FILE) or, under mutual TLS, the client certificate (a SAN URI
+looked up in AUTH_TOKENS_FILE; a token, when sent, wins over the certificate) or, under mutual
+TLS, the client certificate (a SAN URI
 urn:energy-ingest:<role>:<principal>, otherwise its subject CN as a device). Roles: `device`
 ingests only its own id; `service` (AnalyticsService, internal callers) ingests and reads;
 `operator` reads. When neither TLS_CLIENT_CA_FILE nor AUTH_TOKENS_FILE is set, auth is off."""
@@ -79,8 +80,10 @@ def _from_certificate(context: grpc.ServicerContext) -> Principal | None:
         text = san.decode() if isinstance(san, bytes) else str(san)
         if text.startswith(URI_PREFIX):
             role, _, name = text[len(URI_PREFIX) :].partition(":")
-            if role in ROLES and name:
-                return Principal(name, role)
+            if role not in ROLES or not name:
+                # Meant for us but malformed: refuse rather than fall back to the CN.
+                raise Unauthenticated(f"certificate names no valid principal: {text}")
+            return Principal(name, role)
     common_names = auth.get("x509_common_name", [])
     if common_names:
         name = common_names[0]
