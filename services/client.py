@@ -29,11 +29,34 @@ RETRYABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED)
 STREAM_RETRYABLE = (*RETRYABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
 DEFAULT_DEADLINE_SECONDS = 30.0
 
+# Unary calls only: a client stream is resent whole by ResilientStreamSender, which checks that
+# the acknowledgement covers every reading it sent (a transparent retry of a half-sent stream
+# gives no such check).
+UNARY_METHODS = {
+    "energy.meter.v1.MeterService": (
+        "IngestReading",
+        "ListChargerStatuses",
+        "GetChargerStatus",
+        "SummarizeConsumption",
+    ),
+    "energy.vehicle.v1.VehicleService": (
+        "IngestReading",
+        "ListVehicleStatuses",
+        "GetVehicleStatus",
+        "ListChargingSessions",
+    ),
+    "energy.analytics.v1.AnalyticsService": ("GetVehiclePerformance",),
+}
+
 SERVICE_CONFIG = json.dumps(
     {
         "methodConfig": [
             {
-                "name": [{"service": name} for name in SERVICES],
+                "name": [
+                    {"service": service, "method": method}
+                    for service, methods in UNARY_METHODS.items()
+                    for method in methods
+                ],
                 "timeout": f"{DEFAULT_DEADLINE_SECONDS:g}s",
                 "retryPolicy": {
                     "maxAttempts": 5,
@@ -42,7 +65,11 @@ SERVICE_CONFIG = json.dumps(
                     "backoffMultiplier": 2,
                     "retryableStatusCodes": ["UNAVAILABLE", "RESOURCE_EXHAUSTED"],
                 },
-            }
+            },
+            {
+                "name": [{"service": service} for service in SERVICES],
+                "timeout": f"{DEFAULT_DEADLINE_SECONDS:g}s",
+            },
         ],
         # Stop retrying when most calls fail: retries must not pile onto an overloaded server.
         "retryThrottling": {"maxTokens": 20, "tokenRatio": 0.1},
@@ -131,6 +158,20 @@ class ResilientStreamSender:
                 log.warning("stream failed, sending it again", extra={"code": error.code().name})
                 self.totals.resends += 1
                 time.sleep(backoff * random.uniform(0.5, 1.0))  # jitter: no thundering herd
+                backoff = min(backoff * 2, 5.0)
+                continue
+            answered = response.accepted + response.duplicates + response.rejected
+            if answered != len(readings):
+                # The acknowledgement must cover the whole stream; anything else is resent
+                # (safe: what was stored comes back as duplicates).
+                log.warning(
+                    "acknowledgement does not cover the stream, sending it again",
+                    extra={"sent": len(readings), "answered": answered},
+                )
+                if time.monotonic() + backoff > give_up:
+                    raise RuntimeError(f"{answered} of {len(readings)} readings acknowledged")
+                self.totals.resends += 1
+                time.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
                 continue
             self.totals.accepted += response.accepted

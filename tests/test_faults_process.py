@@ -130,10 +130,10 @@ def test_kill_9_mid_load_then_restart_loses_and_doubles_nothing(database_url):
     assert at_kill[0] < 20 * per_client, "the kill came in the middle of the load"
     # Streams cut by the kill were sent again (by the channel's retry policy or the sender);
     # what they had committed before the kill came back as duplicates, stored once.
+    assert stored(database_url, "KILL-") == {f"KILL-{i:02d}": per_client for i in range(20)}
     assert sum(s.totals.duplicates for s in senders) > 0
     for sender in senders:
         assert sender.totals.accepted + sender.totals.duplicates >= per_client
-    assert stored(database_url, "KILL-") == {f"KILL-{i:02d}": per_client for i in range(20)}
 
 
 def test_sigterm_drains_100_active_streams(database_url):
