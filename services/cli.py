@@ -9,7 +9,7 @@ import sys
 from collections.abc import Sequence
 
 from services.common.config import SERVICE_NAMES, Settings
-from services.common.errors import ConfigError
+from services.common.errors import DATABASE_UNAVAILABLE, ConfigError
 from services.common.logs import configure_logging
 
 log = logging.getLogger("energy_ingest")
@@ -18,10 +18,22 @@ log = logging.getLogger("energy_ingest")
 def _serve(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     configure_logging(args.service, settings.log_level)
-    from services.common.server import serve_until_signalled
+    from services.common.server import (
+        AddressUnavailable,
+        ensure_address_free,
+        serve_until_signalled,
+    )
 
-    component = importlib.import_module(f"services.{args.service}.component")
-    serve_until_signalled(settings, component.build(settings), settings.listen_addr(args.service))
+    listen_addr = settings.listen_addr(args.service)
+    try:
+        # Before the component exists: a taken address is refused before any database work.
+        ensure_address_free(listen_addr)
+        component = importlib.import_module(f"services.{args.service}.component")
+        serve_until_signalled(settings, component.build(settings), listen_addr)
+    except AddressUnavailable as error:
+        raise ConfigError(
+            f"{error}; set {Settings.listen_variable(args.service)} to use another address"
+        ) from None
     return 0
 
 
@@ -83,6 +95,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         code: int = args.handler(args)
     except ConfigError as error:
         print(f"energy-ingest: {error}", file=sys.stderr)
+        return 2
+    except DATABASE_UNAVAILABLE as error:  # run and migrate reach the database first
+        reason = str(getattr(error, "orig", None) or error).strip().splitlines()[0]
+        print(f"energy-ingest: cannot reach PostgreSQL: {reason}", file=sys.stderr)
         return 2
     return code
 

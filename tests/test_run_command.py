@@ -3,6 +3,7 @@ a banner with the addresses, and a clean stop of everything on Ctrl-C."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import wait_for_health
+from tests.support import health_status
 
 pytestmark = pytest.mark.e2e
 
@@ -29,14 +30,37 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def run_until_banner(env: dict[str, str], data_dir: Path) -> tuple[subprocess.Popen[str], str]:
-    process = subprocess.Popen(
+SERVING = 1
+
+
+def start_run(env: dict[str, str], data_dir: Path, stderr: Path) -> subprocess.Popen[str]:
+    """`energy-ingest run` in a session of its own, so a test can Ctrl-C its whole process
+    group as a terminal would; its logs go to `stderr`."""
+    with stderr.open("w") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "services.cli", "run", "--data-dir", str(data_dir)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=log,
+            text=True,
+            start_new_session=True,
+        )
+
+
+def run_to_exit(env: dict[str, str], data_dir: Path) -> subprocess.CompletedProcess[str]:
+    """A `run` expected to refuse to start."""
+    return subprocess.run(
         [sys.executable, "-m", "services.cli", "run", "--data-dir", str(data_dir)],
         env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
+        capture_output=True,
         text=True,
+        timeout=60,
+        check=False,
     )
+
+
+def run_until_banner(env: dict[str, str], data_dir: Path) -> tuple[subprocess.Popen[str], str]:
+    process = start_run(env, data_dir, data_dir.parent / "run-stderr.log")
     assert process.stdout is not None
     banner = ""
     for line in process.stdout:
@@ -53,12 +77,22 @@ def ports_env() -> tuple[dict[str, str], dict[str, int]]:
 
 
 def check_running_then_interrupt(process: subprocess.Popen[str], ports: dict[str, int]) -> str:
+    """The banner came, so every service answers SERVING right now (no waiting); then Ctrl-C
+    reaches the whole process group, as in a terminal."""
     for service, port in ports.items():
-        wait_for_health(f"127.0.0.1:{port}", FULL_NAMES[service], 1)
-    process.send_signal(signal.SIGINT)
+        assert health_status(f"127.0.0.1:{port}", FULL_NAMES[service]) == SERVING
+    os.killpg(process.pid, signal.SIGINT)
     assert process.wait(60) == 0
     assert process.stdout is not None
     return process.stdout.read()
+
+
+def drains_logged(stderr: Path) -> list[str]:
+    return [
+        json.loads(line)["service"]
+        for line in stderr.read_text().splitlines()
+        if '"signal received, draining"' in line
+    ]
 
 
 def test_run_with_embedded_postgres(tmp_path):
@@ -70,11 +104,22 @@ def test_run_with_embedded_postgres(tmp_path):
         for service, port in ports.items():
             assert f"{service}" in banner and f"127.0.0.1:{port}" in banner
         assert "grpcurl -plaintext" in banner
+        # A second run on the same embedded database (other ports) is refused, and leaves the
+        # first one serving.
+        other_ports, _ = ports_env()
+        second = run_to_exit(env | other_ports, tmp_path / "var")
+        assert second.returncode == 2
+        assert second.stdout == ""
+        assert second.stderr.splitlines() == [
+            f"energy-ingest: another `energy-ingest run` (pid {process.pid}) is using "
+            f"{(tmp_path / 'var').resolve()}; stop it first"
+        ]
         tail = check_running_then_interrupt(process, ports)
         assert "stopped" in tail
     finally:
         if process.poll() is None:
             process.kill()
+    assert sorted(drains_logged(tmp_path / "run-stderr.log")) == sorted(FULL_NAMES)
     data = tmp_path / "var" / "postgres"
     assert (data / "PG_VERSION").exists(), "the database is kept under the data dir"
     assert not (data / "postmaster.pid").exists(), "the embedded PostgreSQL was stopped"
@@ -86,8 +131,37 @@ def test_run_uses_database_url_when_set(tmp_path, database_url):
     process, banner = run_until_banner(env, tmp_path / "var")
     try:
         assert "embedded" not in banner
+        # The same command again, as a second `make run` would: refused before it starts
+        # anything, in one line naming the address and the variable that moves it.
+        second = run_to_exit(env, tmp_path / "var2")
+        assert second.returncode == 2
+        assert second.stdout == ""
+        assert second.stderr.splitlines() == [
+            f"energy-ingest: cannot listen on 127.0.0.1:{ports['meter']}: address already in "
+            "use (is another server running there?); set METER_LISTEN_ADDR to use another address"
+        ]
         check_running_then_interrupt(process, ports)
     finally:
         if process.poll() is None:
             process.kill()
     assert not (tmp_path / "var").exists()
+    assert sorted(drains_logged(tmp_path / "run-stderr.log")) == sorted(FULL_NAMES)
+
+
+def test_run_refuses_a_busy_port_in_one_line_and_starts_nothing(tmp_path, database_url):
+    listen, ports = ports_env()
+    env = dict(os.environ) | listen | {"DATABASE_URL": database_url}
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", ports["vehicle"]))
+        held.listen()
+        result = run_to_exit(env, tmp_path / "var")
+        # Nothing else took the other two ports: no service was started.
+        for service in ("meter", "analytics"):
+            with socket.socket() as probe:
+                probe.bind(("127.0.0.1", ports[service]))
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr.splitlines() == [
+        f"energy-ingest: cannot listen on 127.0.0.1:{ports['vehicle']}: address already in use "
+        "(is another server running there?); set VEHICLE_LISTEN_ADDR to use another address"
+    ]

@@ -118,6 +118,11 @@ class Settings:
     def listen_addr(self, service: str) -> str:
         return str(getattr(self, f"{service}_listen_addr"))
 
+    @staticmethod
+    def listen_variable(service: str) -> str:
+        """The environment variable that sets `service`'s address, e.g. METER_LISTEN_ADDR."""
+        return _env_name(f"{service}_listen_addr")
+
     def service_database_url(self, service: str) -> str:
         """The libpq URL of a service's own database; ConfigError when none is configured."""
         url = getattr(self, f"{service}_database_url") or self.database_url

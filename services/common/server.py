@@ -3,8 +3,11 @@ reflection, message limits, and SIGTERM/SIGINT → NOT_SERVING → drain → sto
 
 from __future__ import annotations
 
+import errno
+import itertools
 import logging
 import signal
+import socket
 import threading
 from collections.abc import Callable
 from concurrent import futures
@@ -16,7 +19,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from services.common.config import Settings
-from services.common.errors import Undecodable
+from services.common.errors import ConfigError, Undecodable
 from services.common.security import server_credentials
 
 log = logging.getLogger(__name__)
@@ -92,8 +95,60 @@ class UndecodableRequests(grpc.ServerInterceptor):
         return handler._replace(request_deserializer=_tolerant(handler.request_deserializer))
 
 
+class AddressUnavailable(ConfigError):
+    """A server cannot listen where it was told to: another process holds the address, or the
+    address is not this host's. Raised before the server takes any call."""
+
+    def __init__(self, address: str, reason: str) -> None:
+        super().__init__(f"cannot listen on {address}: {reason}")
+        self.address = address
+
+
+_BIND_REASONS = {
+    errno.EADDRINUSE: "address already in use (is another server running there?)",
+    errno.EADDRNOTAVAIL: "not an address of this host",
+    errno.EACCES: "permission denied",
+}
+
+
+def ensure_address_free(listen_addr: str) -> None:
+    """Binds (and releases) every address `listen_addr` ("host:port", "[::]:port") resolves to,
+    so a taken port is reported with its reason before anything starts. Port 0 is always free.
+    Raises AddressUnavailable. The lasting guard is SO_REUSEPORT off (server_options): without
+    it the kernel would let a second server share the port and split the calls between both."""
+    host, _, port_text = listen_addr.rpartition(":")
+    host = host.strip("[]")
+    try:
+        port = int(port_text)
+        infos = socket.getaddrinfo(
+            None if host in ("", "*") else host,
+            port,
+            type=socket.SOCK_STREAM,
+            flags=socket.AI_PASSIVE,
+        )
+    except (ValueError, socket.gaierror) as error:
+        raise AddressUnavailable(listen_addr, f"not a host:port address ({error})") from None
+    if port == 0:
+        return
+    for family, kind, protocol, _, sockaddr in infos:
+        with socket.socket(family, kind, protocol) as probe:
+            # As gRPC binds: SO_REUSEADDR (a port in TIME_WAIT is free), and a wildcard IPv6
+            # address also takes IPv4.
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                probe.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+            try:
+                probe.bind(sockaddr)
+            except OSError as error:
+                reason = _BIND_REASONS.get(error.errno or 0, error.strerror or str(error))
+                raise AddressUnavailable(listen_addr, reason) from None
+
+
 def server_options(settings: Settings) -> list[tuple[str, int]]:
     return [
+        # gRPC sets SO_REUSEPORT by default: a second server on a busy port would start without
+        # a word and the kernel would split calls between the two processes.
+        ("grpc.so_reuseport", 0),
         ("grpc.max_receive_message_length", settings.grpc_max_message_bytes),
         ("grpc.max_send_message_length", settings.grpc_max_message_bytes),
         # Thousands of streams opened at once would otherwise be cancelled before a handler runs.
@@ -124,12 +179,15 @@ def start_server(settings: Settings, component: Component, listen_addr: str) -> 
     reporter = HealthReporter(health_servicer, component.service_name)
     reporter.set_serving(False)
     credentials = server_credentials(settings)
-    if credentials is None:
-        port = server.add_insecure_port(listen_addr)
-    else:
-        port = server.add_secure_port(listen_addr, credentials)
+    try:
+        if credentials is None:
+            port = server.add_insecure_port(listen_addr)
+        else:
+            port = server.add_secure_port(listen_addr, credentials)
+    except RuntimeError:  # gRPC says only "Failed to bind" (and logs the reason itself)
+        port = 0
     if port == 0:
-        raise OSError(f"cannot listen on {listen_addr}")
+        raise AddressUnavailable(listen_addr, "the address is taken or is not this host's")
     component.start(reporter)
     server.start()
     return RunningServer(server, port, health_servicer, component)
@@ -138,9 +196,14 @@ def start_server(settings: Settings, component: Component, listen_addr: str) -> 
 def serve_until_signalled(settings: Settings, component: Component, listen_addr: str) -> None:
     """Runs the server in the main thread until SIGTERM or SIGINT, then drains and returns."""
     stop = threading.Event()
+    signals = itertools.count()
 
     def on_signal(signum: int, _frame: object) -> None:
-        log.info("signal received, draining", extra={"signal": signal.Signals(signum).name})
+        # Ctrl-C under `energy-ingest run` brings SIGINT (the terminal) and SIGTERM (the runner)
+        # at once, and a handler can be re-entered: next() on a count is atomic, so the drain is
+        # logged once.
+        if next(signals) == 0:
+            log.info("signal received, draining", extra={"signal": signal.Signals(signum).name})
         stop.set()
 
     signal.signal(signal.SIGTERM, on_signal)
