@@ -659,6 +659,125 @@ def test_invalid_requests_and_unknown_vehicle(
         assert field_violations(analytics.error(bad_id, end=at(12))) == ["vehicle_id"]
 
 
+# 2026-11-20T10:00:00Z as epoch milliseconds and microseconds, put where seconds belong (as a
+# dashboard did); and the Timestamp type's own ends, 0001-01-01T00:00:00Z and 9999-12-31T23:59:59Z.
+AS_MILLIS = 1_795_168_800_000
+AS_MICROS = 1_795_168_800_000_000
+FIRST_SECOND = -62_135_596_800
+LAST_SECOND = 253_402_300_799
+
+
+def test_times_outside_the_timestamp_range_are_invalid_argument_on_every_rpc(
+    meter_server: InProcessServer, vehicle_server: InProcessServer, analytics: Analytics
+) -> None:
+    """Never INTERNAL, never an empty answer about year 58,857: the field is named."""
+    ingest_vehicles(vehicle_server, [vehicle("VH-RANGE", "CHG-RANGE", at(10), 0.125)])
+
+    def performance_error(request: Any) -> list[str]:
+        with pytest.raises(grpc.RpcError) as caught:
+            analytics.stub.GetVehiclePerformance(request, timeout=CALL_TIMEOUT)
+        return field_violations(caught.value)
+
+    request = analytics_service_pb2.GetVehiclePerformanceRequest
+    for seconds in (AS_MILLIS, AS_MICROS, LAST_SECOND + 1, FIRST_SECOND - 1):
+        assert performance_error(
+            request(vehicle_id="VH-RANGE", end_time=Timestamp(seconds=seconds))
+        ) == ["end_time"]
+    assert performance_error(
+        request(vehicle_id="VH-RANGE", end_time=ts(at(12)), window=Duration(seconds=10**12))
+    ) == ["window"]
+    # A valid end whose window would start before year 1.
+    assert performance_error(
+        request(
+            vehicle_id="VH-RANGE",
+            end_time=Timestamp(seconds=FIRST_SECOND + 3600),
+            window=Duration(seconds=7200),
+        )
+    ) == ["window"]
+    # The range's own ends are valid times: answered, with nothing in them.
+    for end_seconds, window_seconds in ((FIRST_SECOND + 3600, 3600), (LAST_SECOND, 86_400)):
+        answer = analytics.stub.GetVehiclePerformance(
+            request(
+                vehicle_id="VH-RANGE",
+                end_time=Timestamp(seconds=end_seconds),
+                window=Duration(seconds=window_seconds),
+            ),
+            timeout=CALL_TIMEOUT,
+        )
+        assert (answer.end_time.seconds, answer.data_points, len(answer.sessions)) == (
+            end_seconds,
+            0,
+            0,
+        )
+
+    with vehicle_server.channel() as channel:
+        vehicles = vehicle_service_pb2_grpc.VehicleServiceStub(channel)
+        cases: list[tuple[Timestamp, Timestamp, Duration | None, list[str]]] = [
+            (Timestamp(seconds=AS_MILLIS), ts(at(12)), None, ["start_time"]),
+            (ts(at(0)), Timestamp(seconds=AS_MICROS), None, ["end_time"]),
+            (
+                Timestamp(seconds=AS_MICROS),
+                Timestamp(seconds=AS_MICROS),
+                Duration(seconds=-(10**12)),
+                ["start_time", "end_time", "session_gap"],
+            ),
+        ]
+        for start, end, gap, fields in cases:
+            sessions_request = vehicle_service_pb2.ListChargingSessionsRequest(
+                vehicle_id="VH-RANGE", start_time=start, end_time=end, session_gap=gap
+            )
+            with pytest.raises(grpc.RpcError) as caught:
+                vehicles.ListChargingSessions(sessions_request, timeout=CALL_TIMEOUT)
+            assert field_violations(caught.value) == fields
+
+    with meter_server.channel() as channel:
+        meters = meter_service_pb2_grpc.MeterServiceStub(channel)
+        intervals = [
+            meter_pb2.ConsumptionInterval(
+                charger_id="CHG-RANGE", start_time=ts(at(0)), end_time=ts(at(1))
+            ),
+            meter_pb2.ConsumptionInterval(
+                charger_id="CHG-RANGE",
+                start_time=Timestamp(seconds=AS_MILLIS),
+                end_time=Timestamp(seconds=AS_MICROS),
+            ),
+        ]
+        with pytest.raises(grpc.RpcError) as caught:
+            meters.SummarizeConsumption(
+                meter_service_pb2.SummarizeConsumptionRequest(intervals=intervals),
+                timeout=CALL_TIMEOUT,
+            )
+        assert field_violations(caught.value) == [
+            "intervals[1].start_time",
+            "intervals[1].end_time",
+        ]
+
+        # Ingestion: the reading's own field, and the valid readings around it are stored.
+        bad = meter("CHG-RANGE", at(10), 0.25)
+        bad.timestamp.seconds = AS_MILLIS
+        with pytest.raises(grpc.RpcError) as caught:
+            meters.IngestReading(
+                meter_service_pb2.IngestReadingRequest(reading=bad), timeout=CALL_TIMEOUT
+            )
+        assert field_violations(caught.value) == ["reading.timestamp"]
+        response = meters.IngestReadings(
+            iter(
+                [
+                    meter_service_pb2.IngestReadingsRequest(
+                        readings=[meter("CHG-RANGE", at(10), 0.25), bad]
+                    ),
+                    meter_service_pb2.IngestReadingsRequest(
+                        readings=[meter("CHG-RANGE", at(10, 1), 0.25)]
+                    ),
+                ]
+            ),
+            timeout=CALL_TIMEOUT,
+        )
+        assert (response.accepted, response.rejected) == (2, 1)
+        assert [(r.index, r.field) for r in response.rejections] == [(1, "timestamp")]
+        assert "epoch milliseconds given as seconds?" in response.rejections[0].description
+
+
 @pytest.mark.parametrize("stopped", ["meter", "vehicle"])
 def test_downstream_service_down_is_unavailable_within_the_deadline(
     database_url: str, stopped: str

@@ -1,13 +1,21 @@
-"""Fast unit tests of settings, paging and time conversion."""
+"""Fast unit tests of settings, paging, time conversion and time ranges."""
 
 from __future__ import annotations
 
 import pytest
+from google.protobuf.duration_pb2 import Duration
+from google.protobuf.timestamp_pb2 import Timestamp
 
 from services.common import paging
 from services.common.config import Settings
 from services.common.errors import ConfigError, InvalidArgument
-from services.common.timeconv import micros_to_timestamp, timestamp_to_micros
+from services.common.timeconv import (
+    duration_problem,
+    micros_to_timestamp,
+    timestamp_problem,
+    timestamp_to_micros,
+)
+from services.common.validation import require_times
 
 
 def test_settings_read_from_environment():
@@ -61,3 +69,53 @@ def test_page_tokens_round_trip_and_reject_garbage():
 def test_timestamp_micros_round_trip():
     for micros in (0, 1, 1_770_724_800_123_456, -1):
         assert timestamp_to_micros(micros_to_timestamp(micros)) == micros
+
+
+def test_timestamps_outside_the_types_range_are_explained_with_a_hint():
+    # 2026-11-20T10:00:00Z as epoch seconds, then as milliseconds and microseconds.
+    assert timestamp_problem(Timestamp(seconds=1_795_168_800)) is None
+    assert timestamp_problem(Timestamp(seconds=1_795_168_800_000)) == (
+        "must be within 0001-01-01T00:00:00Z and 9999-12-31T23:59:59Z, "
+        "got seconds=1795168800000 (epoch milliseconds given as seconds?)"
+    )
+    assert timestamp_problem(Timestamp(seconds=1_795_168_800_000_000)) == (
+        "must be within 0001-01-01T00:00:00Z and 9999-12-31T23:59:59Z, "
+        "got seconds=1795168800000000 (epoch microseconds given as seconds?)"
+    )
+    # The ends themselves: 0001-01-01T00:00:00Z and 9999-12-31T23:59:59.999999999Z.
+    assert timestamp_problem(Timestamp(seconds=-62_135_596_800)) is None
+    assert timestamp_problem(Timestamp(seconds=253_402_300_799, nanos=999_999_999)) is None
+    assert "got seconds=-62135596801" in (
+        timestamp_problem(Timestamp(seconds=-62_135_596_801)) or ""
+    )
+    assert "got seconds=253402300800" in (
+        timestamp_problem(Timestamp(seconds=253_402_300_800)) or ""
+    )
+    assert timestamp_problem(Timestamp(seconds=0, nanos=-1)) == (
+        "nanos must be within 0 and 999999999, got -1"
+    )
+
+
+def test_durations_outside_the_types_range_are_explained():
+    assert duration_problem(Duration(seconds=315_576_000_000)) is None
+    assert duration_problem(Duration(seconds=-315_576_000_000)) is None
+    assert duration_problem(Duration(seconds=315_576_000_001)) == (
+        "must be within ±315576000000 seconds (10,000 years), got seconds=315576000001"
+    )
+    assert duration_problem(Duration(seconds=-1, nanos=-5)) is None
+    assert duration_problem(Duration(seconds=1, nanos=-5)) == (
+        "nanos must be within -999999999 and 999999999 with the sign of seconds, "
+        "got seconds=1 nanos=-5"
+    )
+
+
+def test_require_times_names_every_field_out_of_range():
+    with pytest.raises(InvalidArgument) as refused:
+        require_times(
+            [
+                ("start_time", Timestamp(seconds=1_795_168_800_000)),
+                ("end_time", Timestamp(seconds=1_795_168_800)),
+                ("session_gap", Duration(seconds=10**12)),
+            ]
+        )
+    assert [field for field, _ in refused.value.violations] == ["start_time", "session_gap"]

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from services.analytics.correlation import Performance, attribution_intervals, compose
 from services.analytics.downstream import Downstream
 from services.common.errors import DeadlineExceeded, InvalidArgument
-from services.common.timeconv import MICROS, now_micros
+from services.common.timeconv import MICROS, MIN_TIMESTAMP_MICROS, now_micros
 from services.common.validation import require_id
 
 DAY_US = 24 * 3600 * MICROS
@@ -46,6 +46,8 @@ class VehiclePerformanceService:
             raise InvalidArgument([("window", "must be at most 31 days")])
         end_us = self._clock() if end_us is None else end_us
         start_us = end_us - window_us
+        if start_us < MIN_TIMESTAMP_MICROS:
+            raise InvalidArgument([("window", "must not reach before 0001-01-01T00:00:00Z")])
         sessions = self._downstream.sessions(
             vehicle_id, start_us, end_us, self._gap_us, self._budget(time_remaining)
         )

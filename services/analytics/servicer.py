@@ -10,6 +10,7 @@ from services.analytics.service import VehiclePerformanceService
 from services.common.errors import translate_errors
 from services.common.security import OPEN, Authorizer
 from services.common.timeconv import duration_to_micros, micros_to_timestamp, timestamp_to_micros
+from services.common.validation import require_times
 
 
 def _set_figures(
@@ -59,6 +60,7 @@ class AnalyticsServicer(analytics_service_pb2_grpc.AnalyticsServiceServicer):
         context: grpc.ServicerContext,
     ) -> analytics_pb2.VehiclePerformance:
         self._auth.require_reader(context)
+        require_times([("end_time", request.end_time), ("window", request.window)])
         end_us = timestamp_to_micros(request.end_time) if request.HasField("end_time") else None
         window_us = duration_to_micros(request.window) if request.HasField("window") else None
         performance = self._performance.performance(

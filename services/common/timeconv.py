@@ -10,6 +10,50 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 MICROS = 1_000_000
 
+# The well-known types' own ranges: Timestamp 0001-01-01T00:00:00Z … 9999-12-31T23:59:59.999999999Z,
+# Duration ±10,000 years. Anything outside is a client bug (often epoch milliseconds given as
+# seconds), refused before it reaches arithmetic or SQL.
+MIN_TIMESTAMP_SECONDS = -62_135_596_800
+MAX_TIMESTAMP_SECONDS = 253_402_300_799
+MIN_TIMESTAMP_MICROS = MIN_TIMESTAMP_SECONDS * MICROS
+MAX_DURATION_SECONDS = 315_576_000_000
+_NANOS = 1_000_000_000
+
+
+def timestamp_problem(ts: Timestamp) -> str | None:
+    """Why `ts` is not a valid Timestamp, or None."""
+    if not MIN_TIMESTAMP_SECONDS <= ts.seconds <= MAX_TIMESTAMP_SECONDS:
+        hint = next(
+            (
+                f" (epoch {unit} given as seconds?)"
+                for unit, per_second in (("milliseconds", 1_000), ("microseconds", MICROS))
+                if MIN_TIMESTAMP_SECONDS <= ts.seconds // per_second <= MAX_TIMESTAMP_SECONDS
+            ),
+            "",
+        )
+        return (
+            "must be within 0001-01-01T00:00:00Z and 9999-12-31T23:59:59Z, "
+            f"got seconds={ts.seconds}{hint}"
+        )
+    if not 0 <= ts.nanos < _NANOS:
+        return f"nanos must be within 0 and 999999999, got {ts.nanos}"
+    return None
+
+
+def duration_problem(duration: Duration) -> str | None:
+    """Why `duration` is not a valid Duration, or None."""
+    if not -MAX_DURATION_SECONDS <= duration.seconds <= MAX_DURATION_SECONDS:
+        return (
+            f"must be within ±{MAX_DURATION_SECONDS} seconds (10,000 years), "
+            f"got seconds={duration.seconds}"
+        )
+    if not -_NANOS < duration.nanos < _NANOS or duration.seconds * duration.nanos < 0:
+        return (
+            "nanos must be within -999999999 and 999999999 with the sign of seconds, "
+            f"got seconds={duration.seconds} nanos={duration.nanos}"
+        )
+    return None
+
 
 def timestamp_to_micros(ts: Timestamp) -> int:
     return ts.seconds * MICROS + ts.nanos // 1000

@@ -11,8 +11,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from google.protobuf.duration_pb2 import Duration
+from google.protobuf.timestamp_pb2 import Timestamp
+
 from services.common.errors import InvalidArgument
-from services.common.timeconv import MICROS, now_micros
+from services.common.timeconv import MICROS, duration_problem, now_micros, timestamp_problem
 
 ID_PATTERN = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 ID_RULE = "must be 1-64 characters of A-Z a-z 0-9 . _ : -"
@@ -46,6 +49,26 @@ class KnownIds:
             self._ids.clear()
         self._ids.add(value)
         return True
+
+
+def time_violations(fields: Sequence[tuple[str, Timestamp | Duration]]) -> list[tuple[str, str]]:
+    """(field path, why) for each Timestamp or Duration of a request outside its type's range.
+    Every RPC that takes one checks it here before using it (an unset field reads as 0: valid)."""
+    found = []
+    for field, value in fields:
+        problem = (
+            timestamp_problem(value) if isinstance(value, Timestamp) else duration_problem(value)
+        )
+        if problem:
+            found.append((field, problem))
+    return found
+
+
+def require_times(fields: Sequence[tuple[str, Timestamp | Duration]]) -> None:
+    """Raises InvalidArgument listing every out-of-range time of `fields`."""
+    violations = time_violations(fields)
+    if violations:
+        raise InvalidArgument(violations)
 
 
 @dataclass(frozen=True)
@@ -105,8 +128,9 @@ def timestamp_violations(reading: Any, window: TimeWindow) -> list[tuple[str, st
     if not reading.HasField("timestamp"):
         return [("timestamp", "must be set")]
     ts = reading.timestamp
-    if not 0 <= ts.nanos < 1_000_000_000:
-        return [("timestamp", "nanos must be within 0..999999999")]
+    problem = timestamp_problem(ts)
+    if problem:
+        return [("timestamp", problem)]
     micros = ts.seconds * MICROS + ts.nanos // 1000
     if micros < window.earliest:
         return [("timestamp", "must be after 2000-01-01T00:00:00Z")]

@@ -10,6 +10,7 @@ from energy.meter.v1 import meter_pb2, meter_service_pb2, meter_service_pb2_grpc
 from services.common.errors import InvalidArgument, translate_errors
 from services.common.security import OPEN, Authorizer
 from services.common.timeconv import set_timestamp, timestamp_to_micros
+from services.common.validation import time_violations
 from services.meter.repository import ChargerStatusRow
 from services.meter.service import MeterReadings
 
@@ -86,14 +87,16 @@ class MeterServicer(meter_service_pb2_grpc.MeterServiceServicer):
     ) -> meter_service_pb2.SummarizeConsumptionResponse:
         self._auth.require_reader(context)
         intervals = request.intervals
-        unset = [
-            (f"intervals[{index}].{name}", "must be set")
-            for index, interval in enumerate(intervals)
-            for name in ("start_time", "end_time")
-            if not interval.HasField(name)
-        ]
-        if unset:
-            raise InvalidArgument(unset)
+        violations = []
+        for index, interval in enumerate(intervals):
+            for name in ("start_time", "end_time"):
+                path = f"intervals[{index}].{name}"
+                if interval.HasField(name):
+                    violations += time_violations([(path, getattr(interval, name))])
+                else:
+                    violations.append((path, "must be set"))
+        if violations:
+            raise InvalidArgument(violations)
         totals = self._readings.summarize(
             [interval.charger_id for interval in intervals],
             [timestamp_to_micros(interval.start_time) for interval in intervals],

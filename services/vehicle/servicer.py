@@ -15,6 +15,7 @@ from services.common.timeconv import (
     set_timestamp,
     timestamp_to_micros,
 )
+from services.common.validation import require_times
 from services.vehicle.repository import SessionRow, VehicleStatusRow
 from services.vehicle.service import VehicleReadings
 
@@ -114,6 +115,13 @@ class VehicleServicer(vehicle_service_pb2_grpc.VehicleServiceServicer):
         missing = [name for name in ("start_time", "end_time") if not request.HasField(name)]
         if missing:
             raise InvalidArgument([(name, "must be set") for name in missing])
+        require_times(
+            [
+                ("start_time", request.start_time),
+                ("end_time", request.end_time),
+                ("session_gap", request.session_gap),
+            ]
+        )
         gap_us = (
             duration_to_micros(request.session_gap)
             if request.HasField("session_gap")
