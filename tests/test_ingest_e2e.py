@@ -21,6 +21,7 @@ import psycopg
 import pytest
 from energy.meter.v1 import meter_pb2, meter_service_pb2, meter_service_pb2_grpc
 from energy.vehicle.v1 import vehicle_pb2, vehicle_service_pb2, vehicle_service_pb2_grpc
+from google.protobuf import json_format
 from google.protobuf.timestamp_pb2 import Timestamp
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
@@ -750,6 +751,12 @@ def test_unary_same_reading_twice_is_duplicate_the_second_time(request, flavour,
         first = stub.IngestReading(flavour.unary(reading), timeout=CALL_TIMEOUT)
         second = stub.IngestReading(flavour.unary(reading), timeout=CALL_TIMEOUT)
         assert (first.duplicate, second.duplicate) == (False, True)
+        # What a JSON client (grpcurl) prints: never an empty {} for a stored reading.
+        assert json_format.MessageToDict(first) == {"outcome": "INGEST_OUTCOME_ACCEPTED"}
+        assert json_format.MessageToDict(second) == {
+            "duplicate": True,
+            "outcome": "INGEST_OUTCOME_DUPLICATE",
+        }
         entity, micros = flavour.key(reading)
         assert flavour.get_status(stub, entity) == (micros, flavour.values(reading))
     assert flavour.history(server.database_url) == {(entity, micros): flavour.values(reading)}

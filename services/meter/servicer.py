@@ -36,7 +36,12 @@ class MeterServicer(meter_service_pb2_grpc.MeterServiceServicer):
     ) -> meter_service_pb2.IngestReadingResponse:
         device = self._auth.ingesting_device(context)
         duplicate = self._readings.ingest_one(request.reading, device)
-        return meter_service_pb2.IngestReadingResponse(duplicate=duplicate)
+        return meter_service_pb2.IngestReadingResponse(
+            duplicate=duplicate,
+            outcome=meter_service_pb2.INGEST_OUTCOME_DUPLICATE
+            if duplicate
+            else meter_service_pb2.INGEST_OUTCOME_ACCEPTED,
+        )
 
     @translate_errors
     def IngestReadings(

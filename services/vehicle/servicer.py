@@ -58,7 +58,12 @@ class VehicleServicer(vehicle_service_pb2_grpc.VehicleServiceServicer):
     ) -> vehicle_service_pb2.IngestReadingResponse:
         device = self._auth.ingesting_device(context)
         duplicate = self._readings.ingest_one(request.reading, device)
-        return vehicle_service_pb2.IngestReadingResponse(duplicate=duplicate)
+        return vehicle_service_pb2.IngestReadingResponse(
+            duplicate=duplicate,
+            outcome=vehicle_service_pb2.INGEST_OUTCOME_DUPLICATE
+            if duplicate
+            else vehicle_service_pb2.INGEST_OUTCOME_ACCEPTED,
+        )
 
     @translate_errors
     def IngestReadings(

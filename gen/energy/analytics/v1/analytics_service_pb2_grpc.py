@@ -50,7 +50,9 @@ class AnalyticsServiceServicer:
     def GetVehiclePerformance(self, request, context):
         """Returns a vehicle's performance over the window [end_time - window, end_time).
         Returns NOT_FOUND if the vehicle never reported, INVALID_ARGUMENT for a malformed id,
-        a window that is not positive or longer than 31 days; UNAVAILABLE when a downstream
+        a window that is not positive or longer than 31 days, or an end_time outside
+        0001-01-01T00:00:00Z..9999-12-31T23:59:59Z (the Timestamp type's range; the window may not
+        reach before it either); UNAVAILABLE when a downstream
         service is unreachable; DEADLINE_EXCEEDED when the caller's deadline passes.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)

@@ -106,7 +106,8 @@ class MeterServiceServicer:
 
     def SummarizeConsumption(self, request, context):
         """Sums AC energy for many (charger, interval) pairs in one call; used by AnalyticsService.
-        Returns INVALID_ARGUMENT for a malformed id or an interval whose end precedes its start.
+        Returns INVALID_ARGUMENT for a malformed id, an unset time, a time outside
+        0001-01-01T00:00:00Z..9999-12-31T23:59:59Z or an interval whose end precedes its start.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

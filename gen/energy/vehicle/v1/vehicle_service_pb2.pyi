@@ -4,12 +4,22 @@ from energy.vehicle.v1 import vehicle_pb2 as _vehicle_pb2
 from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class IngestOutcome(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    INGEST_OUTCOME_UNSPECIFIED: _ClassVar[IngestOutcome]
+    INGEST_OUTCOME_ACCEPTED: _ClassVar[IngestOutcome]
+    INGEST_OUTCOME_DUPLICATE: _ClassVar[IngestOutcome]
+INGEST_OUTCOME_UNSPECIFIED: IngestOutcome
+INGEST_OUTCOME_ACCEPTED: IngestOutcome
+INGEST_OUTCOME_DUPLICATE: IngestOutcome
 
 class IngestReadingRequest(_message.Message):
     __slots__ = ("reading",)
@@ -18,10 +28,12 @@ class IngestReadingRequest(_message.Message):
     def __init__(self, reading: _Optional[_Union[_vehicle_pb2.VehicleReading, _Mapping]] = ...) -> None: ...
 
 class IngestReadingResponse(_message.Message):
-    __slots__ = ("duplicate",)
+    __slots__ = ("duplicate", "outcome")
     DUPLICATE_FIELD_NUMBER: _ClassVar[int]
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
     duplicate: bool
-    def __init__(self, duplicate: _Optional[bool] = ...) -> None: ...
+    outcome: IngestOutcome
+    def __init__(self, duplicate: _Optional[bool] = ..., outcome: _Optional[_Union[IngestOutcome, str]] = ...) -> None: ...
 
 class IngestReadingsRequest(_message.Message):
     __slots__ = ("readings",)

@@ -106,8 +106,9 @@ class VehicleServiceServicer:
 
     def ListChargingSessions(self, request, context):
         """Lists a vehicle's charging sessions that have readings in [start_time, end_time),
-        computed in SQL (gaps and islands). Returns INVALID_ARGUMENT for a malformed id,
-        an end before the start or a non-positive session_gap; NOT_FOUND if the vehicle never reported.
+        computed in SQL (gaps and islands). Returns INVALID_ARGUMENT for a malformed id, an unset
+        time, a time outside 0001-01-01T00:00:00Z..9999-12-31T23:59:59Z, an end before the start or a
+        non-positive session_gap; NOT_FOUND if the vehicle never reported.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
