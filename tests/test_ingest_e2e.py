@@ -435,7 +435,7 @@ def test_replayed_stream_is_all_duplicates_and_adds_no_rows(request, flavour, to
 
 @pytest.mark.parametrize("flavour", [METER, VEHICLE], ids=["meter", "vehicle"])
 def test_replay_leaves_status_rows_exactly_as_after_first_send(request, flavour):
-    """SPEC Idempotency: a replay leaves the database exactly as after the first send, so a
+    """Idempotency: a replay leaves the database exactly as after the first send, so a
     status row's update_time ("when the server stored the newest reading") does not move."""
     server = request.getfixturevalue(f"{flavour.name}_server")
     rng = random.Random(11)

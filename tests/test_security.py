@@ -1,4 +1,4 @@
-"""Security end to end (issue 7, SPEC.md "Security settings"): TLS, mutual TLS, bearer tokens and
+"""Security end to end (README "Security"): TLS, mutual TLS, bearer tokens and
 the role rules, against real in-process servers on real PostgreSQL.
 
 Every certificate is made here, in tmp_path, by services.common.certs. Stored rows are counted
@@ -483,7 +483,7 @@ WRONG_TOKEN = "tok-nobody"
 
 
 def write_tokens(path: Path) -> Path:
-    # Only the SHA-256 of each token is in the file (the SPEC: tokens never stored in clear).
+    # Only the SHA-256 of each token is in the file (tokens are never stored in clear).
     content = {
         hashlib.sha256(token.encode()).hexdigest(): {"principal": principal, "role": role}
         for token, (principal, role) in TOKENS.items()

@@ -1,4 +1,4 @@
-"""The correlation rule (SPEC.md, Semantics): pure functions, no I/O.
+"""The correlation rule (README, "How correlation works"): pure functions, no I/O.
 
 A charging session is a maximal run of a vehicle's readings on one charger with no gap longer
 than session_gap (VehicleService computes them). The AC energy attributed to a session is the

@@ -1,4 +1,4 @@
-"""Who is calling, and what they may do (SPEC.md, Security settings).
+"""Who is calling, and what they may do (README, "Security").
 
 A principal comes from the connection, never from the payload: a bearer token (its SHA-256 is
 looked up in AUTH_TOKENS_FILE; a token, when sent, wins over the certificate) or, under mutual

@@ -1,4 +1,4 @@
-"""Input rules shared by both ingesting services (SPEC.md, Validation).
+"""Input rules shared by both ingesting services (the bounds each proto field documents).
 
 Each service checks its readings with a hand-written fast path (one chained comparison per
 reading, no exception); only a reading that fails it is explained, field by field, here."""
