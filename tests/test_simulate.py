@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections import defaultdict
 
 import psycopg
 import pytest
@@ -50,6 +51,38 @@ def test_fleet_is_physically_consistent():
     assert any(len({c for v2, c in sessions if v2 == v}) > 1 for v, _ in sessions), "they move"
     for _, _, kwh, voltage in meters:
         assert kwh >= 0 and 200 < voltage < 500
+
+
+def test_fleets_of_different_sizes_never_put_a_vehicle_on_two_chargers_at_once():
+    """Runs of different sizes into one database: the union of their readings must still have
+    every vehicle on one charger a minute and every charger under one vehicle a minute, also
+    when the windows only overlap."""
+    start = SMALL.start_us
+    configs = [
+        FleetConfig(chargers=30, vehicles=25, minutes=360, start_us=start),
+        FleetConfig(chargers=45, vehicles=45, minutes=360, start_us=start),
+        FleetConfig(chargers=23, vehicles=7, minutes=360, start_us=start),
+        FleetConfig(chargers=61, vehicles=50, minutes=300, start_us=start + 37 * MINUTE_US),
+    ]
+    chargers_of: dict[tuple[str, int], set[str]] = defaultdict(set)
+    vehicles_on: dict[tuple[str, int], set[str]] = defaultdict(set)
+    same_start: dict[tuple[str, int], set[tuple]] = defaultdict(set)
+    for config in configs:
+        meters, vehicles = all_rows(config)
+        for row in vehicles:
+            minute = row[1] // MINUTE_US
+            chargers_of[(row[0], minute)].add(row[2])
+            vehicles_on[(row[2], minute)].add(row[0])
+            if config.start_us == start:
+                same_start[(row[0], row[1])].add(row)
+        if config.start_us == start:
+            for row in meters:
+                same_start[(row[0], row[1])].add(row)
+    assert max(len(chargers) for chargers in chargers_of.values()) == 1
+    assert max(len(vehicles) for vehicles in vehicles_on.values()) == 1
+    # With one start, one reading per entity and time whatever the size: a rerun with another
+    # size only adds readings, the ones both runs have are duplicates.
+    assert max(len(rows) for rows in same_start.values()) == 1
 
 
 def test_simulate_command_streams_the_fleet_and_analytics_recovers_each_efficiency(database_url):
