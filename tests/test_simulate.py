@@ -4,6 +4,7 @@ services store and correlate (each session's efficiency is its charger's own).""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from collections import defaultdict
@@ -13,6 +14,7 @@ import pytest
 from energy.analytics.v1 import analytics_service_pb2, analytics_service_pb2_grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from services.cli import parser
 from services.simulate.fleet import MINUTE_US, Fleet, FleetConfig
 from tests.conftest import start_in_process
 
@@ -83,6 +85,38 @@ def test_fleets_of_different_sizes_never_put_a_vehicle_on_two_chargers_at_once()
     # With one start, one reading per entity and time whatever the size: a rerun with another
     # size only adds readings, the ones both runs have are duplicates.
     assert max(len(rows) for rows in same_start.values()) == 1
+
+
+def test_default_run_is_small():
+    """A bare `energy-ingest simulate` must be safe to try: a small fleet over a day."""
+    args = parser().parse_args(["simulate"])
+    readings = round(args.hours * 60) * (args.chargers + args.vehicles)
+    assert readings <= 1_000_000, readings
+    assert args.hours >= 1
+
+
+def test_help_shows_every_default():
+    result = subprocess.run(
+        [sys.executable, "-m", "services.cli", "simulate", "--help"],
+        env={**os.environ, "COLUMNS": "200"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    options = result.stdout.split("options:", 1)[1]
+    blocks = {
+        block.split()[0]: " ".join(block.split())
+        for block in re.split(r"\n(?=  -)", options)
+        if block.strip().startswith("--")
+    }
+    defaults = vars(parser().parse_args(["simulate"]))
+    assert set(blocks) >= {"--chargers", "--vehicles", "--hours", "--seed", "--mode", "--start"}
+    for option, block in blocks.items():
+        assert "default" in block, block
+        value = defaults[option[2:].replace("-", "_")]
+        if value is not None:
+            assert f"(default: {value})" in block, block
 
 
 def test_simulate_command_streams_the_fleet_and_analytics_recovers_each_efficiency(database_url):

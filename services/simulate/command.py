@@ -7,17 +7,61 @@ from datetime import UTC, datetime, timedelta
 
 from services import client
 from services.common.config import Settings
+from services.common.errors import ConfigError
 from services.simulate.feed import feed
 from services.simulate.fleet import MINUTE_US, Fleet, FleetConfig
+
+# The default run: small enough to finish within a minute on a 2-core machine that also runs
+# the services and PostgreSQL (a day of 200 chargers and 200 vehicles: 576,000 readings).
+DEFAULT_CHARGERS = 200
+DEFAULT_VEHICLES = 200
+DEFAULT_HOURS = 24.0
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows each option's default; an option whose default is worked out at run time (None)
+    says what it is in its own help instead of "(default: None)"."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None:
+            return action.help
+        return super()._get_help_string(action)
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+    return value
 
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     simulate = commands.add_parser(
-        "simulate", help="stream a simulated fleet of chargers and vehicles into the services"
+        "simulate",
+        help="stream a simulated fleet of chargers and vehicles into the services",
+        description="Streams a deterministic fleet into MeterService (METER_TARGET) and "
+        "VehicleService (VEHICLE_TARGET).",
+        formatter_class=_HelpFormatter,
     )
-    simulate.add_argument("--chargers", type=int, default=10_000)
-    simulate.add_argument("--vehicles", type=int, default=10_000)
-    simulate.add_argument("--hours", type=float, default=24.0, help="simulated duration")
+    simulate.add_argument(
+        "--chargers", type=_positive_int, default=DEFAULT_CHARGERS, help="chargers in the fleet"
+    )
+    simulate.add_argument(
+        "--vehicles",
+        type=int,
+        default=DEFAULT_VEHICLES,
+        help="vehicles in the fleet, at most --chargers",
+    )
+    simulate.add_argument(
+        "--hours", type=_positive_float, default=DEFAULT_HOURS, help="simulated duration"
+    )
     simulate.add_argument("--seed", type=int, default=1, help="same seed, same readings")
     simulate.add_argument(
         "--mode",
@@ -26,15 +70,22 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="backfill: as fast as the services accept; live: accelerated real time",
     )
     simulate.add_argument(
-        "--speed", type=float, default=60.0, help="live mode: simulated minutes per real minute"
+        "--speed",
+        type=_positive_float,
+        default=60.0,
+        help="live mode: simulated minutes per real minute",
     )
     simulate.add_argument(
         "--start",
         help="ISO time of the first reading (default: backfill yesterday 00:00 UTC; "
         "live: now minus the duration, so nothing lies in the future)",
     )
-    simulate.add_argument("--streams", type=int, default=8, help="concurrent streams per service")
-    simulate.add_argument("--batch-size", type=int, default=500, help="readings per message")
+    simulate.add_argument(
+        "--streams", type=_positive_int, default=8, help="concurrent streams per service"
+    )
+    simulate.add_argument(
+        "--batch-size", type=_positive_int, default=500, help="readings per message"
+    )
     simulate.set_defaults(handler=run)
 
 
@@ -51,7 +102,12 @@ def _start_us(args: argparse.Namespace, minutes: int) -> int:
 
 def run(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
-    minutes = round(args.hours * 60)
+    if not 0 <= args.vehicles <= args.chargers:
+        raise ConfigError(
+            f"--vehicles must be between 0 and --chargers ({args.chargers}): a vehicle only "
+            f"uses the chargers of its own group of 20, got {args.vehicles}"
+        )
+    minutes = max(1, round(args.hours * 60))
     config = FleetConfig(
         chargers=args.chargers,
         vehicles=args.vehicles,
