@@ -11,20 +11,15 @@ import threading
 from pathlib import Path
 
 from services.common import migrations
-from services.common.config import SERVICE_NAMES, Settings
+from services.common.config import SERVICE_NAMES, Settings, dial_address
 from services.common.embedded import EmbeddedPostgres
 
 
-def _dial_address(listen_addr: str) -> str:
-    host, port = listen_addr.rsplit(":", 1)
-    return f"localhost:{port}" if host in ("[::]", "0.0.0.0", "") else listen_addr
-
-
 def _banner(settings: Settings) -> str:
-    meter = _dial_address(settings.listen_addr("meter"))
+    meter = dial_address(settings.listen_addr("meter"))
     lines = ["energy-ingest is running:"]
     for service in SERVICE_NAMES:
-        lines.append(f"  {service:<9} {_dial_address(settings.listen_addr(service))}")
+        lines.append(f"  {service:<9} {dial_address(settings.listen_addr(service))}")
     lines += [
         "try:",
         f"  grpcurl -plaintext {meter} list",

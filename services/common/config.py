@@ -13,6 +13,13 @@ SERVICE_NAMES = ("meter", "vehicle", "analytics")
 DEFAULT_LISTEN_ADDRS = {"meter": "[::]:50051", "vehicle": "[::]:50052", "analytics": "[::]:50053"}
 
 
+def dial_address(listen_addr: str) -> str:
+    """Where a client on this machine reaches a server listening on `listen_addr`
+    ("[::]:50053" -> "localhost:50053"; a specific host is kept)."""
+    host, port = listen_addr.rsplit(":", 1)
+    return f"localhost:{port}" if host in ("[::]", "0.0.0.0", "") else listen_addr
+
+
 def _env_name(attr: str) -> str:
     return attr.upper()
 
