@@ -9,8 +9,9 @@ from __future__ import annotations
 import json
 import logging
 import random
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -109,7 +110,12 @@ class ResilientStreamSender:
     commit acknowledgement); until then they are kept, and a stream that fails with UNAVAILABLE
     or RESOURCE_EXHAUSTED is sent again whole, with exponential backoff, until `give_up_after`
     seconds pass (DEADLINE_EXCEEDED too: resending is safe). Readings committed by the failed
-    attempt come back as duplicates."""
+    attempt come back as duplicates.
+
+    `on_acknowledged(readings, response)` is called, on the sending thread, after each
+    acknowledged stream with the readings its response covers. Once `stop` is set nothing more
+    is sent: a stream in flight ends after its current message and the server's answer for what
+    it got is counted (not resent), no new stream starts and a failed one is not retried."""
 
     def __init__(
         self,
@@ -120,6 +126,8 @@ class ResilientStreamSender:
         stream_readings: int = 50_000,
         deadline: float = 120.0,
         give_up_after: float = 120.0,
+        on_acknowledged: Callable[[Sequence[Any], Any], None] | None = None,
+        stop: threading.Event | None = None,
     ) -> None:
         self._call = call
         self._make_request = make_request
@@ -127,12 +135,14 @@ class ResilientStreamSender:
         self._stream_readings = stream_readings
         self._deadline = deadline
         self._give_up_after = give_up_after
+        self._on_acknowledged = on_acknowledged
+        self._stop = stop if stop is not None else threading.Event()
         self._pending: list[Any] = []
         self.totals = SendTotals()
 
     def send(self, readings: Sequence[Any]) -> None:
         self._pending.extend(readings)
-        while len(self._pending) >= self._stream_readings:
+        while len(self._pending) >= self._stream_readings and not self._stop.is_set():
             self._deliver(self._pending[: self._stream_readings])
             del self._pending[: self._stream_readings]
 
@@ -145,23 +155,34 @@ class ResilientStreamSender:
     def _deliver(self, readings: Sequence[Any]) -> None:
         give_up = time.monotonic() + self._give_up_after
         backoff = 0.1
-        while True:
-            requests = (
-                self._make_request(readings[first : first + self._batch_size])
-                for first in range(0, len(readings), self._batch_size)
-            )
+        while not self._stop.is_set():
+            sent = 0  # readings handed to gRPC in this attempt
+
+            def requests() -> Iterator[Any]:
+                nonlocal sent
+                for first in range(0, len(readings), self._batch_size):
+                    if self._stop.is_set():
+                        return  # half-close: the server answers for what it got
+                    batch = readings[first : first + self._batch_size]
+                    sent += len(batch)
+                    yield self._make_request(batch)
+
             try:
-                response = self._call(requests, timeout=self._deadline)
+                response = self._call(requests(), timeout=self._deadline)
             except grpc.RpcError as error:
-                if error.code() not in STREAM_RETRYABLE or time.monotonic() + backoff > give_up:
+                if (
+                    error.code() not in STREAM_RETRYABLE
+                    or time.monotonic() + backoff > give_up
+                    or self._stop.is_set()
+                ):
                     raise
                 log.warning("stream failed, sending it again", extra={"code": error.code().name})
                 self.totals.resends += 1
-                time.sleep(backoff * random.uniform(0.5, 1.0))  # jitter: no thundering herd
+                self._stop.wait(backoff * random.uniform(0.5, 1.0))  # jitter: no thundering herd
                 backoff = min(backoff * 2, 5.0)
                 continue
             answered = response.accepted + response.duplicates + response.rejected
-            if answered != len(readings):
+            if answered != len(readings) and not (self._stop.is_set() and answered == sent):
                 # The acknowledgement must cover the whole stream; anything else is resent
                 # (safe: what was stored comes back as duplicates).
                 log.warning(
@@ -171,11 +192,13 @@ class ResilientStreamSender:
                 if time.monotonic() + backoff > give_up:
                     raise RuntimeError(f"{answered} of {len(readings)} readings acknowledged")
                 self.totals.resends += 1
-                time.sleep(backoff)
+                self._stop.wait(backoff)
                 backoff = min(backoff * 2, 5.0)
                 continue
             self.totals.accepted += response.accepted
             self.totals.duplicates += response.duplicates
             self.totals.rejected += response.rejected
             self.totals.rejections.extend(response.rejections)
+            if self._on_acknowledged is not None:
+                self._on_acknowledged(readings[:answered], response)
             return

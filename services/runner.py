@@ -20,7 +20,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from services import client
 from services.common import migrations
-from services.common.config import SERVICE_NAMES, Settings
+from services.common.config import SERVICE_NAMES, Settings, dial_address, grpcurl_command
 from services.common.embedded import EmbeddedPostgres
 from services.common.errors import ConfigError
 from services.common.security import channel_credentials
@@ -31,23 +31,12 @@ FULL_NAMES = dict(zip(SERVICE_NAMES, client.SERVICES, strict=True))
 SERVING_TIMEOUT_SECONDS = 60.0
 
 
-def _dial_address(listen_addr: str) -> str:
-    host, port = listen_addr.rsplit(":", 1)
-    return f"localhost:{port}" if host in ("[::]", "0.0.0.0", "") else listen_addr
-
-
-def grpcurl_command() -> str:
-    """How to call grpcurl from here: `make` installs it into .venv/bin, which is not on PATH."""
-    beside = Path(".venv/bin/grpcurl")
-    return str(beside) if beside.exists() else "grpcurl"
-
-
 def _banner(settings: Settings) -> str:
-    meter = _dial_address(settings.listen_addr("meter"))
+    meter = dial_address(settings.listen_addr("meter"))
     grpcurl = grpcurl_command()
     lines = ["energy-ingest is running:"]
     for service in SERVICE_NAMES:
-        lines.append(f"  {service:<9} {_dial_address(settings.listen_addr(service))}")
+        lines.append(f"  {service:<9} {dial_address(settings.listen_addr(service))}")
     lines += [
         "try:",
         f"  {grpcurl} -plaintext {meter} list",
@@ -135,7 +124,7 @@ def _wait_until_serving(settings: Settings, children: _Children, stop: threading
     """Returns once every service answers SERVING; ConfigError when one exits or times out."""
     credentials = channel_credentials(settings)
     channels = {
-        service: client.channel(_dial_address(settings.listen_addr(service)), credentials)
+        service: client.channel(dial_address(settings.listen_addr(service)), credentials)
         for service in SERVICE_NAMES
     }
     waiting = set(SERVICE_NAMES)

@@ -3,17 +3,29 @@ services store and correlate (each session's efficiency is its charger's own).""
 
 from __future__ import annotations
 
+import json
 import os
+import re
+import shlex
+import signal
 import subprocess
 import sys
+import threading
+import time
+from collections import defaultdict
+from datetime import UTC, datetime
+from pathlib import Path
 
 import psycopg
 import pytest
 from energy.analytics.v1 import analytics_service_pb2, analytics_service_pb2_grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from services.cli import parser
 from services.simulate.fleet import MINUTE_US, Fleet, FleetConfig
 from tests.conftest import start_in_process
+
+REPO = Path(__file__).resolve().parent.parent
 
 pytestmark = pytest.mark.e2e
 
@@ -52,68 +64,368 @@ def test_fleet_is_physically_consistent():
         assert kwh >= 0 and 200 < voltage < 500
 
 
-def test_simulate_command_streams_the_fleet_and_analytics_recovers_each_efficiency(database_url):
+def test_fleets_of_different_sizes_never_put_a_vehicle_on_two_chargers_at_once():
+    """Runs of different sizes into one database: the union of their readings must still have
+    every vehicle on one charger a minute and every charger under one vehicle a minute, also
+    when the windows only overlap."""
+    start = SMALL.start_us
+    configs = [
+        FleetConfig(chargers=30, vehicles=25, minutes=360, start_us=start),
+        FleetConfig(chargers=45, vehicles=45, minutes=360, start_us=start),
+        FleetConfig(chargers=23, vehicles=7, minutes=360, start_us=start),
+        FleetConfig(chargers=61, vehicles=50, minutes=300, start_us=start + 37 * MINUTE_US),
+    ]
+    chargers_of: dict[tuple[str, int], set[str]] = defaultdict(set)
+    vehicles_on: dict[tuple[str, int], set[str]] = defaultdict(set)
+    same_start: dict[tuple[str, int], set[tuple]] = defaultdict(set)
+    for config in configs:
+        meters, vehicles = all_rows(config)
+        for row in vehicles:
+            minute = row[1] // MINUTE_US
+            chargers_of[(row[0], minute)].add(row[2])
+            vehicles_on[(row[2], minute)].add(row[0])
+            if config.start_us == start:
+                same_start[(row[0], row[1])].add(row)
+        if config.start_us == start:
+            for row in meters:
+                same_start[(row[0], row[1])].add(row)
+    assert max(len(chargers) for chargers in chargers_of.values()) == 1
+    assert max(len(vehicles) for vehicles in vehicles_on.values()) == 1
+    # With one start, one reading per entity and time whatever the size: a rerun with another
+    # size only adds readings, the ones both runs have are duplicates.
+    assert max(len(rows) for rows in same_start.values()) == 1
+
+
+def test_default_run_is_small():
+    """A bare `energy-ingest simulate` must be safe to try: a small fleet over a day."""
+    args = parser().parse_args(["simulate"])
+    readings = round(args.hours * 60) * (args.chargers + args.vehicles)
+    assert readings <= 1_000_000, readings
+    assert args.hours >= 1
+
+
+def test_help_shows_every_default():
+    result = subprocess.run(
+        [sys.executable, "-m", "services.cli", "simulate", "--help"],
+        env={**os.environ, "COLUMNS": "200"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    options = result.stdout.split("options:", 1)[1]
+    blocks = {
+        block.split()[0]: " ".join(block.split())
+        for block in re.split(r"\n(?=  -)", options)
+        if block.strip().startswith("--")
+    }
+    defaults = vars(parser().parse_args(["simulate"]))
+    assert set(blocks) >= {"--chargers", "--vehicles", "--hours", "--seed", "--mode", "--start"}
+    for option, block in blocks.items():
+        assert "default" in block, block
+        value = defaults[option[2:].replace("-", "_")]
+        if value is not None:
+            assert f"(default: {value})" in block, block
+
+
+# --- the command against real servers -----------------------------------------------------
+
+
+@pytest.fixture
+def running(database_url):
+    """MeterService, VehicleService and AnalyticsService in process on port 0, and the
+    environment that points `energy-ingest simulate` at them."""
     meter = start_in_process("meter", database_url)
     vehicle = start_in_process("vehicle", database_url)
     analytics = start_in_process(
         "analytics", database_url, meter_target=meter.target, vehicle_target=vehicle.target
     )
-    try:
-        env = {**os.environ, "METER_TARGET": meter.target, "VEHICLE_TARGET": vehicle.target}
-        result = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "services.cli",
-                "simulate",
-                "--chargers",
-                "40",
-                "--vehicles",
-                "30",
-                "--hours",
-                "3",
-                "--start",
-                "2026-02-10T00:00:00Z",
-                "--streams",
-                "3",
-                "--batch-size",
-                "100",
-            ],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
-        )
-        assert result.returncode == 0, result.stdout + result.stderr
-        meters, vehicles = all_rows(SMALL)
-        assert f"accepted {len(meters):>12,}" in result.stdout
-        with psycopg.connect(database_url) as connection:
-            stored = connection.execute(
-                "SELECT (SELECT count(*) FROM meter.meter_readings), "
-                "(SELECT count(*) FROM vehicle.vehicle_readings)"
-            ).fetchone()
-        assert stored == (len(meters), len(vehicles))
+    env = {
+        **os.environ,
+        "METER_TARGET": meter.target,
+        "VEHICLE_TARGET": vehicle.target,
+        "ANALYTICS_LISTEN_ADDR": analytics.target,
+    }
+    yield env, analytics
+    for server in (analytics, vehicle, meter):
+        server.running.shutdown(5)
 
-        fleet = Fleet(SMALL)  # the same seed: the charger efficiencies the data was made with
-        efficiency = dict(zip(fleet.charger_ids, fleet.efficiency, strict=True))
-        end = Timestamp(seconds=(SMALL.start_us + SMALL.minutes * MINUTE_US) // 1_000_000)
-        with analytics.channel() as channel:
-            stub = analytics_service_pb2_grpc.AnalyticsServiceStub(channel)
-            for vehicle_id in ("VH-00000", "VH-00007", "VH-00029"):
-                performance = stub.GetVehiclePerformance(
-                    analytics_service_pb2.GetVehiclePerformanceRequest(
-                        vehicle_id=vehicle_id, end_time=end
-                    ),
-                    timeout=10,
-                )
-                expected_dc = sum(row[4] for row in vehicles if row[0] == vehicle_id)
-                assert performance.total_energy_delivered_dc == pytest.approx(expected_dc)
-                for session in performance.sessions:
-                    if session.energy_consumed_ac > 0:
-                        assert session.efficiency_ratio == pytest.approx(
-                            efficiency[session.charger_id], rel=1e-9
-                        )
-    finally:
-        for server in (analytics, vehicle, meter):
-            server.running.shutdown(5)
+
+def simulate(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "services.cli", "simulate", *args],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+class Simulation:
+    """`energy-ingest simulate` as a process; its stderr is collected as it comes."""
+
+    def __init__(self, env: dict[str, str], *args: str) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "services.cli", "simulate", *args],
+            env=env,
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self._chunks: list[str] = []
+        self._pump = threading.Thread(target=self._read, daemon=True)
+        self._pump.start()
+
+    def _read(self) -> None:
+        assert self.process.stderr is not None
+        while chunk := self.process.stderr.read(1):
+            self._chunks.append(chunk)
+
+    @property
+    def stderr(self) -> str:
+        return "".join(self._chunks)
+
+    def finish(self, timeout: float = 120) -> str:
+        """Waits for the exit; returns stdout (stderr is then complete too)."""
+        assert self.process.stdout is not None
+        try:
+            stdout = self.process.stdout.read()
+            self.process.wait(timeout)
+            self._pump.join(timeout)
+        finally:
+            if self.process.poll() is None:
+                self.process.kill()
+        return stdout
+
+
+def progress_figures(stderr: str) -> list[int]:
+    """The reading counts the progress bar showed, in order."""
+    return [
+        int(figure.replace(",", ""))
+        for figure in re.findall(r"\]\s+[\d.]+%\s+([\d,]+) (?:of [\d,]+ )?readings", stderr)
+    ]
+
+
+def stored(database_url: str) -> tuple[int, int]:
+    with psycopg.connect(database_url) as connection:
+        row = connection.execute(
+            "SELECT (SELECT count(*) FROM meter.meter_readings), "
+            "(SELECT count(*) FROM vehicle.vehicle_readings)"
+        ).fetchone()
+    assert row is not None
+    return int(row[0]), int(row[1])
+
+
+def summary(stdout: str) -> dict[str, dict[str, int]]:
+    """Per service: accepted, duplicates, rejected, resends, from the summary lines."""
+    found = {}
+    for name, accepted, duplicates, rejected, resends in re.findall(
+        r"^(meter|vehicle)\s+accepted\s+([\d,]+)\s+duplicates\s+([\d,]+)\s+rejected\s+"
+        r"([\d,]+)\s+resent streams (\d+)",
+        stdout,
+        flags=re.MULTILINE,
+    ):
+        figures = (accepted, duplicates, rejected, resends)
+        found[name] = dict(
+            zip(
+                ("accepted", "duplicates", "rejected", "resends"),
+                (int(f.replace(",", "")) for f in figures),
+                strict=True,
+            )
+        )
+    assert set(found) == {"meter", "vehicle"}, stdout
+    return found
+
+
+def grpcurl_request(stdout: str) -> tuple[list[str], dict]:
+    """The printed grpcurl line as arguments, and its request body."""
+    lines = [line.strip() for line in stdout.splitlines() if "GetVehiclePerformance" in line]
+    assert len(lines) == 1, stdout
+    command = shlex.split(lines[0])
+    beside = REPO / ".venv" / "bin" / "grpcurl"
+    assert command[0] == (".venv/bin/grpcurl" if beside.exists() else "grpcurl"), lines[0]
+    return command, json.loads(command[command.index("-d") + 1])
+
+
+def ask_analytics(command: list[str]) -> dict:
+    """Runs the printed line as a user would paste it, from the checkout."""
+    result = subprocess.run(
+        command, cwd=REPO, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return json.loads(result.stdout)
+
+
+def iso(micros: int) -> str:
+    return datetime.fromtimestamp(micros / 1e6, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def test_simulate_command_streams_the_fleet_and_analytics_recovers_each_efficiency(
+    running, database_url
+):
+    env, analytics = running
+    result = simulate(
+        env,
+        *("--chargers", "40", "--vehicles", "30", "--hours", "3"),
+        *("--start", "2026-02-10T00:00:00Z", "--streams", "3", "--batch-size", "100"),
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    meters, vehicles = all_rows(SMALL)
+    assert f"accepted {len(meters):>12,}" in result.stdout
+    assert stored(database_url) == (len(meters), len(vehicles))
+
+    fleet = Fleet(SMALL)  # the same seed: the charger efficiencies the data was made with
+    efficiency = dict(zip(fleet.charger_ids, fleet.efficiency, strict=True))
+    end = Timestamp(seconds=(SMALL.start_us + SMALL.minutes * MINUTE_US) // 1_000_000)
+    with analytics.channel() as channel:
+        stub = analytics_service_pb2_grpc.AnalyticsServiceStub(channel)
+        for vehicle_id in ("VH-00000", "VH-00007", "VH-00029"):
+            performance = stub.GetVehiclePerformance(
+                analytics_service_pb2.GetVehiclePerformanceRequest(
+                    vehicle_id=vehicle_id, end_time=end
+                ),
+                timeout=10,
+            )
+            expected_dc = sum(row[4] for row in vehicles if row[0] == vehicle_id)
+            assert performance.total_energy_delivered_dc == pytest.approx(expected_dc)
+            for session in performance.sessions:
+                if session.energy_consumed_ac > 0:
+                    assert session.efficiency_ratio == pytest.approx(
+                        efficiency[session.charger_id], rel=1e-9
+                    )
+
+
+def test_simulate_ends_with_a_grpcurl_line_for_a_vehicle_that_charged(running):
+    env, _ = running
+    result = simulate(
+        env,
+        *("--chargers", "40", "--vehicles", "30", "--hours", "3"),
+        *("--start", "2026-02-10T00:00:00Z", "--streams", "3"),
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    command, body = grpcurl_request(result.stdout)
+    assert body["endTime"] == "2026-02-10T03:00:00Z"
+    assert body["window"] == "10800s"
+    assert command[command.index("-d") + 2] == env["ANALYTICS_LISTEN_ADDR"]
+    performance = ask_analytics(command)
+    assert performance["vehicle_id"] == body["vehicleId"]
+    assert performance["start_time"] == "2026-02-10T00:00:00Z"
+    assert performance["total_energy_delivered_dc"] > 0, "the vehicle named has charged"
+
+
+def test_a_window_longer_than_31_days_is_cut_and_said_so(running):
+    env, _ = running
+    result = simulate(
+        env,
+        *("--chargers", "1", "--vehicles", "1", "--hours", "800"),
+        *("--start", "2025-01-01T00:00:00Z", "--streams", "1"),
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    command, body = grpcurl_request(result.stdout)
+    assert body["endTime"] == iso(1_735_689_600 * 1_000_000 + 800 * 60 * MINUTE_US)
+    assert body["window"] == f"{31 * 24 * 3600}s"
+    assert "31 days" in result.stdout
+    performance = ask_analytics(command)
+    assert int(performance["data_points"]) > 0
+
+
+def test_a_second_run_of_another_size_adds_to_the_first_without_contradicting_it(
+    running, database_url
+):
+    """Two sizes, one seed, one window, one database: the smaller fleet's readings come back as
+    duplicates and no vehicle is on two chargers at once."""
+    env, _ = running
+    common = ("--hours", "3", "--start", "2026-02-10T00:00:00Z", "--streams", "3")
+    small = simulate(env, "--chargers", "40", "--vehicles", "30", *common)
+    assert small.returncode == 0, small.stdout + small.stderr
+    large = simulate(env, "--chargers", "50", "--vehicles", "45", *common)
+    assert large.returncode == 0, large.stdout + large.stderr
+    small_meters, small_vehicles = all_rows(SMALL)
+    large_meters, large_vehicles = all_rows(
+        FleetConfig(**{**SMALL.__dict__, "chargers": 50, "vehicles": 45})
+    )
+    with psycopg.connect(database_url) as connection:
+        elsewhere = connection.execute(
+            "SELECT vehicle_id, date_trunc('minute', read_time), array_agg(charger_id) "
+            "FROM vehicle.vehicle_readings GROUP BY 1, 2 HAVING count(DISTINCT charger_id) > 1"
+        ).fetchall()
+    assert elsewhere == []
+    second = summary(large.stdout)
+    assert second["meter"]["duplicates"] == len(small_meters)
+    assert second["vehicle"]["duplicates"] == len(small_vehicles)
+    assert stored(database_url) == (len(large_meters), len(large_vehicles))
+
+
+def test_progress_counts_readings_acknowledged_not_queued(running, database_url):
+    """With the services' writers held behind a table lock nothing can be acknowledged, so the
+    progress bar must show 0 however much was queued; once released it reaches the total."""
+    env, _ = running
+    with psycopg.connect(database_url) as blocker:
+        blocker.execute(
+            "LOCK TABLE meter.meter_readings, vehicle.vehicle_readings IN EXCLUSIVE MODE"
+        )
+        run = Simulation(
+            env,
+            *("--chargers", "40", "--vehicles", "40", "--hours", "2"),
+            *("--start", "2026-02-10T00:00:00Z"),
+        )
+        try:
+            deadline = time.monotonic() + 60
+            while len(figures := progress_figures(run.stderr)) < 3:
+                assert not any(figures), f"progress showed {figures} with nothing acknowledged"
+                assert time.monotonic() < deadline, run.stderr
+                assert run.process.poll() is None, run.stderr
+                time.sleep(0.1)
+            assert not any(figures), f"progress showed {figures} with nothing acknowledged"
+        finally:
+            blocker.rollback()  # releases the lock
+        stdout = run.finish()
+    assert run.process.returncode == 0, stdout + run.stderr
+    total = 2 * 40 * 120
+    assert progress_figures(run.stderr)[-1] == total
+    assert f"{total:,} of {total:,} readings acknowledged" in stdout
+    assert sum(stored(database_url)) == total
+
+
+def test_ctrl_c_stops_and_summarises_what_was_acknowledged(running, database_url):
+    env, _ = running
+    run = Simulation(
+        env,
+        *("--chargers", "1000", "--vehicles", "1000", "--hours", "24"),
+        *("--start", "2026-02-10T00:00:00Z"),
+    )
+    deadline = time.monotonic() + 120
+    while not any(progress_figures(run.stderr)):  # mid-run: something was acknowledged
+        if time.monotonic() > deadline or run.process.poll() is not None:
+            run.process.kill()
+            pytest.fail(run.stderr)
+        time.sleep(0.1)
+    run.process.send_signal(signal.SIGINT)
+    stdout = run.finish()
+    output = stdout + run.stderr
+    assert run.process.returncode == 130, output
+    assert "Traceback" not in output
+    match = re.search(r"^interrupted: ([\d,]+) of ([\d,]+) readings acknowledged", stdout, re.M)
+    assert match, output
+    acknowledged, total = (int(group.replace(",", "")) for group in match.groups())
+    assert 0 < acknowledged < total == 2 * 1000 * 1440
+    figures = summary(stdout)
+    assert acknowledged == sum(
+        service["accepted"] + service["duplicates"] + service["rejected"]
+        for service in figures.values()
+    )
+    meters, vehicles = stored(database_url)
+    if figures["meter"]["resends"] == figures["vehicle"]["resends"] == 0:
+        # Every stream was answered before the summary: what it counts is what is stored.
+        assert (meters, vehicles) == (figures["meter"]["accepted"], figures["vehicle"]["accepted"])
+    else:  # a failed attempt may have stored readings that no answer counted
+        assert meters >= figures["meter"]["accepted"]
+        assert vehicles >= figures["vehicle"]["accepted"]
+    command, body = grpcurl_request(stdout)
+    assert body["endTime"] > "2026-02-10T00:00:00Z"
+    performance = ask_analytics(command)
+    assert performance["vehicle_id"] == body["vehicleId"]
+    assert int(performance["data_points"]) > 0

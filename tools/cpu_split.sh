@@ -16,6 +16,6 @@ cpu() { for p in $(pgrep -f "$1"); do awk '{print $14+$15}' "/proc/$p/stat"; don
 pg() { for p in $(pgrep -u postgres postgres); do awk '{print $14+$15}' "/proc/$p/stat" 2>/dev/null; done | awk '{s+=$1} END {print s/100}'; }
 m0=$(cpu "serve meter"); v0=$(cpu "serve vehicle"); p0=$(pg)
 /usr/bin/time -f "client CPU: %U s user + %S s system in %e s" \
-  env METER_TARGET=127.0.0.1:50071 VEHICLE_TARGET=127.0.0.1:50072 \
-  .venv/bin/energy-ingest simulate --chargers 10000 --vehicles 10000 --hours 1 2>&1 | tr '\r' '\n' | tail -4
+  env METER_TARGET=127.0.0.1:50071 VEHICLE_TARGET=127.0.0.1:50072 ANALYTICS_LISTEN_ADDR=127.0.0.1:50073 \
+  .venv/bin/energy-ingest simulate --chargers 10000 --vehicles 10000 --hours 1 2>&1 | tr '\r' '\n' | grep -v "^\[" | tail -6
 echo "MeterService CPU $(echo "$(cpu "serve meter") - $m0" | bc) s, VehicleService CPU $(echo "$(cpu "serve vehicle") - $v0" | bc) s, PostgreSQL CPU $(echo "$(pg) - $p0" | bc) s"

@@ -5,12 +5,27 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
+from pathlib import Path
 from typing import Any
 
 from services.common.errors import ConfigError
 
 SERVICE_NAMES = ("meter", "vehicle", "analytics")
 DEFAULT_LISTEN_ADDRS = {"meter": "[::]:50051", "vehicle": "[::]:50052", "analytics": "[::]:50053"}
+
+
+def dial_address(listen_addr: str) -> str:
+    """Where a client on this machine reaches a server listening on `listen_addr`
+    ("[::]:50053" -> "localhost:50053"; a specific host is kept)."""
+    host, port = listen_addr.rsplit(":", 1)
+    return f"localhost:{port}" if host in ("[::]", "0.0.0.0", "") else listen_addr
+
+
+def grpcurl_command() -> str:
+    """How a user calls grpcurl from the current directory: `make` installs it into .venv/bin,
+    which is not on PATH; elsewhere a `grpcurl` on PATH is assumed."""
+    beside = Path(".venv/bin/grpcurl")
+    return str(beside) if beside.exists() else "grpcurl"
 
 
 def _env_name(attr: str) -> str:

@@ -1,23 +1,78 @@
-"""`energy-ingest simulate`: a deterministic fleet streamed into the running services."""
+"""`energy-ingest simulate`: a deterministic fleet streamed into the running services, with a
+progress bar of what they acknowledged, a summary (after Ctrl-C too) and a grpcurl line that
+asks AnalyticsService about one simulated vehicle over the simulated window."""
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import shlex
+import signal
+import threading
 from datetime import UTC, datetime, timedelta
+from types import FrameType
 
 from services import client
-from services.common.config import Settings
-from services.simulate.feed import feed
+from services.analytics.service import MAX_WINDOW_US
+from services.common.config import Settings, dial_address, grpcurl_command
+from services.common.errors import ConfigError
+from services.simulate.feed import STREAM_READINGS, FeedResult, feed
 from services.simulate.fleet import MINUTE_US, Fleet, FleetConfig
+
+# The default run: small enough to finish within a minute on a 2-core machine that also runs
+# the services and PostgreSQL (a day of 200 chargers and 200 vehicles: 576,000 readings).
+DEFAULT_CHARGERS = 200
+DEFAULT_VEHICLES = 200
+DEFAULT_HOURS = 24.0
+INTERRUPTED = 130  # the shell's code for a process ended by SIGINT
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows each option's default; an option whose default is worked out at run time (None)
+    says what it is in its own help instead of "(default: None)"."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None:
+            return action.help
+        return super()._get_help_string(action)
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+    return value
 
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     simulate = commands.add_parser(
-        "simulate", help="stream a simulated fleet of chargers and vehicles into the services"
+        "simulate",
+        help="stream a simulated fleet of chargers and vehicles into the services",
+        description="Streams a deterministic fleet into MeterService (METER_TARGET) and "
+        "VehicleService (VEHICLE_TARGET). Progress counts readings the services acknowledged. "
+        "Ctrl-C stops sending and prints what was acknowledged.",
+        formatter_class=_HelpFormatter,
     )
-    simulate.add_argument("--chargers", type=int, default=10_000)
-    simulate.add_argument("--vehicles", type=int, default=10_000)
-    simulate.add_argument("--hours", type=float, default=24.0, help="simulated duration")
+    simulate.add_argument(
+        "--chargers", type=_positive_int, default=DEFAULT_CHARGERS, help="chargers in the fleet"
+    )
+    simulate.add_argument(
+        "--vehicles",
+        type=int,
+        default=DEFAULT_VEHICLES,
+        help="vehicles in the fleet, at most --chargers",
+    )
+    simulate.add_argument(
+        "--hours", type=_positive_float, default=DEFAULT_HOURS, help="simulated duration"
+    )
     simulate.add_argument("--seed", type=int, default=1, help="same seed, same readings")
     simulate.add_argument(
         "--mode",
@@ -26,15 +81,22 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="backfill: as fast as the services accept; live: accelerated real time",
     )
     simulate.add_argument(
-        "--speed", type=float, default=60.0, help="live mode: simulated minutes per real minute"
+        "--speed",
+        type=_positive_float,
+        default=60.0,
+        help="live mode: simulated minutes per real minute",
     )
     simulate.add_argument(
         "--start",
         help="ISO time of the first reading (default: backfill yesterday 00:00 UTC; "
         "live: now minus the duration, so nothing lies in the future)",
     )
-    simulate.add_argument("--streams", type=int, default=8, help="concurrent streams per service")
-    simulate.add_argument("--batch-size", type=int, default=500, help="readings per message")
+    simulate.add_argument(
+        "--streams", type=_positive_int, default=8, help="concurrent streams per service"
+    )
+    simulate.add_argument(
+        "--batch-size", type=_positive_int, default=500, help="readings per message"
+    )
     simulate.set_defaults(handler=run)
 
 
@@ -49,36 +111,35 @@ def _start_us(args: argparse.Namespace, minutes: int) -> int:
     return int(start.timestamp()) * 1_000_000 // MINUTE_US * MINUTE_US
 
 
-def run(args: argparse.Namespace) -> int:
-    settings = Settings.from_env()
-    minutes = round(args.hours * 60)
-    config = FleetConfig(
-        chargers=args.chargers,
-        vehicles=args.vehicles,
-        minutes=minutes,
-        start_us=_start_us(args, minutes),
-        seed=args.seed,
+def _stream_readings(total: int, streams: int) -> int:
+    """Readings per IngestReadings stream. A stream is acknowledged only when it ends, so each
+    of the 2 x `streams` senders ends about 20 of them in a run (a progress bar that moves);
+    between 1,000 (per-stream overhead) and the feed's usual 50,000."""
+    return max(1_000, min(STREAM_READINGS, total // (2 * streams * 20)))
+
+
+def _iso(micros: int) -> str:
+    return datetime.fromtimestamp(micros / 1e6, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def grpcurl_line(
+    analytics_addr: str, vehicle_id: str, start_us: int, end_us: int
+) -> tuple[str, bool]:
+    """A ready-to-paste GetVehiclePerformance call for `vehicle_id` over [start_us, end_us)
+    (micros), and whether the window had to be cut to AnalyticsService's 31-day limit (then it
+    covers the last 31 days up to end_us)."""
+    window_us = min(end_us - start_us, MAX_WINDOW_US)
+    body = json.dumps(
+        {"vehicleId": vehicle_id, "endTime": _iso(end_us), "window": f"{window_us // 1_000_000}s"}
     )
-    first = datetime.fromtimestamp(config.start_us / 1e6, UTC)
-    print(
-        f"simulating {config.chargers:,} chargers and {config.vehicles:,} vehicles for "
-        f"{minutes:,} minutes from {first:%Y-%m-%dT%H:%MZ} ({args.mode}) "
-        f"into {settings.meter_target} and {settings.vehicle_target}",
-        flush=True,
+    line = (
+        f"{grpcurl_command()} -plaintext -d {shlex.quote(body)} {dial_address(analytics_addr)} "
+        "energy.analytics.v1.AnalyticsService/GetVehiclePerformance"
     )
-    with (
-        client.channel(settings.meter_target) as meter_channel,
-        client.channel(settings.vehicle_target) as vehicle_channel,
-    ):
-        result = feed(
-            Fleet(config),
-            meter_channel,
-            vehicle_channel,
-            streams=args.streams,
-            batch_size=args.batch_size,
-            speed=args.speed if args.mode == "live" else None,
-            progress=True,
-        )
+    return line, end_us - start_us > MAX_WINDOW_US
+
+
+def _summary(result: FeedResult, settings: Settings, start_us: int) -> None:
     for name, totals in (("meter", result.meter), ("vehicle", result.vehicle)):
         print(
             f"{name:<8} accepted {totals.accepted:>12,}  duplicates {totals.duplicates:>10,}  "
@@ -87,8 +148,92 @@ def run(args: argparse.Namespace) -> int:
         )
         for error in totals.errors[:3]:
             print(f"         {error}")
-    print(
-        f"sent {result.sent:,} readings in {result.seconds:.1f} s = {result.rate:,.0f} readings/s"
+    figures = (
+        f"{result.acknowledged:,} of {result.total:,} readings acknowledged in "
+        f"{result.seconds:.1f} s = {result.rate:,.0f} readings/s"
     )
-    failed = result.meter.errors or result.vehicle.errors
-    return 1 if failed else 0
+    if result.interrupted:
+        print(f"interrupted: {figures}; the rest was not sent or not acknowledged")
+    else:
+        print(figures)
+    if result.charging is None or result.end_us is None:
+        print("no vehicle reading was acknowledged: nothing to ask AnalyticsService about")
+        return
+    line, clamped = grpcurl_line(
+        settings.analytics_listen_addr, result.charging[0], start_us, result.end_us
+    )
+    print(
+        f"ask AnalyticsService about {result.charging[0]} over the simulated window "
+        f"{_iso(start_us)} to {_iso(result.end_us)}:"
+    )
+    if clamped:
+        print("(cut to the last 31 days of it: AnalyticsService answers for at most 31 days)")
+    print(f"  {line}")
+
+
+def run(args: argparse.Namespace) -> int:
+    stop, abandon = threading.Event(), threading.Event()
+
+    def interrupted(signum: int, frame: FrameType | None) -> None:
+        # os.write: a signal handler must not re-enter the buffered stderr.
+        if stop.is_set():
+            abandon.set()
+            os.write(2, b"\nnot waiting any longer\n")
+        else:
+            stop.set()
+            os.write(
+                2,
+                b"\ninterrupted: sending nothing more, waiting for the services to acknowledge "
+                b"what they got (Ctrl-C again: stop waiting)\n",
+            )
+
+    previous = signal.signal(signal.SIGINT, interrupted)
+    try:
+        return _run(args, stop, abandon)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _run(args: argparse.Namespace, stop: threading.Event, abandon: threading.Event) -> int:
+    settings = Settings.from_env()
+    if not 0 <= args.vehicles <= args.chargers:
+        raise ConfigError(
+            f"--vehicles must be between 0 and --chargers ({args.chargers}): a vehicle only "
+            f"uses the chargers of its own group of 20, got {args.vehicles}"
+        )
+    minutes = max(1, round(args.hours * 60))
+    config = FleetConfig(
+        chargers=args.chargers,
+        vehicles=args.vehicles,
+        minutes=minutes,
+        start_us=_start_us(args, minutes),
+        seed=args.seed,
+    )
+    fleet = Fleet(config)
+    first = datetime.fromtimestamp(config.start_us / 1e6, UTC)
+    print(
+        f"simulating {config.chargers:,} chargers and {config.vehicles:,} vehicles for "
+        f"{minutes:,} minutes from {first:%Y-%m-%dT%H:%MZ} ({args.mode}) "
+        f"into {settings.meter_target} and {settings.vehicle_target}; Ctrl-C stops",
+        flush=True,
+    )
+    with (
+        client.channel(settings.meter_target) as meter_channel,
+        client.channel(settings.vehicle_target) as vehicle_channel,
+    ):
+        result = feed(
+            fleet,
+            meter_channel,
+            vehicle_channel,
+            streams=args.streams,
+            batch_size=args.batch_size,
+            stream_readings=_stream_readings(sum(fleet.reading_count()), args.streams),
+            speed=args.speed if args.mode == "live" else None,
+            progress=True,
+            stop=stop,
+            abandon=abandon,
+        )
+        _summary(result, settings, config.start_us)
+    if result.interrupted:
+        return INTERRUPTED
+    return 1 if result.meter.errors or result.vehicle.errors else 0

@@ -3,12 +3,13 @@ IngestReadings streams: as fast as they accept (backfill) or in accelerated real
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import grpc
@@ -17,7 +18,7 @@ from energy.vehicle.v1 import vehicle_pb2, vehicle_service_pb2, vehicle_service_
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from services.client import ResilientStreamSender
-from services.simulate.fleet import Fleet, MeterRow, VehicleRow
+from services.simulate.fleet import MINUTE_US, Fleet, MeterRow, VehicleRow
 
 _DONE = None
 # Readings per IngestReadings stream: a stream's readings are acknowledged when it ends, and
@@ -57,28 +58,99 @@ def vehicle_request(rows: Sequence[VehicleRow]) -> vehicle_service_pb2.IngestRea
 
 @dataclass
 class StreamTotals:
+    """What one service acknowledged (readings) and what went wrong on the way."""
+
     accepted: int = 0
     duplicates: int = 0
     rejected: int = 0
     resends: int = 0
     errors: list[str] = field(default_factory=list)
 
+    @property
+    def acknowledged(self) -> int:
+        return self.accepted + self.duplicates + self.rejected
+
 
 @dataclass
 class FeedResult:
+    """`sent`: readings taken from the fleet to send (all unless stopped); `total`: readings in
+    the whole run; `seconds`: wall time; `end_us`: the end (exclusive, micros) of the last
+    simulated minute with an acknowledged reading; `charging`: the latest acknowledged vehicle
+    reading that delivered energy (else the latest acknowledged one), None when there is none."""
+
     meter: StreamTotals
     vehicle: StreamTotals
     sent: int
     seconds: float
+    total: int = 0
+    end_us: int | None = None
+    charging: VehicleRow | None = None
+    interrupted: bool = False
+
+    @property
+    def acknowledged(self) -> int:
+        return self.meter.acknowledged + self.vehicle.acknowledged
 
     @property
     def rate(self) -> float:
-        return self.sent / self.seconds if self.seconds else 0.0
+        """Acknowledged readings per second."""
+        return self.acknowledged / self.seconds if self.seconds else 0.0
+
+
+def _preference(row: VehicleRow) -> tuple[bool, int, str]:
+    """Charging first, then the latest, then by id (so that the choice is reproducible)."""
+    return row[4] > 0, row[1], row[0]
+
+
+class _Acknowledgements:
+    """What the services acknowledged so far, fed by every sender thread."""
+
+    def __init__(self, start_us: int) -> None:
+        self.lock = threading.Lock()
+        self.meter, self.vehicle = StreamTotals(), StreamTotals()
+        self._start_us = start_us
+        self.end_us: int | None = None
+        self.charging: VehicleRow | None = None
+
+    def _saw_minute_of(self, read_us: int) -> None:
+        end = self._start_us + ((read_us - self._start_us) // MINUTE_US + 1) * MINUTE_US
+        if self.end_us is None or end > self.end_us:
+            self.end_us = end
+
+    def _count(self, totals: StreamTotals, response: Any) -> None:
+        totals.accepted += response.accepted
+        totals.duplicates += response.duplicates
+        totals.rejected += response.rejected
+
+    def meters(self, rows: Sequence[MeterRow], response: Any) -> None:
+        with self.lock:
+            self._count(self.meter, response)
+            if rows:  # a stream's rows are in time order: the last is in its latest minute
+                self._saw_minute_of(rows[-1][1])
+
+    def vehicles(self, rows: Sequence[VehicleRow], response: Any) -> None:
+        # The latest row that delivered energy: a vehicle that charged, worth asking about.
+        charging = next((row for row in reversed(rows) if row[4] > 0), rows[-1] if rows else None)
+        with self.lock:
+            self._count(self.vehicle, response)
+            if rows:
+                self._saw_minute_of(rows[-1][1])
+            if charging is not None and (
+                self.charging is None or _preference(charging) > _preference(self.charging)
+            ):
+                self.charging = charging
+
+    def snapshot(self) -> tuple[StreamTotals, StreamTotals]:
+        """Copies: senders abandoned after a second Ctrl-C may still add to the originals."""
+        with self.lock:
+            meter = replace(self.meter, errors=list(self.meter.errors))
+            vehicle = replace(self.vehicle, errors=list(self.vehicle.errors))
+        return meter, vehicle
 
 
 class _Stream(threading.Thread):
     """One sender: what its queue holds goes out over IngestReadings streams that are sent
-    again after a failure (ResilientStreamSender), until it is told it is done."""
+    again after a failure (ResilientStreamSender), until it is told it is done or to stop."""
 
     def __init__(
         self,
@@ -89,64 +161,90 @@ class _Stream(threading.Thread):
         *,
         batch_size: int,
         stream_readings: int,
+        on_acknowledged: Callable[[Sequence[Any], Any], None],
+        stop: threading.Event,
     ) -> None:
         super().__init__(daemon=True)
         self.requests: queue.Queue[Any] = queue.Queue(maxsize=8)  # bounded: backpressure
         self._sender = ResilientStreamSender(
-            call, make_request, batch_size=batch_size, stream_readings=stream_readings
+            call,
+            make_request,
+            batch_size=batch_size,
+            stream_readings=stream_readings,
+            on_acknowledged=on_acknowledged,
+            stop=stop,
         )
         self._totals = totals
         self._lock = lock
+        self._stopping = stop
+
+    def _next(self) -> Any:
+        while True:
+            try:
+                return self.requests.get(timeout=0.2)
+            except queue.Empty:
+                if self._stopping.is_set():
+                    return _DONE
 
     def run(self) -> None:
         try:
-            while (rows := self.requests.get()) is not _DONE:
+            while (rows := self._next()) is not _DONE and not self._stopping.is_set():
                 if rows:
                     self._sender.send(rows)
                 else:  # an empty list asks for what was sent so far to be delivered now
                     self._sender.flush()
-            sent = self._sender.flush()
-        except grpc.RpcError as error:
+            if not self._stopping.is_set():
+                self._sender.flush()
+        except Exception as error:  # reported in the summary, not as a thread's traceback
+            if isinstance(error, grpc.RpcError):
+                message = f"{error.code().name}: {error.details()}"
+            else:
+                message = f"{type(error).__name__}: {error}"
             with self._lock:
-                self._totals.errors.append(f"{error.code().name}: {error.details()}")
-            while self.requests.get() is not _DONE:  # keep the producer from blocking
+                self._totals.errors.append(message)
+            while self._next() is not _DONE:  # keep the producer from blocking
                 pass
-            return
-        with self._lock:
-            self._totals.accepted += sent.accepted
-            self._totals.duplicates += sent.duplicates
-            self._totals.rejected += sent.rejected
-            self._totals.resends += sent.resends
+        finally:
+            with self._lock:
+                self._totals.resends += self._sender.totals.resends
 
 
 class Progress:
-    """A one-line progress bar on stderr with the sending rate."""
+    """A one-line progress bar on stderr, redrawn every half second by its own thread: readings
+    acknowledged by the services (not merely queued) out of the run's total, and their rate."""
 
-    def __init__(self, total: int, enabled: bool) -> None:
+    def __init__(self, acknowledged: Callable[[], int], total: int, enabled: bool) -> None:
         self.total = total
-        self.sent = 0
+        self._acknowledged = acknowledged
         self._enabled = enabled
         self._started = time.perf_counter()
-        self._last_print = 0.0
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        if enabled:
+            self._thread.start()
 
-    def advance(self, count: int) -> None:
-        self.sent += count
-        now = time.perf_counter()
-        if self._enabled and now - self._last_print >= 0.5:
-            self._last_print = now
-            self._print(now)
+    def _run(self) -> None:
+        while not self._done.wait(0.5):
+            self._print()
 
-    def _print(self, now: float) -> None:
-        share = self.sent / self.total if self.total else 1.0
+    def _print(self) -> None:
+        done = self._acknowledged()
+        share = done / self.total if self.total else 1.0
         bar = "#" * int(share * 30)
-        rate = self.sent / max(now - self._started, 1e-9)
-        sys.stderr.write(f"\r[{bar:<30}] {share:6.1%} {self.sent:>12,} readings {rate:>10,.0f}/s")
+        rate = done / max(time.perf_counter() - self._started, 1e-9)
+        sys.stderr.write(
+            f"\r[{bar:<30}] {share:6.1%} {done:>12,} of {self.total:,} readings acknowledged "
+            f"{rate:>10,.0f}/s"
+        )
         sys.stderr.flush()
 
     def finish(self) -> None:
+        self._done.set()
         if self._enabled:
-            self._print(time.perf_counter())
+            self._thread.join()
+            self._print()
             sys.stderr.write("\n")
+            sys.stderr.flush()
 
 
 def feed(
@@ -156,46 +254,86 @@ def feed(
     *,
     streams: int = 8,
     batch_size: int = 500,
+    stream_readings: int = STREAM_READINGS,
     speed: float | None = None,
     progress: bool = False,
+    stop: threading.Event | None = None,
+    abandon: threading.Event | None = None,
 ) -> FeedResult:
     """Sends the whole fleet. `speed` None: backfill, as fast as accepted; otherwise live, one
-    simulated minute every 60/speed seconds, each stream sending its share every minute."""
-    lock = threading.Lock()
-    meter_totals, vehicle_totals = StreamTotals(), StreamTotals()
+    simulated minute every 60/speed seconds, each stream sending its share every minute.
+
+    Setting `stop` (from another thread or a signal handler) ends the run early: nothing more
+    is sent, streams in flight end at their current message and their acknowledgements are
+    awaited; setting `abandon` as well stops waiting for them. The result then counts what was
+    acknowledged until then and has `interrupted` set."""
+    stop = stop if stop is not None else threading.Event()
+    abandon = abandon if abandon is not None else threading.Event()
+    config = fleet.config
+    acks = _Acknowledgements(config.start_us)
+    lock = acks.lock
     meter_call = meter_service_pb2_grpc.MeterServiceStub(meter_channel).IngestReadings
     vehicle_call = vehicle_service_pb2_grpc.VehicleServiceStub(vehicle_channel).IngestReadings
     live = speed is not None
-    sizes = {"batch_size": batch_size, "stream_readings": STREAM_READINGS}
-    meter_streams = [
-        _Stream(meter_call, meter_request, meter_totals, lock, **sizes) for _ in range(streams)
-    ]
-    vehicle_streams = [
-        _Stream(vehicle_call, vehicle_request, vehicle_totals, lock, **sizes)
-        for _ in range(streams)
-    ]
-    for stream in meter_streams + vehicle_streams:
+
+    def streams_of(
+        call: Callable[..., Any],
+        make_request: Callable[[Sequence[Any]], Any],
+        totals: StreamTotals,
+        on_acknowledged: Callable[[Sequence[Any], Any], None],
+    ) -> list[_Stream]:
+        return [
+            _Stream(
+                call,
+                make_request,
+                totals,
+                lock,
+                batch_size=batch_size,
+                stream_readings=stream_readings,
+                on_acknowledged=on_acknowledged,
+                stop=stop,
+            )
+            for _ in range(streams)
+        ]
+
+    meter_streams = streams_of(meter_call, meter_request, acks.meter, acks.meters)
+    vehicle_streams = streams_of(vehicle_call, vehicle_request, acks.vehicle, acks.vehicles)
+    everyone = meter_streams + vehicle_streams
+    for stream in everyone:
         stream.start()
-    config = fleet.config
-    bar = Progress(
-        config.minutes * (config.chargers + min(config.vehicles, config.chargers)), progress
-    )
+
+    def acknowledged() -> int:
+        with lock:
+            return acks.meter.acknowledged + acks.vehicle.acknowledged
+
+    bar = Progress(acknowledged, sum(fleet.reading_count()), progress)
     meter_buckets: list[list[MeterRow]] = [[] for _ in range(streams)]
     vehicle_buckets: list[list[VehicleRow]] = [[] for _ in range(streams)]
     started = time.perf_counter()
+    sent = 0
+
+    def put(stream: _Stream, item: Any) -> None:
+        while not stop.is_set():  # a full queue must not keep us from noticing a stop
+            try:
+                stream.requests.put(item, timeout=0.2)
+                return
+            except queue.Full:
+                continue
 
     def flush(index: int, at_least: int) -> None:
         if len(meter_buckets[index]) >= at_least and meter_buckets[index]:
-            meter_streams[index].requests.put(meter_buckets[index])
+            put(meter_streams[index], meter_buckets[index])
             meter_buckets[index] = []
         if len(vehicle_buckets[index]) >= at_least and vehicle_buckets[index]:
-            vehicle_streams[index].requests.put(vehicle_buckets[index])
+            put(vehicle_streams[index], vehicle_buckets[index])
             vehicle_buckets[index] = []
 
     for minute in fleet.minutes():
         if live:
             due = started + minute.index * 60.0 / speed  # type: ignore[operator]
-            time.sleep(max(0.0, due - time.perf_counter()))
+            stop.wait(max(0.0, due - time.perf_counter()))
+        if stop.is_set():
+            break
         for row in minute.meter_rows:
             meter_buckets[hash(row[0]) % streams].append(row)
         for vrow in minute.vehicle_rows:
@@ -203,14 +341,31 @@ def feed(
         for index in range(streams):
             flush(index, 1 if live else batch_size)
             if live:  # deliver each simulated minute as it happens
-                meter_streams[index].requests.put([])
-                vehicle_streams[index].requests.put([])
-        bar.advance(len(minute.meter_rows) + len(minute.vehicle_rows))
+                put(meter_streams[index], [])
+                put(vehicle_streams[index], [])
+        sent += len(minute.meter_rows) + len(minute.vehicle_rows)
     for index in range(streams):
         flush(index, 1)
-    for stream in meter_streams + vehicle_streams:
-        stream.requests.put(_DONE)
-    for stream in meter_streams + vehicle_streams:
-        stream.join()
+    for stream in everyone:
+        if stop.is_set():
+            with contextlib.suppress(queue.Full):  # a busy sender sees the stop by itself
+                stream.requests.put_nowait(_DONE)
+        else:
+            put(stream, _DONE)
+    for stream in everyone:
+        while stream.is_alive() and not abandon.is_set():
+            stream.join(0.2)
     bar.finish()
-    return FeedResult(meter_totals, vehicle_totals, bar.sent, time.perf_counter() - started)
+    meter, vehicle = acks.snapshot()
+    with lock:
+        end_us, charging = acks.end_us, acks.charging
+    return FeedResult(
+        meter,
+        vehicle,
+        sent,
+        time.perf_counter() - started,
+        total=bar.total,
+        end_us=end_us,
+        charging=charging,
+        interrupted=stop.is_set(),
+    )
