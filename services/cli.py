@@ -82,7 +82,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         code: int = args.handler(args)
     except ConfigError as error:
-        print(f"energy-ingest: {error}", file=sys.stderr)
+        # One line naming the command, no traceback: the fix is in the setup, not the code.
+        print(f"energy-ingest {args.command}: {error}", file=sys.stderr)
         return 2
     return code
 

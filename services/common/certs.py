@@ -16,10 +16,22 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+try:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+except ModuleNotFoundError:
+    # cryptography is a development dependency (the servers never import this module): as a
+    # command, say which extra is missing; as a library, the ImportError is the message.
+    if __name__ != "__main__":
+        raise
+    print(
+        "python -m services.common.certs: needs the 'dev' extra (cryptography): "
+        "pip install 'energy-ingest[dev]'",
+        file=sys.stderr,
+    )
+    sys.exit(2)
 
 SERVICE_HOSTNAMES = ("localhost", "meter", "vehicle", "analytics")
 ANALYTICS_URI = "urn:energy-ingest:service:analytics"
