@@ -61,10 +61,10 @@ def check_running_then_interrupt(process: subprocess.Popen[str], ports: dict[str
     return process.stdout.read()
 
 
-def test_run_with_embedded_postgres(tmp_path):
+def test_run_with_embedded_postgres(pg_dir):
     listen, ports = ports_env()
     env = {k: v for k, v in os.environ.items() if not k.endswith("DATABASE_URL")} | listen
-    process, banner = run_until_banner(env, tmp_path / "var")
+    process, banner = run_until_banner(env, pg_dir / "var")
     try:
         assert "starting embedded PostgreSQL" in banner
         for service, port in ports.items():
@@ -75,7 +75,7 @@ def test_run_with_embedded_postgres(tmp_path):
     finally:
         if process.poll() is None:
             process.kill()
-    data = tmp_path / "var" / "postgres"
+    data = pg_dir / "var" / "postgres"
     assert (data / "PG_VERSION").exists(), "the database is kept under the data dir"
     assert not (data / "postmaster.pid").exists(), "the embedded PostgreSQL was stopped"
 
