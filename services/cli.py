@@ -94,7 +94,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         code: int = args.handler(args)
     except ConfigError as error:
-        print(f"energy-ingest: {error}", file=sys.stderr)
+        # One line naming the command, no traceback: the fix is in the setup, not the code.
+        print(f"energy-ingest {args.command}: {error}", file=sys.stderr)
         return 2
     except DATABASE_UNAVAILABLE as error:  # run and migrate reach the database first
         reason = str(getattr(error, "orig", None) or error).strip().splitlines()[0]

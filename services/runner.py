@@ -149,22 +149,22 @@ def _wait_until_serving(settings: Settings, children: _Children, stop: threading
 
 def run_all(settings: Settings, data_dir: str) -> int:
     """Runs until Ctrl-C/SIGTERM (exit 0) or until a service exits (exit 1). Raises
-    ConfigError, before starting anything, when an address is taken or another run holds the
-    embedded database."""
+    ConfigError, before starting anything, when an address is taken, the embedded database is
+    wanted but not installed, or another run holds it."""
     _check_addresses(settings)
-    embedded_root: Path | None = None
-    if not (settings.database_url or settings.meter_database_url or settings.vehicle_database_url):
-        embedded_root = Path(data_dir).resolve()
-    lock = None if embedded_root is None else _lock_data_dir(embedded_root)
     embedded: EmbeddedPostgres | None = None
+    lock: IO[str] | None = None
+    if not (settings.database_url or settings.meter_database_url or settings.vehicle_database_url):
+        root = Path(data_dir).resolve()
+        embedded = EmbeddedPostgres(root / "postgres")  # ConfigError without the extra
+        lock = _lock_data_dir(root)
     env = dict(os.environ)
     stop = threading.Event()
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     children: _Children | None = None
     try:
-        if embedded_root is not None:
-            embedded = EmbeddedPostgres(embedded_root / "postgres")
+        if embedded is not None:
             print(f"starting embedded PostgreSQL in {embedded.data_dir}", flush=True)
             env["DATABASE_URL"] = embedded.start()
             settings = Settings.from_env(env)

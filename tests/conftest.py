@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import importlib
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -19,18 +22,39 @@ from services.common.embedded import EmbeddedPostgres
 from services.common.server import RunningServer, start_server
 
 
+@contextmanager
+def outside_pytest_tmp(name: str) -> Iterator[Path]:
+    """A directory for an embedded PostgreSQL, outside pytest's tmp root. As root, pgserver runs
+    the server as a user of its own and opens the parents of its data dir to it; any pytest
+    session starting meanwhile (another checkout on the same machine) makes
+    /tmp/pytest-of-root 0700 again, and the server, locked out of its own files, panics."""
+    directory = Path(tempfile.mkdtemp(prefix=f"energy-ingest-{name}-"))
+    try:
+        yield directory
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture
+def pg_dir() -> Iterator[Path]:
+    """Where a test's own embedded PostgreSQL keeps its data (see outside_pytest_tmp)."""
+    with outside_pytest_tmp("pg") as directory:
+        yield directory
+
+
 @pytest.fixture(scope="session")
-def postgres_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def postgres_url() -> Iterator[str]:
     """The server the suite uses. Never skipped: without TEST_DATABASE_URL we start one."""
     configured = os.environ.get("TEST_DATABASE_URL")
     if configured:
         yield configured
         return
-    embedded = EmbeddedPostgres(Path(tmp_path_factory.mktemp("pg")))
-    try:
-        yield embedded.start()
-    finally:
-        embedded.stop()
+    with outside_pytest_tmp("suite-pg") as directory:
+        embedded = EmbeddedPostgres(directory)
+        try:
+            yield embedded.start()
+        finally:
+            embedded.stop()
 
 
 @pytest.fixture

@@ -31,7 +31,7 @@ DOCKERFILE = DEPLOY / "Dockerfile"
 COMPOSE = DEPLOY / "compose.yaml"
 K8S = DEPLOY / "k8s"
 
-# SPEC "Shape": the default port of each service, and its full proto service name.
+# The default port of each service (README, Configuration), and its full proto service name.
 PORTS = {"meter": 50051, "vehicle": 50052, "analytics": 50053}
 FULL_NAMES = {
     "meter": "energy.meter.v1.MeterService",
@@ -42,6 +42,7 @@ FULL_NAMES = {
 TARGETS = {"METER_TARGET": "meter", "VEHICLE_TARGET": "vehicle"}
 CLI = "energy-ingest"
 IMAGE = "energy-ingest"
+LOCK = "requirements.lock"
 DB_SECRET = ("energy-ingest-db", "url")
 # Stand-in for values the files take from a Secret, so the settings can still be parsed.
 SECRET_PLACEHOLDER = "postgresql://user@db.invalid:5432/energy"
@@ -434,6 +435,27 @@ def test_dockerfile_copies_what_the_package_needs_and_it_exists() -> None:
     assert {"pyproject.toml", "README.md", "services", "gen", "protos"} <= copied, copied
     missing = [s for s in sorted(copied) if not (ROOT / s).exists()]
     assert not missing, f"COPY sources missing from the build context: {missing}"
+
+
+def test_dockerfile_installs_the_package_alone_from_the_lock() -> None:
+    """The lock as constraints: the versions make and CI test, and no extra (no embedded
+    PostgreSQL, no dev tools) in an image that never runs them."""
+    installs = [shlex.split(args) for kw, args in dockerfile_instructions() if kw == "RUN"]
+    pip = [words for words in installs if "pip" in words and "install" in words]
+    assert pip, "the image installs nothing"
+    copied = {
+        part.rstrip("/")
+        for kw, args in dockerfile_instructions()
+        if kw == "COPY"
+        for part in args.split()[:-1]
+    }
+    assert LOCK in copied, f"{LOCK} is not copied into the image"
+    for words in pip:
+        command = words[: words.index("&&")] if "&&" in words else words
+        assert "-c" in command and command[command.index("-c") + 1] == LOCK, shlex.join(command)
+        packages = [w for w in command[command.index("install") + 1 :] if not w.startswith("-")]
+        packages.remove(LOCK)
+        assert packages == ["."], f"the image installs {packages}, not the package alone"
 
 
 def test_installed_package_carries_every_service_file() -> None:

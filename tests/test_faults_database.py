@@ -78,9 +78,9 @@ def test_refuses_to_start_when_commits_are_not_durable(database_url):
 
 
 @pytest.fixture
-def own_postgres(tmp_path: Path):
+def own_postgres(pg_dir: Path):
     """A PostgreSQL of this test's own (never the shared one): it is stopped and started."""
-    server = EmbeddedPostgres(tmp_path / "pg")
+    server = EmbeddedPostgres(pg_dir)
     url = server.start()
     yield server, url
     server.stop()

@@ -113,7 +113,7 @@ def test_a_second_serve_on_a_busy_port_exits_with_one_line(service, database_url
         assert second.returncode == 2
         assert second.stdout == ""
         assert second.stderr.splitlines() == [
-            f"energy-ingest: cannot listen on {first.target}: address already in use "
+            f"energy-ingest serve: cannot listen on {first.target}: address already in use "
             f"(is another server running there?); set {variable} to use another address"
         ]
         if service == "meter":

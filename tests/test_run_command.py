@@ -95,10 +95,10 @@ def drains_logged(stderr: Path) -> list[str]:
     ]
 
 
-def test_run_with_embedded_postgres(tmp_path):
+def test_run_with_embedded_postgres(pg_dir):
     listen, ports = ports_env()
     env = {k: v for k, v in os.environ.items() if not k.endswith("DATABASE_URL")} | listen
-    process, banner = run_until_banner(env, tmp_path / "var")
+    process, banner = run_until_banner(env, pg_dir / "var")
     try:
         assert "starting embedded PostgreSQL" in banner
         for service, port in ports.items():
@@ -107,20 +107,20 @@ def test_run_with_embedded_postgres(tmp_path):
         # A second run on the same embedded database (other ports) is refused, and leaves the
         # first one serving.
         other_ports, _ = ports_env()
-        second = run_to_exit(env | other_ports, tmp_path / "var")
+        second = run_to_exit(env | other_ports, pg_dir / "var")
         assert second.returncode == 2
         assert second.stdout == ""
         assert second.stderr.splitlines() == [
-            f"energy-ingest: another `energy-ingest run` (pid {process.pid}) is using "
-            f"{(tmp_path / 'var').resolve()}; stop it first"
+            f"energy-ingest run: another `energy-ingest run` (pid {process.pid}) is using "
+            f"{(pg_dir / 'var').resolve()}; stop it first"
         ]
         tail = check_running_then_interrupt(process, ports)
         assert "stopped" in tail
     finally:
         if process.poll() is None:
             process.kill()
-    assert sorted(drains_logged(tmp_path / "run-stderr.log")) == sorted(FULL_NAMES)
-    data = tmp_path / "var" / "postgres"
+    assert sorted(drains_logged(pg_dir / "run-stderr.log")) == sorted(FULL_NAMES)
+    data = pg_dir / "var" / "postgres"
     assert (data / "PG_VERSION").exists(), "the database is kept under the data dir"
     assert not (data / "postmaster.pid").exists(), "the embedded PostgreSQL was stopped"
 
@@ -137,7 +137,7 @@ def test_run_uses_database_url_when_set(tmp_path, database_url):
         assert second.returncode == 2
         assert second.stdout == ""
         assert second.stderr.splitlines() == [
-            f"energy-ingest: cannot listen on 127.0.0.1:{ports['meter']}: address already in "
+            f"energy-ingest run: cannot listen on 127.0.0.1:{ports['meter']}: address already in "
             "use (is another server running there?); set METER_LISTEN_ADDR to use another address"
         ]
         check_running_then_interrupt(process, ports)
@@ -162,6 +162,6 @@ def test_run_refuses_a_busy_port_in_one_line_and_starts_nothing(tmp_path, databa
     assert result.returncode == 2
     assert result.stdout == ""
     assert result.stderr.splitlines() == [
-        f"energy-ingest: cannot listen on 127.0.0.1:{ports['vehicle']}: address already in use "
+        f"energy-ingest run: cannot listen on 127.0.0.1:{ports['vehicle']}: address already in use "
         "(is another server running there?); set VEHICLE_LISTEN_ADDR to use another address"
     ]

@@ -2,7 +2,7 @@
 
 For local runs and tests only. Production certificates come from the operator's own CA; the
 principal naming (SAN URI `urn:energy-ingest:<role>:<principal>`, else the CN as a device) is the
-same either way, see SPEC.md "Security settings".
+same either way (README, "Security").
 
     python -m services.common.certs OUT_DIR
 """
@@ -16,10 +16,22 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+try:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+except ModuleNotFoundError:
+    # cryptography is a development dependency (the servers never import this module): as a
+    # command, say which extra is missing; as a library, the ImportError is the message.
+    if __name__ != "__main__":
+        raise
+    print(
+        "python -m services.common.certs: needs the 'dev' extra (cryptography): "
+        "pip install 'energy-ingest[dev]'",
+        file=sys.stderr,
+    )
+    sys.exit(2)
 
 SERVICE_HOSTNAMES = ("localhost", "meter", "vehicle", "analytics")
 ANALYTICS_URI = "urn:energy-ingest:service:analytics"
