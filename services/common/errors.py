@@ -14,6 +14,8 @@ from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
+from services.common.audit import AUDITED, REFUSALS, current_method
+
 log = logging.getLogger(__name__)
 
 
@@ -22,9 +24,14 @@ class ConfigError(Exception):
 
 
 class DomainError(Exception):
-    """An error the service layer raises on purpose; `code` is what the client sees."""
+    """An error the service layer raises on purpose; `code` is what the client sees, and
+    `principal` who was refused, when known (for the audit trail)."""
 
     code = grpc.StatusCode.UNKNOWN
+
+    def __init__(self, message: str = "", *, principal: str | None = None) -> None:
+        super().__init__(message)
+        self.principal = principal
 
 
 class InvalidArgument(DomainError):
@@ -88,6 +95,14 @@ def _abort(context: grpc.ServicerContext, error: BaseException) -> None:
         context.set_trailing_metadata(status.trailing_metadata)
         context.abort(status.code, status.details)
     elif isinstance(error, DomainError):
+        if error.code in AUDITED:
+            REFUSALS.refused(
+                error.code,
+                str(error),
+                method=current_method(),
+                peer=context.peer(),
+                principal=error.principal,
+            )
         context.abort(error.code, str(error))
     elif isinstance(error, DATABASE_UNAVAILABLE):
         log.warning("database unavailable: %s", error)

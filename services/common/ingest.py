@@ -54,7 +54,8 @@ class Ingestor:
         for reading in readings:
             if getattr(reading, field) != device:
                 raise PermissionDenied(
-                    f"device {device} may not write {field} {getattr(reading, field)!r}"
+                    f"device {device} may not write {field} {getattr(reading, field)!r}",
+                    principal=device,
                 )
 
     def _whole_device_stream(

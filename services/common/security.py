@@ -128,7 +128,9 @@ class Authorizer:
     def require_reader(self, context: grpc.ServicerContext) -> None:
         principal = self.principal(context)
         if principal is not None and principal.role not in ("service", "operator"):
-            raise PermissionDenied(f"{principal.role} {principal.name} may not read")
+            raise PermissionDenied(
+                f"{principal.role} {principal.name} may not read", principal=principal.name
+            )
 
     def ingesting_device(self, context: grpc.ServicerContext) -> str | None:
         """The device id every reading must carry, or None when any id is allowed."""
@@ -137,7 +139,9 @@ class Authorizer:
             return None
         if principal.role == "device":
             return principal.name
-        raise PermissionDenied(f"{principal.role} {principal.name} may not ingest")
+        raise PermissionDenied(
+            f"{principal.role} {principal.name} may not ingest", principal=principal.name
+        )
 
 
 OPEN = Authorizer(None, mutual_tls=False)

@@ -18,6 +18,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from services.common.audit import MethodNames
 from services.common.config import Settings
 from services.common.errors import ConfigError, Undecodable
 from services.common.security import server_credentials
@@ -168,7 +169,7 @@ def start_server(settings: Settings, component: Component, listen_addr: str) -> 
         ),
         options=server_options(settings),
         maximum_concurrent_rpcs=settings.grpc_max_concurrent_rpcs,
-        interceptors=[UndecodableRequests()],
+        interceptors=[MethodNames(), UndecodableRequests()],
     )
     component.register(server)
     health_servicer = health.HealthServicer(experimental_non_blocking=True)

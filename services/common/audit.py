@@ -1,0 +1,116 @@
+"""The audit trail of refused calls: one JSON log line per UNAUTHENTICATED, PERMISSION_DENIED
+or RESOURCE_EXHAUSTED answer, with who (peer, principal), what (method) and why; rate-limited,
+so a flood of refused calls cannot flood the log (the lines left out are counted and the count
+is carried by the next line written)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import grpc
+
+log = logging.getLogger("energy_ingest.audit")
+
+AUDITED = frozenset(
+    {
+        grpc.StatusCode.UNAUTHENTICATED,
+        grpc.StatusCode.PERMISSION_DENIED,
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+    }
+)
+
+
+_call = threading.local()
+
+
+def current_method() -> str:
+    """The full method name of the call this worker thread is serving, e.g.
+    "/energy.meter.v1.MeterService/IngestReading" ("?" outside a call, as under grpc_testing)."""
+    return str(getattr(_call, "method", "?"))
+
+
+def _named(behavior: Callable[[Any, grpc.ServicerContext], Any], method: str) -> Any:
+    def run(request: Any, context: grpc.ServicerContext) -> Any:
+        _call.method = method
+        return behavior(request, context)
+
+    return run
+
+
+class MethodNames(grpc.ServerInterceptor):
+    """Makes the method name known to the worker thread that serves a call: grpc's
+    ServicerContext does not tell it, and the audit line names it."""
+
+    def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler | None],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler | None:
+        handler = continuation(handler_call_details)
+        if handler is None:
+            return None
+        method = handler_call_details.method
+        kind = next(
+            name
+            for name in ("unary_unary", "unary_stream", "stream_unary", "stream_stream")
+            if getattr(handler, name) is not None
+        )
+        return handler._replace(**{kind: _named(getattr(handler, kind), method)})
+
+
+class RefusalLog:
+    """A token bucket in front of the audit logger: `burst` lines at once, then `per_second`."""
+
+    def __init__(
+        self,
+        per_second: float = 10.0,
+        burst: int = 50,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._per_second = per_second
+        self._burst = float(burst)
+        self._clock = clock
+        self._tokens = float(burst)
+        self._last = clock()
+        self._suppressed = 0
+        self._lock = threading.Lock()
+
+    def refused(
+        self,
+        code: grpc.StatusCode,
+        reason: str,
+        *,
+        method: str,
+        peer: str,
+        principal: str | None,
+    ) -> bool:
+        """Logs one refused call unless over the rate; True when a line was written."""
+        with self._lock:
+            now = self._clock()
+            self._tokens = min(self._burst, self._tokens + (now - self._last) * self._per_second)
+            self._last = now
+            if self._tokens < 1:
+                self._suppressed += 1
+                return False
+            self._tokens -= 1
+            suppressed, self._suppressed = self._suppressed, 0
+        log.warning(
+            "call refused",
+            extra={
+                "code": code.name,
+                "reason": reason,
+                "method": method,
+                "peer": peer,
+                "principal": principal,
+                "suppressed_since_last": suppressed,
+            },
+        )
+        return True
+
+
+# One per process: the rate bounds what the whole process writes, whoever the callers are.
+REFUSALS = RefusalLog()
