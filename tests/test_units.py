@@ -20,9 +20,13 @@ from services.common.validation import require_times
 
 def test_settings_read_from_environment():
     settings = Settings.from_env(
-        {"DATABASE_URL": "postgresql://u@h/db", "GRPC_MAX_WORKERS": "12", "WRITER_FLUSH_MS": "2.5"}
+        {
+            "DATABASE_URL": "postgresql://u@h/db",
+            "GRPC_MAX_WORKERS": "2000",
+            "WRITER_FLUSH_MS": "2.5",
+        }
     )
-    assert settings.grpc_max_workers == 12
+    assert settings.grpc_max_workers == 2000
     assert settings.writer_flush_ms == 2.5
     assert settings.service_database_url("meter") == "postgresql://u@h/db"
     assert settings.listen_addr("vehicle") == "[::]:50052"
@@ -38,7 +42,15 @@ def test_service_database_url_overrides_the_shared_one():
 
 @pytest.mark.parametrize(
     "environ",
-    [{"GRPC_MAX_WORKERS": "many"}, {"GRPC_MAX_WORKERS": "0"}, {"LOG_LEVEL": "chatty"}],
+    [
+        {"GRPC_MAX_WORKERS": "many"},
+        {"GRPC_MAX_WORKERS": "-1"},
+        # fewer threads than admitted calls: the excess would queue unanswered
+        {"GRPC_MAX_WORKERS": "256", "GRPC_MAX_CONCURRENT_RPCS": "1024"},
+        {"STREAM_IDLE_TIMEOUT_SECONDS": "0"},
+        {"MAX_CALLS_PER_PRINCIPAL": "-1"},
+        {"LOG_LEVEL": "chatty"},
+    ],
 )
 def test_bad_settings_are_refused(environ):
     with pytest.raises(ConfigError):

@@ -51,9 +51,11 @@ class MethodNames(grpc.ServerInterceptor):
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler | None:
         handler = continuation(handler_call_details)
-        if handler is None:
-            return None
         method = handler_call_details.method
+        if handler is None or not method.startswith("/energy."):
+            # Health and reflection are never audited by name; wrapping health Watch would
+            # also hide its experimental_non_blocking flag and make it hold a thread.
+            return handler
         kind = next(
             name
             for name in ("unary_unary", "unary_stream", "stream_unary", "stream_stream")

@@ -50,9 +50,23 @@ class Settings:
     meter_target: str = "localhost:50051"
     vehicle_target: str = "localhost:50052"
 
-    # gRPC server bounds: each streaming call holds a worker thread while it runs.
-    grpc_max_workers: int = 256
+    # gRPC server bounds: each call holds a worker thread while it runs. The pool is derived
+    # (server.pool_size): every admitted call has a thread, health and refusals have their own.
+    grpc_max_workers: int = 0  # 0: GRPC_MAX_CONCURRENT_RPCS; set, it may not be below it
     grpc_max_concurrent_rpcs: int = 1024
+    grpc_health_workers: int = 8  # threads kept for health and reflection, never for business
+    max_calls_per_principal: int = 256  # 0: no limit
+    max_calls_per_peer: int = 512  # auth off: per client IP address; 0: no limit
+    stream_idle_timeout_seconds: float = 30.0
+    # Connections (HTTP/2): streams, idle and age limits, keepalive and its enforcement.
+    grpc_max_streams_per_connection: int = 100
+    grpc_max_connection_idle_seconds: float = 300.0
+    grpc_max_connection_age_seconds: float = 3600.0
+    grpc_max_connection_age_grace_seconds: float = 60.0
+    grpc_keepalive_time_seconds: float = 60.0
+    grpc_keepalive_timeout_seconds: float = 20.0
+    grpc_min_ping_interval_seconds: float = 10.0
+    grpc_max_ping_strikes: int = 2
     grpc_max_pending_requests: int = 20000
     grpc_max_message_bytes: int = 16 * 1024 * 1024
     shutdown_grace_seconds: float = 20.0
@@ -108,8 +122,14 @@ class Settings:
 
     def validate(self) -> None:
         positive = (
-            "grpc_max_workers",
             "grpc_max_concurrent_rpcs",
+            "grpc_health_workers",
+            "stream_idle_timeout_seconds",
+            "grpc_max_streams_per_connection",
+            "grpc_max_connection_idle_seconds",
+            "grpc_max_connection_age_seconds",
+            "grpc_keepalive_time_seconds",
+            "grpc_keepalive_timeout_seconds",
             "grpc_max_message_bytes",
             "writer_count",
             "writer_batch_size",
@@ -119,6 +139,27 @@ class Settings:
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{_env_name(name)} must be positive, got {getattr(self, name)}")
+        not_negative = (
+            "grpc_max_workers",
+            "max_calls_per_principal",
+            "max_calls_per_peer",
+            "grpc_max_connection_age_grace_seconds",
+            "grpc_min_ping_interval_seconds",
+            "grpc_max_ping_strikes",
+        )
+        for name in not_negative:
+            if getattr(self, name) < 0:
+                raise ConfigError(
+                    f"{_env_name(name)} may not be negative, got {getattr(self, name)}"
+                )
+        if 0 < self.grpc_max_workers < self.grpc_max_concurrent_rpcs:
+            # Admitted calls beyond the pool would wait in its queue, unanswered: overload must
+            # be an answer (RESOURCE_EXHAUSTED), never a silent queue.
+            raise ConfigError(
+                f"GRPC_MAX_WORKERS ({self.grpc_max_workers}) may not be below "
+                f"GRPC_MAX_CONCURRENT_RPCS ({self.grpc_max_concurrent_rpcs}): every admitted call "
+                "needs a thread (0 derives the pool from GRPC_MAX_CONCURRENT_RPCS)"
+            )
         if bool(self.tls_cert_file) != bool(self.tls_key_file):
             raise ConfigError("TLS_CERT_FILE and TLS_KEY_FILE go together")
         if self.tls_client_ca_file and not self.tls_cert_file:

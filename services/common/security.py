@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from services.common.errors import ConfigError, PermissionDenied, Unauthenticate
 
 ROLES = ("device", "service", "operator")
 URI_PREFIX = "urn:energy-ingest:"
+CREDENTIALS_REQUIRED = "credentials required: a client certificate or a bearer token"
 
 
 @dataclass(frozen=True)
@@ -111,19 +113,38 @@ class Authorizer:
         """None when auth is off; UNAUTHENTICATED when it is on and the call proves nothing."""
         if not self.enabled:
             return None
+        found_token = self.from_metadata(context.invocation_metadata())
+        if found_token is not None:
+            return found_token
+        if self._mutual_tls:
+            found = _from_certificate(context)
+            if found is not None:
+                return found
+        raise Unauthenticated(CREDENTIALS_REQUIRED)
+
+    def from_metadata(self, metadata: Sequence[tuple[str, str | bytes]] | None) -> Principal | None:
+        """The principal a call's metadata proves (its bearer token), without its connection:
+        what the server checks before it spends a thread on the call (admission.py). None when
+        auth is off, or when no token was sent and mutual TLS may still name the caller by its
+        certificate (checked with the call's context, `principal`); UNAUTHENTICATED for an
+        unknown token, or for no token when tokens are the only proof accepted."""
+        if not self.enabled:
+            return None
         if self._tokens is not None:
-            for key, value in context.invocation_metadata() or ():
-                if key == "authorization" and value.startswith("Bearer "):
+            for key, value in metadata or ():
+                if (
+                    key == "authorization"
+                    and isinstance(value, str)
+                    and value.startswith("Bearer ")
+                ):
                     digest = hashlib.sha256(value[len("Bearer ") :].encode()).hexdigest()
                     principal = self._tokens.get(digest)
                     if principal is None:
                         raise Unauthenticated("unknown bearer token")
                     return principal
-        if self._mutual_tls:
-            found = _from_certificate(context)
-            if found is not None:
-                return found
-        raise Unauthenticated("credentials required: a client certificate or a bearer token")
+        if not self._mutual_tls:
+            raise Unauthenticated(CREDENTIALS_REQUIRED)
+        return None
 
     def require_reader(self, context: grpc.ServicerContext) -> None:
         principal = self.principal(context)

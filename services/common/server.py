@@ -18,10 +18,11 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from services.common.admission import CallGuard, IdleWatchdog, pool_size
 from services.common.audit import MethodNames
 from services.common.config import Settings
 from services.common.errors import ConfigError, Undecodable
-from services.common.security import server_credentials
+from services.common.security import Authorizer, server_credentials
 
 log = logging.getLogger(__name__)
 
@@ -61,11 +62,14 @@ class RunningServer:
     port: int
     health: health.HealthServicer
     component: Component
+    guard: CallGuard | None = None
 
     def shutdown(self, grace: float) -> None:
         """NOT_SERVING first so balancers steer away, then drain in-flight calls, then stop."""
         self.health.enter_graceful_shutdown()
         self.server.stop(grace).wait()
+        if self.guard is not None:
+            self.guard.watchdog.stop()
         self.component.stop()
 
 
@@ -157,19 +161,63 @@ def server_options(settings: Settings) -> list[tuple[str, int]]:
         # A call waits for its handler thread at most this long before gRPC cancels it (default
         # 30 s); 10,000 streams opened at once are taken on at ~500-1,000 a second.
         ("grpc.server_max_unrequested_time_in_server", 300),
+        # Connections (README, "Configuration"): how many calls one connection may carry at
+        # once, when an idle or old one is closed (GOAWAY, then the grace for its calls), and
+        # keepalive: the server pings to find dead peers, and a client pinging more often than
+        # the minimum interval is sent GOAWAY after max_ping_strikes pings.
+        ("grpc.max_concurrent_streams", settings.grpc_max_streams_per_connection),
+        ("grpc.max_connection_idle_ms", _ms(settings.grpc_max_connection_idle_seconds)),
+        ("grpc.max_connection_age_ms", _ms(settings.grpc_max_connection_age_seconds)),
+        (
+            "grpc.max_connection_age_grace_ms",
+            _ms(settings.grpc_max_connection_age_grace_seconds),
+        ),
+        ("grpc.keepalive_time_ms", _ms(settings.grpc_keepalive_time_seconds)),
+        ("grpc.keepalive_timeout_ms", _ms(settings.grpc_keepalive_timeout_seconds)),
         ("grpc.keepalive_permit_without_calls", 1),
-        ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+        (
+            "grpc.http2.min_ping_interval_without_data_ms",
+            _ms(settings.grpc_min_ping_interval_seconds),
+        ),
+        ("grpc.http2.max_ping_strikes", settings.grpc_max_ping_strikes),
     ]
 
 
+def _ms(seconds: float) -> int:
+    return max(0, round(seconds * 1000))
+
+
+def worker_count(settings: Settings) -> int:
+    """The server's thread pool (admission.pool_size): at least the admitted calls, so overload
+    is an answer (RESOURCE_EXHAUSTED), never a call waiting unanswered for a thread."""
+    return pool_size(
+        settings.grpc_max_workers,
+        settings.grpc_max_concurrent_rpcs,
+        settings.grpc_health_workers,
+    )
+
+
+def call_guard(settings: Settings) -> CallGuard:
+    return CallGuard(
+        Authorizer.from_settings(settings),
+        IdleWatchdog(settings.stream_idle_timeout_seconds),
+        max_calls=settings.grpc_max_concurrent_rpcs,
+        health_calls=settings.grpc_health_workers,
+        per_principal=settings.max_calls_per_principal,
+        per_peer=settings.max_calls_per_peer,
+    )
+
+
 def start_server(settings: Settings, component: Component, listen_addr: str) -> RunningServer:
+    workers = worker_count(settings)
+    guard = call_guard(settings)
     server = grpc.server(
-        futures.ThreadPoolExecutor(
-            max_workers=settings.grpc_max_workers, thread_name_prefix="grpc-worker"
-        ),
+        futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="grpc-worker"),
         options=server_options(settings),
-        maximum_concurrent_rpcs=settings.grpc_max_concurrent_rpcs,
-        interceptors=[MethodNames(), UndecodableRequests()],
+        # CallGuard admits business calls up to GRPC_MAX_CONCURRENT_RPCS and health up to
+        # GRPC_HEALTH_WORKERS; grpc's own limit, at the pool's size, is only a backstop.
+        maximum_concurrent_rpcs=workers,
+        interceptors=[guard, MethodNames(), UndecodableRequests()],
     )
     component.register(server)
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
@@ -191,7 +239,7 @@ def start_server(settings: Settings, component: Component, listen_addr: str) -> 
         raise AddressUnavailable(listen_addr, "the address is taken or is not this host's")
     component.start(reporter)
     server.start()
-    return RunningServer(server, port, health_servicer, component)
+    return RunningServer(server, port, health_servicer, component, guard)
 
 
 def serve_until_signalled(settings: Settings, component: Component, listen_addr: str) -> None:
@@ -217,7 +265,7 @@ def serve_until_signalled(settings: Settings, component: Component, listen_addr:
             "address": f"{host}:{running.port}",
             "port": running.port,
             "grpc_service": component.service_name,
-            "max_workers": settings.grpc_max_workers,
+            "max_workers": worker_count(settings),
             "max_concurrent_rpcs": settings.grpc_max_concurrent_rpcs,
         },
     )
