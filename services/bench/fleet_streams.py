@@ -68,6 +68,11 @@ def _start_server(database_url: str, streams: int) -> ServiceProcess:
             # Streams opened faster than workers pick them up queue here instead of being
             # cancelled.
             "GRPC_MAX_PENDING_REQUESTS": str(max(20_000, 2 * streams)),
+            # The client multiplexes STREAMS_PER_CHANNEL streams on each connection, and the
+            # whole fleet comes from this one machine, standing in for `streams` chargers
+            # at as many addresses: the per-connection and per-address caps make room for it.
+            "GRPC_MAX_STREAMS_PER_CONNECTION": str(STREAMS_PER_CHANNEL),
+            "MAX_CALLS_PER_PEER": "0",
         },
     )
 
