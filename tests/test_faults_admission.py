@@ -20,6 +20,7 @@ import grpc
 from energy.meter.v1 import meter_pb2, meter_service_pb2, meter_service_pb2_grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from tests.support import ServiceProcess, start_service, wait_for_health
 
@@ -216,10 +217,18 @@ def assert_legitimate_unharmed(
     assert not legit.health_failures, f"health Check failed: {legit.health_failures[:5]}"
 
 
+def threads_of(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("Threads:"))
+
+
 def test_unary_calls_without_message_or_credentials_hold_no_worker(database_url, tmp_path):
-    """300 unauthenticated unary calls that never send their message, with default pool and
-    limits: each is refused UNAUTHENTICATED at once, legitimate calls and health go on."""
-    meter = serve(database_url, AUTH_TOKENS_FILE=write_tokens(tmp_path))
+    """300 unauthenticated unary calls that never send their message, against a server admitting
+    50 calls (so held threads would run out): each is refused UNAUTHENTICATED at once, the
+    server never holds a thread per attacking call, legitimate calls and health go on."""
+    meter = serve(
+        database_url, AUTH_TOKENS_FILE=write_tokens(tmp_path), GRPC_MAX_CONCURRENT_RPCS="50"
+    )
     legit = Legitimate(meter.target, bearer("service-token"), "CHG-LEGIT-1").start()
     attack: Attack | None = None
     try:
@@ -227,7 +236,10 @@ def test_unary_calls_without_message_or_credentials_hold_no_worker(database_url,
         baseline = (time.monotonic() - 1.5, time.monotonic())
         attack = Attack(meter.target, INGEST_READING, ATTACK_CALLS, ATTACK_CONNECTIONS).start()
         attack_start = time.monotonic()
-        time.sleep(4)
+        peak_threads = 0
+        while time.monotonic() < attack_start + 4:
+            peak_threads = max(peak_threads, threads_of(meter.process.pid))
+            time.sleep(0.1)
         ended = attack.ended()
         attack.stop()
         attack_end = time.monotonic()
@@ -237,6 +249,8 @@ def test_unary_calls_without_message_or_credentials_hold_no_worker(database_url,
         assert len(ended) == ATTACK_CALLS, f"only {len(ended)} of the calls were answered"
         assert {code for code, _ in ended} == {grpc.StatusCode.UNAUTHENTICATED}
         assert max(at for _, at in ended) < 4
+        # The pool is 50 + 8 + 8 threads (admission.pool_size) and a refusal holds none.
+        assert peak_threads < 150, f"{peak_threads} threads in the server under the attack"
         assert_legitimate_unharmed(legit, baseline, (attack_start + 0.5, attack_end))
     finally:
         legit.stop()
@@ -326,14 +340,27 @@ def test_plaintext_caps_per_peer_and_ends_unary_calls_whose_message_never_comes(
         codes = [code for code, _ in attack.ended()]
         assert codes.count(grpc.StatusCode.RESOURCE_EXHAUSTED) == 3, codes
         assert codes.count(grpc.StatusCode.DEADLINE_EXCEEDED) == 5, codes
-        # The slots are released: the same peer is served again.
+        # The slots are released: the same peer is served again, and a call that ends in an
+        # error or a streamed response gives its slot back too (more calls than the cap).
         with grpc.insecure_channel(meter.target) as channel:
             stub = meter_service_pb2_grpc.MeterServiceStub(channel)
-            stub.GetChargerStatus(
-                meter_service_pb2.GetChargerStatusRequest(meter_id="CHG-NONE"), timeout=5
-            )
-    except grpc.RpcError as error:
-        assert error.code() == grpc.StatusCode.NOT_FOUND  # served: the charger is unknown
+            for _ in range(10):
+                try:
+                    stub.GetChargerStatus(
+                        meter_service_pb2.GetChargerStatusRequest(meter_id="CHG-NONE"), timeout=5
+                    )
+                    raise AssertionError("an unknown charger was found")
+                except grpc.RpcError as error:
+                    assert error.code() == grpc.StatusCode.NOT_FOUND, error
+            reflection = reflection_pb2_grpc.ServerReflectionStub(channel)
+            for _ in range(2 * 8 + 1):  # beyond GRPC_HEALTH_WORKERS, which reflection uses
+                answers = list(
+                    reflection.ServerReflectionInfo(
+                        iter([reflection_pb2.ServerReflectionRequest(list_services="")]),
+                        timeout=5,
+                    )
+                )
+                assert answers[0].list_services_response.service
     finally:
         attack.stop()
         meter.kill()
