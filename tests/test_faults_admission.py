@@ -204,6 +204,10 @@ def assert_legitimate_unharmed(
 ) -> None:
     before = legit.rate(*baseline)
     during = legit.rate(*attack)
+    print(
+        f"legitimate calls/s before {before:.0f}, during {during:.0f}; "
+        f"health checks {legit.health_checks}, failed {len(legit.health_failures)}"
+    )
     assert before > 0, "the legitimate client made no call before the attack"
     assert during >= 0.5 * before, (
         f"legitimate calls fell from {before:.0f}/s to {during:.0f}/s under the attack; "
@@ -249,6 +253,7 @@ def test_unary_calls_without_message_or_credentials_hold_no_worker(database_url,
         assert len(ended) == ATTACK_CALLS, f"only {len(ended)} of the calls were answered"
         assert {code for code, _ in ended} == {grpc.StatusCode.UNAUTHENTICATED}
         assert max(at for _, at in ended) < 4
+        print(f"server threads at most {peak_threads} during the attack")
         # The pool is 50 + 8 + 8 threads (admission.pool_size) and a refusal holds none.
         assert peak_threads < 150, f"{peak_threads} threads in the server under the attack"
         assert_legitimate_unharmed(legit, baseline, (attack_start + 0.5, attack_end))

@@ -131,3 +131,56 @@ def test_require_times_names_every_field_out_of_range():
             ]
         )
     assert [field for field, _ in refused.value.violations] == ["start_time", "session_gap"]
+
+
+def test_pool_holds_every_admitted_call_plus_health_and_refusals():
+    from services.common.admission import REFUSAL_WORKERS
+    from services.common.server import worker_count
+
+    settings = Settings.from_env({"GRPC_MAX_CONCURRENT_RPCS": "100", "GRPC_HEALTH_WORKERS": "4"})
+    assert worker_count(settings) == 100 + 4 + REFUSAL_WORKERS
+    bigger = Settings.from_env({"GRPC_MAX_CONCURRENT_RPCS": "100", "GRPC_MAX_WORKERS": "300"})
+    assert worker_count(bigger) == 300 + bigger.grpc_health_workers + REFUSAL_WORKERS
+
+
+def test_connection_limits_reach_grpc():
+    from services.common.server import server_options
+
+    options = dict(
+        server_options(
+            Settings.from_env(
+                {
+                    "GRPC_MAX_STREAMS_PER_CONNECTION": "7",
+                    "GRPC_MAX_CONNECTION_IDLE_SECONDS": "1.5",
+                    "GRPC_MAX_CONNECTION_AGE_SECONDS": "60",
+                    "GRPC_MAX_CONNECTION_AGE_GRACE_SECONDS": "5",
+                    "GRPC_KEEPALIVE_TIME_SECONDS": "30",
+                    "GRPC_KEEPALIVE_TIMEOUT_SECONDS": "10",
+                    "GRPC_MIN_PING_INTERVAL_SECONDS": "4",
+                    "GRPC_MAX_PING_STRIKES": "3",
+                }
+            )
+        )
+    )
+    assert options["grpc.max_concurrent_streams"] == 7
+    assert options["grpc.max_connection_idle_ms"] == 1500
+    assert options["grpc.max_connection_age_ms"] == 60_000
+    assert options["grpc.max_connection_age_grace_ms"] == 5000
+    assert options["grpc.keepalive_time_ms"] == 30_000
+    assert options["grpc.keepalive_timeout_ms"] == 10_000
+    assert options["grpc.http2.min_ping_interval_without_data_ms"] == 4000
+    assert options["grpc.http2.max_ping_strikes"] == 3
+
+
+@pytest.mark.parametrize(
+    ("peer", "host"),
+    [
+        ("ipv4:10.0.0.7:51234", "ipv4:10.0.0.7"),
+        ("ipv6:[::1]:51234", "ipv6:[::1]"),
+        ("unix:/tmp/sock", "unix:/tmp/sock"),
+    ],
+)
+def test_peer_is_counted_by_address_without_port(peer, host):
+    from services.common.admission import peer_host
+
+    assert peer_host(peer) == host
