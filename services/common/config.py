@@ -59,7 +59,7 @@ class Settings:
     max_calls_per_peer: int = 512  # auth off: per client IP address; 0: no limit
     stream_idle_timeout_seconds: float = 30.0
     # Connections (HTTP/2): streams, idle and age limits, keepalive and its enforcement.
-    grpc_max_streams_per_connection: int = 256
+    grpc_max_streams_per_connection: int = 1000
     grpc_max_connection_idle_seconds: float = 300.0
     grpc_max_connection_age_seconds: float = 3600.0
     grpc_max_connection_age_grace_seconds: float = 60.0
