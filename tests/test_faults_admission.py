@@ -329,8 +329,8 @@ def test_idle_streams_of_one_device_are_capped_and_ended(database_url, tmp_path)
 
 def test_plaintext_caps_per_peer_and_ends_unary_calls_whose_message_never_comes(database_url):
     """Auth off: calls are counted per client address (MAX_CALLS_PER_PEER); a unary call whose
-    message never arrives is ended after STREAM_IDLE_TIMEOUT_SECONDS; health is exempt."""
-    meter = serve(database_url, MAX_CALLS_PER_PEER="5", STREAM_IDLE_TIMEOUT_SECONDS="1")
+    message never arrives is ended after UNARY_MESSAGE_TIMEOUT_SECONDS; health is exempt."""
+    meter = serve(database_url, MAX_CALLS_PER_PEER="5", UNARY_MESSAGE_TIMEOUT_SECONDS="1")
     attack = Attack(meter.target, INGEST_READING, 8, 2)
     try:
         attack.start()

@@ -12,8 +12,9 @@ that sent headers and never a message held every thread. So, for every call:
    even complete the handshake there, so the unauthenticated case left is the token case.
 2. Every handler becomes request-streaming: grpc calls its behaviour at once with the request
    iterator. The behaviour checks the caps (below), then takes the single message of a unary
-   call, or reads a stream, under the IdleWatchdog: a call the server has waited on for
-   STREAM_IDLE_TIMEOUT_SECONDS without a message is ended with DEADLINE_EXCEEDED.
+   call, or reads a stream, under the IdleWatchdog: a unary call whose message has not come in
+   UNARY_MESSAGE_TIMEOUT_SECONDS, or a stream the server has waited on for
+   STREAM_IDLE_TIMEOUT_SECONDS without a message, is ended with DEADLINE_EXCEEDED.
 3. Caps, counted from the start of the behaviour to the end of the call (also when it raises, or
    when a streamed response ends): GRPC_MAX_CONCURRENT_RPCS business calls in all,
    MAX_CALLS_PER_PRINCIPAL per principal when auth is on, MAX_CALLS_PER_PEER per client IP
@@ -68,11 +69,18 @@ class IdleWatchdog:
     cancels the call with a status, which wakes the blocked iterator (it raises, and the handler
     returns its thread)."""
 
-    def __init__(self, timeout: float, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        timeout: float,
+        unary_timeout: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.timeout = timeout
+        self.unary_timeout = timeout if unary_timeout is None else unary_timeout
         self._clock = clock
         self._lock = threading.Lock()
-        self._waiting: dict[int, tuple[float, grpc.ServicerContext, str, str | None]] = {}
+        # key -> (waiting until, the timeout, context, method, principal)
+        self._waiting: dict[int, tuple[float, float, grpc.ServicerContext, str, str | None]] = {}
         self._ids = itertools.count()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="idle-watchdog", daemon=True)
@@ -87,12 +95,21 @@ class IdleWatchdog:
         context: grpc.ServicerContext,
         method: str,
         principal: str | None,
+        *,
+        unary: bool = False,
     ) -> Iterator[Any]:
         key = next(self._ids)
+        timeout = self.unary_timeout if unary else self.timeout
         try:
             while True:
                 with self._lock:
-                    self._waiting[key] = (self._clock(), context, method, principal)
+                    self._waiting[key] = (
+                        self._clock() + timeout,
+                        timeout,
+                        context,
+                        method,
+                        principal,
+                    )
                 try:
                     message = next(requests)
                 except StopIteration:
@@ -106,25 +123,23 @@ class IdleWatchdog:
                 self._waiting.pop(key, None)
 
     def _run(self) -> None:
-        period = min(1.0, self.timeout / 4)
+        period = min(1.0, self.timeout / 4, self.unary_timeout / 4)
         while not self._stop.wait(period):
             self.end_idle_calls()
 
     def end_idle_calls(self) -> int:
         now = self._clock()
         with self._lock:
-            idle = [
-                (key, entry)
-                for key, entry in self._waiting.items()
-                if now - entry[0] >= self.timeout
-            ]
+            idle = [(key, entry) for key, entry in self._waiting.items() if now >= entry[0]]
             for key, _ in idle:
                 del self._waiting[key]
-        for _, (_, context, method, principal) in idle:
-            reason = (
-                f"no message for {self.timeout:g} s (STREAM_IDLE_TIMEOUT_SECONDS): "
-                "the server ended the call"
+        for _, (_, timeout, context, method, principal) in idle:
+            setting = (
+                "STREAM_IDLE_TIMEOUT_SECONDS"
+                if timeout == self.timeout
+                else "UNARY_MESSAGE_TIMEOUT_SECONDS"
             )
+            reason = f"no message for {timeout:g} s ({setting}): the server ended the call"
             REFUSALS.refused(
                 grpc.StatusCode.DEADLINE_EXCEEDED,
                 reason,
@@ -318,7 +333,9 @@ class CallGuard(grpc.ServerInterceptor):
             context.add_callback(release)
             streaming_response = False
             try:
-                watched = self.watchdog.watched(requests, context, method, name)
+                watched = self.watchdog.watched(
+                    requests, context, method, name, unary=unary_request
+                )
                 if unary_request:
                     request = next(watched, None)
                     if request is None:

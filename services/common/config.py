@@ -57,7 +57,9 @@ class Settings:
     grpc_health_workers: int = 8  # threads kept for health and reflection, never for business
     max_calls_per_principal: int = 256  # 0: no limit
     max_calls_per_peer: int = 512  # auth off: per client IP address; 0: no limit
-    stream_idle_timeout_seconds: float = 30.0
+    # Longer than a device's reporting period (chargers report every minute on one stream).
+    stream_idle_timeout_seconds: float = 120.0
+    unary_message_timeout_seconds: float = 10.0  # a unary call's message comes with its headers
     # Connections (HTTP/2): streams, idle and age limits, keepalive and its enforcement.
     grpc_max_streams_per_connection: int = 1000
     grpc_max_connection_idle_seconds: float = 300.0
@@ -125,6 +127,7 @@ class Settings:
             "grpc_max_concurrent_rpcs",
             "grpc_health_workers",
             "stream_idle_timeout_seconds",
+            "unary_message_timeout_seconds",
             "grpc_max_streams_per_connection",
             "grpc_max_connection_idle_seconds",
             "grpc_max_connection_age_seconds",

@@ -200,7 +200,7 @@ def worker_count(settings: Settings) -> int:
 def call_guard(settings: Settings) -> CallGuard:
     return CallGuard(
         Authorizer.from_settings(settings),
-        IdleWatchdog(settings.stream_idle_timeout_seconds),
+        IdleWatchdog(settings.stream_idle_timeout_seconds, settings.unary_message_timeout_seconds),
         max_calls=settings.grpc_max_concurrent_rpcs,
         health_calls=settings.grpc_health_workers,
         per_principal=settings.max_calls_per_principal,
