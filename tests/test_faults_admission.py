@@ -369,3 +369,36 @@ def test_plaintext_caps_per_peer_and_ends_unary_calls_whose_message_never_comes(
     finally:
         attack.stop()
         meter.kill()
+
+
+def test_health_answers_while_business_calls_fill_every_admitted_slot(database_url):
+    """GRPC_MAX_CONCURRENT_RPCS business calls held open: the next business call is answered
+    RESOURCE_EXHAUSTED at once (overload is an answer, not a queue) and health Check, on threads
+    of its own, answers every time."""
+    meter = serve(database_url, GRPC_MAX_CONCURRENT_RPCS="5", MAX_CALLS_PER_PEER="0")
+    attack = Attack(meter.target, INGEST_READINGS, 10, 2)
+    try:
+        attack.start()
+        deadline = time.monotonic() + 10
+        while len(attack.ended()) < 5 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        codes = [code for code, _ in attack.ended()]
+        assert codes == [grpc.StatusCode.RESOURCE_EXHAUSTED] * 5, codes  # 5 held, 5 refused
+        with own_connection(meter.target) as channel:
+            health = health_pb2_grpc.HealthStub(channel)
+            for _ in range(20):
+                answer = health.Check(health_pb2.HealthCheckRequest(service=METER), timeout=1)
+                assert answer.status == SERVING
+            stub = meter_service_pb2_grpc.MeterServiceStub(channel)
+            started = time.monotonic()
+            try:
+                stub.GetChargerStatus(
+                    meter_service_pb2.GetChargerStatusRequest(meter_id="CHG-NONE"), timeout=5
+                )
+                raise AssertionError("a business call was admitted beyond the cap")
+            except grpc.RpcError as error:
+                assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, error
+            assert time.monotonic() - started < 2
+    finally:
+        attack.stop()
+        meter.kill()
