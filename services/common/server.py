@@ -21,6 +21,7 @@ from grpc_reflection.v1alpha import reflection
 from services.common.audit import MethodNames
 from services.common.config import Settings
 from services.common.errors import ConfigError, Undecodable
+from services.common.logs import capture_stderr_as_json
 from services.common.security import server_credentials
 
 log = logging.getLogger(__name__)
@@ -210,6 +211,8 @@ def serve_until_signalled(settings: Settings, component: Component, listen_addr:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     running = start_server(settings, component, listen_addr)
+    # Start-up refusals above are one plain line for a human; from here on, every line is JSON.
+    capture_stderr_as_json()
     host = listen_addr.rsplit(":", 1)[0]
     log.info(
         "listening",
