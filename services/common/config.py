@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -19,6 +20,20 @@ def dial_address(listen_addr: str) -> str:
     ("[::]:50053" -> "localhost:50053"; a specific host is kept)."""
     host, port = listen_addr.rsplit(":", 1)
     return f"localhost:{port}" if host in ("[::]", "0.0.0.0", "") else listen_addr
+
+
+def grpcurl_flags(settings: Settings) -> str:
+    """grpcurl's transport flags for our servers as `settings` reach them: the CA (and client
+    certificate) AnalyticsService dials with, or -plaintext when TLS is off."""
+    if settings.tls_ca_file:
+        flags = f"-cacert {shlex.quote(settings.tls_ca_file)}"
+        if settings.tls_client_cert_file:
+            flags += (
+                f" -cert {shlex.quote(settings.tls_client_cert_file)}"
+                f" -key {shlex.quote(settings.tls_client_key_file)}"
+            )
+        return flags
+    return "-insecure" if settings.tls_cert_file else "-plaintext"
 
 
 def grpcurl_command() -> str:
@@ -119,6 +134,14 @@ class Settings:
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{_env_name(name)} must be positive, got {getattr(self, name)}")
+        for name in ("database_url", "meter_database_url", "vehicle_database_url"):
+            url = getattr(self, name)
+            scheme, separator, _ = url.partition("://")
+            if url and (not separator or scheme not in ("postgresql", "postgres")):
+                # The URL itself is not repeated: it may hold a password.
+                raise ConfigError(
+                    f"{_env_name(name)} must be a libpq URI, postgresql://user@host:port/database"
+                )
         if bool(self.tls_cert_file) != bool(self.tls_key_file):
             raise ConfigError("TLS_CERT_FILE and TLS_KEY_FILE go together")
         if self.tls_client_ca_file and not self.tls_cert_file:
