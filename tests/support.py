@@ -8,6 +8,8 @@ import queue
 import subprocess
 import sys
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import grpc
@@ -79,9 +81,23 @@ def health_status(target: str, service_name: str, timeout: float = 5) -> int:
         return int(response.status)
 
 
-def wait_for_health(target: str, service_name: str, want: int, timeout: float = 20) -> None:
-    import time
+def wait_for(
+    what: str,
+    condition: Callable[[], object],
+    timeout: float = 120,
+    state: Callable[[], object] | None = None,
+) -> None:
+    """Polls until `condition()` holds. The timeout is generous on purpose: the suite runs on a
+    loaded machine, so only a condition that never comes may reach it. `state` is reported."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            seen = f" (last seen: {state()})" if state else ""
+            raise AssertionError(f"not within {timeout:g} s: {what}{seen}")
+        time.sleep(0.05)
 
+
+def wait_for_health(target: str, service_name: str, want: int, timeout: float = 20) -> None:
     deadline = time.monotonic() + timeout
     last: object = None
     while time.monotonic() < deadline:
