@@ -206,15 +206,6 @@ def wait_held(url: str, prefix: str, count: int, hold: Hold, *, open_calls: bool
     )
 
 
-def wait_until_stored(url: str, prefix: str, at_least: int) -> int:
-    deadline = time.monotonic() + 60
-    while (total := sum(stored(url, prefix).values())) < at_least:
-        if time.monotonic() > deadline:
-            break
-        time.sleep(0.05)
-    return total
-
-
 def writers_waiting_on_a_lock(url: str) -> int:
     with psycopg.connect(url) as connection:
         row = connection.execute(
