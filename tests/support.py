@@ -24,14 +24,19 @@ class ServiceProcess:
     process: subprocess.Popen[str]
     port: int
     log_lines: list[str] = field(default_factory=list)
+    log_reader: threading.Thread | None = None
 
     @property
     def target(self) -> str:
         return f"127.0.0.1:{self.port}"
 
     def terminate(self, timeout: float = 30) -> int:
+        """SIGTERM; the exit code once the process ended and its last log line was read."""
         self.process.terminate()
-        return self.process.wait(timeout)
+        code = self.process.wait(timeout)
+        if self.log_reader is not None:  # exit comes before the reader reaches end of file
+            self.log_reader.join(timeout)
+        return code
 
     def kill(self) -> None:
         if self.process.poll() is None:
@@ -57,7 +62,8 @@ def start_service(service: str, env: dict[str, str], timeout: float = 30) -> Ser
             lines.put(line)
         lines.put(None)
 
-    threading.Thread(target=pump, daemon=True).start()
+    reader = threading.Thread(target=pump, daemon=True)
+    reader.start()
     while True:
         try:
             line = lines.get(timeout=timeout)
@@ -71,7 +77,7 @@ def start_service(service: str, env: dict[str, str], timeout: float = 30) -> Ser
         except ValueError:
             continue
         if entry.get("message") == "listening":
-            return ServiceProcess(service, process, int(entry["port"]), log_lines)
+            return ServiceProcess(service, process, int(entry["port"]), log_lines, reader)
 
 
 def health_status(target: str, service_name: str, timeout: float = 5) -> int:
