@@ -8,6 +8,7 @@ import grpc
 from energy.meter.v1 import meter_pb2, meter_service_pb2, meter_service_pb2_grpc
 
 from services.common.errors import InvalidArgument, translate_errors
+from services.common.ingest import batches_of
 from services.common.security import OPEN, Authorizer
 from services.common.timeconv import set_timestamp, timestamp_to_micros
 from services.common.validation import time_violations
@@ -50,9 +51,7 @@ class MeterServicer(meter_service_pb2_grpc.MeterServiceServicer):
         context: grpc.ServicerContext,
     ) -> meter_service_pb2.IngestReadingsResponse:
         device = self._auth.ingesting_device(context)
-        outcome = self._readings.ingest_stream(
-            (request.readings for request in request_iterator), device
-        )
+        outcome = self._readings.ingest_stream(batches_of(request_iterator, device), device)
         return meter_service_pb2.IngestReadingsResponse(
             accepted=outcome.accepted,
             duplicates=outcome.duplicates,

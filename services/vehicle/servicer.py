@@ -8,6 +8,7 @@ import grpc
 from energy.vehicle.v1 import vehicle_pb2, vehicle_service_pb2, vehicle_service_pb2_grpc
 
 from services.common.errors import InvalidArgument, translate_errors
+from services.common.ingest import batches_of
 from services.common.security import OPEN, Authorizer
 from services.common.timeconv import (
     duration_to_micros,
@@ -72,9 +73,7 @@ class VehicleServicer(vehicle_service_pb2_grpc.VehicleServiceServicer):
         context: grpc.ServicerContext,
     ) -> vehicle_service_pb2.IngestReadingsResponse:
         device = self._auth.ingesting_device(context)
-        outcome = self._readings.ingest_stream(
-            (request.readings for request in request_iterator), device
-        )
+        outcome = self._readings.ingest_stream(batches_of(request_iterator, device), device)
         return vehicle_service_pb2.IngestReadingsResponse(
             accepted=outcome.accepted,
             duplicates=outcome.duplicates,
