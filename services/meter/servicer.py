@@ -35,7 +35,7 @@ class MeterServicer(meter_service_pb2_grpc.MeterServiceServicer):
     def IngestReading(
         self, request: meter_service_pb2.IngestReadingRequest, context: grpc.ServicerContext
     ) -> meter_service_pb2.IngestReadingResponse:
-        device = self._auth.ingesting_device(context)
+        device = self._auth.ingesting_device(context, "charger")
         duplicate = self._readings.ingest_one(request.reading, device)
         return meter_service_pb2.IngestReadingResponse(
             duplicate=duplicate,
@@ -50,7 +50,7 @@ class MeterServicer(meter_service_pb2_grpc.MeterServiceServicer):
         request_iterator: Iterator[meter_service_pb2.IngestReadingsRequest],
         context: grpc.ServicerContext,
     ) -> meter_service_pb2.IngestReadingsResponse:
-        device = self._auth.ingesting_device(context)
+        device = self._auth.ingesting_device(context, "charger")
         outcome = self._readings.ingest_stream(batches_of(request_iterator, device), device)
         return meter_service_pb2.IngestReadingsResponse(
             accepted=outcome.accepted,

@@ -57,7 +57,7 @@ class VehicleServicer(vehicle_service_pb2_grpc.VehicleServiceServicer):
     def IngestReading(
         self, request: vehicle_service_pb2.IngestReadingRequest, context: grpc.ServicerContext
     ) -> vehicle_service_pb2.IngestReadingResponse:
-        device = self._auth.ingesting_device(context)
+        device = self._auth.ingesting_device(context, "vehicle")
         duplicate = self._readings.ingest_one(request.reading, device)
         return vehicle_service_pb2.IngestReadingResponse(
             duplicate=duplicate,
@@ -72,7 +72,7 @@ class VehicleServicer(vehicle_service_pb2_grpc.VehicleServiceServicer):
         request_iterator: Iterator[vehicle_service_pb2.IngestReadingsRequest],
         context: grpc.ServicerContext,
     ) -> vehicle_service_pb2.IngestReadingsResponse:
-        device = self._auth.ingesting_device(context)
+        device = self._auth.ingesting_device(context, "vehicle")
         outcome = self._readings.ingest_stream(batches_of(request_iterator, device), device)
         return vehicle_service_pb2.IngestReadingsResponse(
             accepted=outcome.accepted,
