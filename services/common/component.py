@@ -147,5 +147,7 @@ def build_ingestor(
         validate_batch,
         clock_skew_seconds=settings.clock_skew_seconds,
         max_rejections_listed=settings.max_rejections_listed,
+        max_device_stream_bytes=settings.max_device_stream_bytes,
+        max_streams_per_device=settings.max_streams_per_device,
     )
     return ingestor, writers

@@ -86,6 +86,10 @@ class Settings:
     clock_skew_seconds: float = 300.0
     max_rejections_listed: int = 100
 
+    # A device's stream is held until its end: bounded in bytes received and in streams open.
+    max_device_stream_bytes: int = 16 * 1024 * 1024
+    max_streams_per_device: int = 2
+
     # Correlation (AnalyticsService).
     session_gap_seconds: float = 300.0
     correlation_tolerance_seconds: float = 30.0
@@ -130,6 +134,8 @@ class Settings:
             "writer_batch_size",
             "writer_queue_readings",
             "db_pool_size",
+            "max_device_stream_bytes",
+            "max_streams_per_device",
         )
         for name in positive:
             if getattr(self, name) <= 0:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 
 from energy.meter.v1.meter_pb2 import MeterReading
 
 from services.common import paging
 from services.common.errors import InvalidArgument, NotFound
-from services.common.ingest import Ingestor, StreamOutcome
+from services.common.ingest import Batch, Ingestor, StreamOutcome
 from services.common.validation import id_problem, require_id
 from services.meter.repository import ChargerStatusRow, ConsumptionRow, MeterRepository
 
@@ -25,9 +25,7 @@ class MeterReadings:
         only id the caller may write (None: any)."""
         return self._ingestor.ingest_one(reading, device)
 
-    def ingest_stream(
-        self, batches: Iterable[Sequence[MeterReading]], device: str | None = None
-    ) -> StreamOutcome:
+    def ingest_stream(self, batches: Iterable[Batch], device: str | None = None) -> StreamOutcome:
         return self._ingestor.ingest_stream(batches, device)
 
     def get_status(self, meter_id: str) -> ChargerStatusRow:

@@ -8,6 +8,7 @@ import grpc
 from energy.meter.v1 import meter_pb2, meter_service_pb2, meter_service_pb2_grpc
 
 from services.common.errors import InvalidArgument, translate_errors
+from services.common.ingest import batches_of
 from services.common.security import OPEN, Authorizer
 from services.common.timeconv import set_timestamp, timestamp_to_micros
 from services.common.validation import time_violations
@@ -34,7 +35,7 @@ class MeterServicer(meter_service_pb2_grpc.MeterServiceServicer):
     def IngestReading(
         self, request: meter_service_pb2.IngestReadingRequest, context: grpc.ServicerContext
     ) -> meter_service_pb2.IngestReadingResponse:
-        device = self._auth.ingesting_device(context)
+        device = self._auth.ingesting_device(context, "charger")
         duplicate = self._readings.ingest_one(request.reading, device)
         return meter_service_pb2.IngestReadingResponse(
             duplicate=duplicate,
@@ -49,10 +50,8 @@ class MeterServicer(meter_service_pb2_grpc.MeterServiceServicer):
         request_iterator: Iterator[meter_service_pb2.IngestReadingsRequest],
         context: grpc.ServicerContext,
     ) -> meter_service_pb2.IngestReadingsResponse:
-        device = self._auth.ingesting_device(context)
-        outcome = self._readings.ingest_stream(
-            (request.readings for request in request_iterator), device
-        )
+        device = self._auth.ingesting_device(context, "charger")
+        outcome = self._readings.ingest_stream(batches_of(request_iterator, device), device)
         return meter_service_pb2.IngestReadingsResponse(
             accepted=outcome.accepted,
             duplicates=outcome.duplicates,

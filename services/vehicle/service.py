@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 
 from energy.vehicle.v1.vehicle_pb2 import VehicleReading
 
 from services.common import paging
 from services.common.errors import InvalidArgument, NotFound
-from services.common.ingest import Ingestor, StreamOutcome
+from services.common.ingest import Batch, Ingestor, StreamOutcome
 from services.common.validation import require_id
 from services.vehicle.repository import SessionRow, VehicleRepository, VehicleStatusRow
 
@@ -23,9 +23,7 @@ class VehicleReadings:
         only id the caller may write (None: any)."""
         return self._ingestor.ingest_one(reading, device)
 
-    def ingest_stream(
-        self, batches: Iterable[Sequence[VehicleReading]], device: str | None = None
-    ) -> StreamOutcome:
+    def ingest_stream(self, batches: Iterable[Batch], device: str | None = None) -> StreamOutcome:
         return self._ingestor.ingest_stream(batches, device)
 
     def get_status(self, vehicle_id: str) -> VehicleStatusRow:
