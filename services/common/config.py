@@ -42,6 +42,12 @@ class Settings:
     vehicle_database_url: str = ""
     db_pool_size: int = 4
     db_connect_timeout_seconds: float = 5.0
+    # Reads (README, Reliability): how long a read waits for a pooled connection before
+    # RESOURCE_EXHAUSTED, how long any read statement may run (the call's deadline caps it
+    # further), and how many expensive reads (sessions, consumption) run at once per service.
+    db_pool_timeout_seconds: float = 1.0
+    max_read_seconds: float = 10.0
+    max_expensive_reads: int = 2
 
     # Where each server listens and where AnalyticsService dials.
     meter_listen_addr: str = DEFAULT_LISTEN_ADDRS["meter"]
@@ -115,10 +121,18 @@ class Settings:
             "writer_batch_size",
             "writer_queue_readings",
             "db_pool_size",
+            "db_pool_timeout_seconds",
+            "max_read_seconds",
+            "max_expensive_reads",
         )
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{_env_name(name)} must be positive, got {getattr(self, name)}")
+        if self.max_expensive_reads >= 2 * self.db_pool_size:
+            raise ConfigError(
+                f"MAX_EXPENSIVE_READS ({self.max_expensive_reads}) must be below the read "
+                f"connections (2 x DB_POOL_SIZE = {2 * self.db_pool_size}): cheap reads keep some"
+            )
         if bool(self.tls_cert_file) != bool(self.tls_key_file):
             raise ConfigError("TLS_CERT_FILE and TLS_KEY_FILE go together")
         if self.tls_client_ca_file and not self.tls_cert_file:
