@@ -13,6 +13,12 @@ from services.common.validation import id_problem, require_id
 from services.meter.repository import ChargerStatusRow, ConsumptionRow, MeterRepository
 
 MAX_INTERVALS = 10_000
+# The work of one SummarizeConsumption call is the meter readings it sums, about its intervals'
+# total length: at most 62 interval-days per call (two 31-day windows; AnalyticsService sends
+# at most 31 days a call, see services/analytics/downstream.py). At a reading a minute that is
+# 89,280 index entries, tens of milliseconds; 10,000 intervals of 31 days would be 446M.
+DAY_US = 24 * 3600 * 1_000_000
+MAX_INTERVAL_DAYS = 62
 
 
 class MeterReadings:
@@ -58,6 +64,17 @@ class MeterReadings:
                 violations.append((f"intervals[{index}].end_time", "must not be before start_time"))
         if violations:
             raise InvalidArgument(violations)
+        span_us = sum(end - start for start, end in zip(starts_us, ends_us, strict=True))
+        if span_us > MAX_INTERVAL_DAYS * DAY_US:
+            raise InvalidArgument(
+                [
+                    (
+                        "intervals",
+                        f"at most {MAX_INTERVAL_DAYS} days in total per call (the sum of "
+                        f"end_time - start_time), got {span_us / DAY_US:,.1f}: split the call",
+                    )
+                ]
+            )
         if not meter_ids:
             return []
         return self._repository.summarize(meter_ids, starts_us, ends_us)
