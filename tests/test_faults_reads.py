@@ -1,0 +1,254 @@
+"""Reads cannot starve ingest, and health never lies (README, Reliability). Real server
+processes on port 0, real PostgreSQL, real gRPC clients.
+
+A read that PostgreSQL makes wait is made here with a table lock that the test holds: the
+statement then sits in pg_stat_activity as long as nobody cancels it, exactly like an expensive
+scan, without burning the CPU the other tests share."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent import futures
+
+import grpc
+import psycopg
+import pytest
+from energy.meter.v1 import meter_pb2, meter_service_pb2, meter_service_pb2_grpc
+from google.protobuf.timestamp_pb2 import Timestamp
+from grpc_health.v1 import health_pb2
+from sqlalchemy.engine import make_url
+
+from services.common.component import DatabaseMonitor
+from services.common.databases import with_database
+from tests.support import ServiceProcess, health_status, start_service, wait_for_health
+
+pytestmark = pytest.mark.e2e
+
+METER = "energy.meter.v1.MeterService"
+SERVING = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+T0 = 1_770_681_600  # 2026-02-10T00:00:00Z
+DAY = 24 * 3600
+APP = "energy-ingest-meter"  # application_name of MeterService's read connections
+
+
+def running_reads(url: str) -> list[tuple[str, str | None]]:
+    """(state, wait_event_type) of MeterService's read connections that run a statement."""
+    database = make_url(url).database
+    with psycopg.connect(url, autocommit=True) as connection:
+        rows = connection.execute(
+            "SELECT state, wait_event_type FROM pg_stat_activity "
+            "WHERE datname = %s AND application_name = %s AND state = 'active'",
+            (database, APP),
+        ).fetchall()
+    return [(row[0], row[1]) for row in rows]
+
+
+def wait_for_running_reads(url: str, count: int, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while len(found := running_reads(url)) < count:
+        assert time.monotonic() < deadline, f"{len(found)} reads running, wanted {count}"
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def locked_table(database_url: str) -> Iterator[Callable[[str], None]]:
+    """lock(table): takes an ACCESS EXCLUSIVE lock on a table until the test ends, so any read
+    of it waits (as long as nobody cancels it)."""
+    connection = psycopg.connect(database_url)
+
+    def lock(table: str) -> None:
+        connection.execute(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")
+
+    try:
+        yield lock
+    finally:
+        connection.rollback()
+        connection.close()
+
+
+def start_meter(database_url: str, **env: str) -> ServiceProcess:
+    meter = start_service("meter", {"DATABASE_URL": database_url, **env})
+    wait_for_health(meter.target, METER, SERVING)
+    return meter
+
+
+def summarize_request(days: int = 1) -> meter_service_pb2.SummarizeConsumptionRequest:
+    return meter_service_pb2.SummarizeConsumptionRequest(
+        intervals=[
+            meter_pb2.ConsumptionInterval(
+                charger_id="CHG-READ",
+                start_time=Timestamp(seconds=T0),
+                end_time=Timestamp(seconds=T0 + days * DAY),
+            )
+        ]
+    )
+
+
+def test_abandoned_reads_leave_no_running_statement(database_url, locked_table):
+    """Three reads cancelled by their client and three whose 1 s deadline passed: within 2 s
+    PostgreSQL runs none of them (MAX_READ_SECONDS is 60, so cancellation did it)."""
+    meter = start_meter(
+        database_url, MAX_READ_SECONDS="60", MAX_EXPENSIVE_READS="6", DB_POOL_SIZE="4"
+    )
+    try:
+        locked_table("meter.meter_readings")
+        with grpc.insecure_channel(meter.target) as channel:
+            summarize = meter_service_pb2_grpc.MeterServiceStub(channel).SummarizeConsumption
+            cancelled = [summarize.future(summarize_request()) for _ in range(3)]
+            timed_out = [summarize.future(summarize_request(), timeout=1) for _ in range(3)]
+            wait_for_running_reads(database_url, 6)
+            for call in cancelled:
+                call.cancel()
+            abandoned = time.monotonic()
+            for call in timed_out:
+                with pytest.raises(grpc.RpcError) as failure:
+                    call.result(timeout=10)
+                assert failure.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+            time.sleep(max(0.0, abandoned + 2 - time.monotonic()))
+            assert running_reads(database_url) == []
+    finally:
+        meter.kill()
+
+
+def test_a_statement_past_its_deadline_is_deadline_exceeded(database_url, locked_table):
+    """The server's own statement timeout (the call's deadline, capped by MAX_READ_SECONDS)
+    answers DEADLINE_EXCEEDED, never INTERNAL, even when the client waits longer."""
+    meter = start_meter(database_url, MAX_READ_SECONDS="1")
+    try:
+        locked_table("meter.charger_status")
+        with grpc.insecure_channel(meter.target) as channel:
+            stub = meter_service_pb2_grpc.MeterServiceStub(channel)
+            started = time.monotonic()
+            with pytest.raises(grpc.RpcError) as failure:
+                stub.GetChargerStatus(
+                    meter_service_pb2.GetChargerStatusRequest(meter_id="CHG-1"), timeout=30
+                )
+            assert failure.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+            assert time.monotonic() - started < 5
+    finally:
+        meter.kill()
+
+
+def test_a_saturated_read_pool_is_resource_exhausted_quickly(database_url, locked_table):
+    """12 reads against 4 read connections that all wait: the 8 left over are told
+    RESOURCE_EXHAUSTED within DB_POOL_TIMEOUT_SECONDS (1 s) and a margin, never INTERNAL; the 4
+    that got a connection finish once the lock goes."""
+    meter = start_meter(database_url, DB_POOL_SIZE="2", MAX_EXPENSIVE_READS="1")
+    try:
+        locked_table("meter.charger_status")
+        with grpc.insecure_channel(meter.target) as channel:
+            stub = meter_service_pb2_grpc.MeterServiceStub(channel)
+
+            def status() -> tuple[grpc.StatusCode, float]:
+                started = time.monotonic()
+                try:
+                    stub.GetChargerStatus(
+                        meter_service_pb2.GetChargerStatusRequest(meter_id="CHG-1"), timeout=20
+                    )
+                    code = grpc.StatusCode.OK
+                except grpc.RpcError as error:
+                    code = error.code()
+                return code, time.monotonic() - started
+
+            with futures.ThreadPoolExecutor(12) as pool:
+                calls = [pool.submit(status) for _ in range(12)]
+                wait_for_running_reads(database_url, 4)
+                time.sleep(3)  # the refused ones have answered by now
+                refused = [call.result() for call in calls if call.done()]
+                assert [code for code, _ in refused] == [grpc.StatusCode.RESOURCE_EXHAUSTED] * 8
+                assert max(seconds for _, seconds in refused) < 3
+    finally:
+        meter.kill()
+
+
+def test_health_is_truthful_while_the_read_pool_is_exhausted(
+    database_url, postgres_url, locked_table
+):
+    """Every read connection is stuck; then the database refuses new connections: health turns
+    NOT_SERVING (it never needed the read pool), and SERVING again once connections are back."""
+    meter = start_meter(
+        database_url,
+        DB_POOL_SIZE="1",
+        MAX_EXPENSIVE_READS="1",
+        DB_CONNECT_TIMEOUT_SECONDS="2",
+        MAX_READ_SECONDS="120",
+    )
+    name = make_url(database_url).database
+    admin = with_database(postgres_url, "postgres")
+    try:
+        locked_table("meter.charger_status")
+        with (
+            grpc.insecure_channel(meter.target) as channel,
+            futures.ThreadPoolExecutor(4) as pool,
+        ):
+            stub = meter_service_pb2_grpc.MeterServiceStub(channel)
+            request = meter_service_pb2.GetChargerStatusRequest(meter_id="CHG-1")
+            stuck = [pool.submit(stub.GetChargerStatus, request, timeout=60) for _ in range(4)]
+            wait_for_running_reads(database_url, 2)
+            time.sleep(4)  # longer than any pool checkout the monitor could wait for
+            assert health_status(meter.target, METER) == SERVING, "the database is fine"
+
+            with psycopg.connect(admin, autocommit=True) as connection:
+                connection.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+            try:
+                wait_for_health(meter.target, METER, NOT_SERVING, timeout=15)
+            finally:
+                with psycopg.connect(admin, autocommit=True) as connection:
+                    connection.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+            wait_for_health(meter.target, METER, SERVING, timeout=15)
+            assert meter.process.poll() is None
+            for call in stuck:
+                call.cancel()
+    finally:
+        meter.kill()
+
+
+class _Flaky:
+    """An engine whose connect() raises what it is given, then delegates."""
+
+    def __init__(self, failures: list[BaseException]) -> None:
+        self.failures = failures
+
+    def connect(self):  # noqa: ANN201
+        if self.failures:
+            raise self.failures.pop(0)
+        return _Answering()
+
+
+class _Answering:
+    def __enter__(self) -> _Answering:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        return None
+
+    def execute(self, _statement: object) -> None:
+        return None
+
+
+class _Reporter:
+    def __init__(self) -> None:
+        self.reports: list[bool] = []
+        self.changed = threading.Event()
+
+    def set_serving(self, serving: bool) -> None:
+        self.reports.append(serving)
+        self.changed.set()
+
+
+def test_the_health_monitor_survives_unexpected_exceptions():
+    """Anything a ping raises is NOT_SERVING for that tick, logged, and the monitor goes on."""
+    engine = _Flaky([RuntimeError("a bug"), TimeoutError("pool")])
+    reporter = _Reporter()
+    monitor = DatabaseMonitor(engine, reporter, interval=0.05)  # type: ignore[arg-type]
+    monitor.start()
+    try:
+        deadline = time.monotonic() + 5
+        while reporter.reports[-1:] != [True] and time.monotonic() < deadline:
+            time.sleep(0.02)
+    finally:
+        monitor.stop()
+    assert reporter.reports == [False, True]
