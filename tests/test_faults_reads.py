@@ -212,7 +212,7 @@ class _Flaky:
     def __init__(self, failures: list[BaseException]) -> None:
         self.failures = failures
 
-    def connect(self):  # noqa: ANN201
+    def connect(self):
         if self.failures:
             raise self.failures.pop(0)
         return _Answering()
