@@ -382,3 +382,85 @@ def test_ingest_keeps_its_rate_while_expensive_reads_are_abandoned(database_url)
         assert running_reads(database_url) == [], "nothing of the attack still runs"
     finally:
         meter.kill()
+
+
+# --- the work of one call is bounded; legitimate calls stay within the bounds -----------------
+
+
+def field_violations(error: grpc.RpcError) -> list[str]:
+    from google.rpc import error_details_pb2
+    from grpc_status import rpc_status
+
+    status = rpc_status.from_call(error)  # type: ignore[arg-type]
+    assert status is not None
+    found = []
+    for detail in status.details:
+        bad = error_details_pb2.BadRequest()
+        if detail.Unpack(bad):
+            found += [violation.field for violation in bad.field_violations]
+    return found
+
+
+def test_a_summary_beyond_62_interval_days_is_invalid_argument(meter_server):
+    with meter_server.channel() as channel:
+        summarize = meter_service_pb2_grpc.MeterServiceStub(channel).SummarizeConsumption
+        assert len(summarize(summarize_request(days=62), timeout=10).summaries) == 1
+        for request in (summarize_request(days=63), attack_request()):
+            started = time.monotonic()
+            with pytest.raises(grpc.RpcError) as failure:
+                summarize(request, timeout=10)
+            assert failure.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert field_violations(failure.value) == ["intervals"]
+            assert "62 days" in failure.value.details()
+            assert time.monotonic() - started < 2
+
+
+def test_sessions_beyond_31_days_are_invalid_argument(vehicle_server):
+    from energy.vehicle.v1 import vehicle_service_pb2, vehicle_service_pb2_grpc
+
+    with vehicle_server.channel() as channel:
+        sessions = vehicle_service_pb2_grpc.VehicleServiceStub(channel).ListChargingSessions
+        for days, code in ((31, grpc.StatusCode.NOT_FOUND), (32, grpc.StatusCode.INVALID_ARGUMENT)):
+            request = vehicle_service_pb2.ListChargingSessionsRequest(
+                vehicle_id="VH-NONE",
+                start_time=Timestamp(seconds=T0),
+                end_time=Timestamp(seconds=T0 + days * DAY),
+            )
+            with pytest.raises(grpc.RpcError) as failure:
+                sessions(request, timeout=10)
+            assert failure.value.code() == code
+        assert field_violations(failure.value) == ["end_time"]
+
+
+def test_analytics_cuts_its_intervals_within_meter_service_bounds():
+    """5,000 intervals or 31 interval-days per call, in order; a 31-day window of sessions
+    (each widened by the tolerance) needs at most two calls."""
+    from services.analytics.correlation import Interval
+    from services.analytics.downstream import INTERVALS_PER_CALL, SPAN_PER_CALL_US, _calls
+    from services.meter.service import DAY_US, MAX_INTERVAL_DAYS, MAX_INTERVALS
+
+    assert INTERVALS_PER_CALL <= MAX_INTERVALS
+    assert 2 * SPAN_PER_CALL_US <= MAX_INTERVAL_DAYS * DAY_US
+    minute = 60 * 1_000_000
+    # A 31-day window of 1-minute sessions every 2 minutes, each widened by 30 s either side.
+    window = [
+        Interval("CHG-1", 2 * k * minute - minute // 2, 2 * k * minute + 3 * minute // 2)
+        for k in range(31 * 24 * 30)
+    ]
+    calls = _calls(window)
+    assert [interval for call in calls for interval in call] == window
+    for call in calls:
+        assert len(call) <= INTERVALS_PER_CALL
+        assert sum(i.end_us - i.start_us for i in call) <= SPAN_PER_CALL_US
+    assert _calls([]) == []
+    whole = [Interval("CHG-1", 0, 31 * DAY_US), Interval("CHG-2", 0, 31 * DAY_US)]
+    assert _calls(whole) == [whole[:1], whole[1:]]
+
+
+def test_expensive_reads_stay_below_the_read_pool():
+    from services.common.config import Settings
+    from services.common.errors import ConfigError
+
+    assert Settings.from_env({}).max_expensive_reads == 2
+    with pytest.raises(ConfigError, match="MAX_EXPENSIVE_READS"):
+        Settings.from_env({"DB_POOL_SIZE": "2", "MAX_EXPENSIVE_READS": "4"})
