@@ -391,7 +391,7 @@ def field_violations(error: grpc.RpcError) -> list[str]:
     from google.rpc import error_details_pb2
     from grpc_status import rpc_status
 
-    status = rpc_status.from_call(error)  # type: ignore[arg-type]
+    status = rpc_status.from_call(error)
     assert status is not None
     found = []
     for detail in status.details:
