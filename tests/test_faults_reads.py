@@ -10,7 +10,6 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent import futures
 
 import grpc
 import psycopg
@@ -88,7 +87,7 @@ def summarize_request(days: int = 1) -> meter_service_pb2.SummarizeConsumptionRe
 
 
 def test_abandoned_reads_leave_no_running_statement(database_url, locked_table):
-    """Three reads cancelled by their client and three whose 1 s deadline passed: within 2 s
+    """Three reads cancelled by their client and three whose 2 s deadline passed: within 2 s
     PostgreSQL runs none of them (MAX_READ_SECONDS is 60, so cancellation did it)."""
     meter = start_meter(
         database_url, MAX_READ_SECONDS="60", MAX_EXPENSIVE_READS="6", DB_POOL_SIZE="4"
@@ -98,17 +97,24 @@ def test_abandoned_reads_leave_no_running_statement(database_url, locked_table):
         with grpc.insecure_channel(meter.target) as channel:
             summarize = meter_service_pb2_grpc.MeterServiceStub(channel).SummarizeConsumption
             cancelled = [summarize.future(summarize_request()) for _ in range(3)]
-            timed_out = [summarize.future(summarize_request(), timeout=1) for _ in range(3)]
-            wait_for_running_reads(database_url, 6)
+            wait_for_running_reads(database_url, 3)
+            timed_out = [summarize.future(summarize_request(), timeout=2) for _ in range(3)]
+            deadline = time.monotonic() + 20
+            while len(running_reads(database_url)) < 6 and not any(
+                call.done() for call in timed_out
+            ):
+                assert time.monotonic() < deadline, "the reads never reached PostgreSQL"
+                time.sleep(0.05)
             for call in cancelled:
                 call.cancel()
-            abandoned = time.monotonic()
             for call in timed_out:
                 with pytest.raises(grpc.RpcError) as failure:
                     call.result(timeout=10)
                 assert failure.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
-            time.sleep(max(0.0, abandoned + 2 - time.monotonic()))
+            abandoned = time.monotonic()  # the last of them is over for its client
+            time.sleep(2)
             assert running_reads(database_url) == []
+            assert time.monotonic() - abandoned < 5
     finally:
         meter.kill()
 
@@ -134,32 +140,36 @@ def test_a_statement_past_its_deadline_is_deadline_exceeded(database_url, locked
 
 def test_a_saturated_read_pool_is_resource_exhausted_quickly(database_url, locked_table):
     """12 reads against 4 read connections that all wait: the 8 left over are told
-    RESOURCE_EXHAUSTED within DB_POOL_TIMEOUT_SECONDS (1 s) and a margin, never INTERNAL; the 4
-    that got a connection finish once the lock goes."""
-    meter = start_meter(database_url, DB_POOL_SIZE="2", MAX_EXPENSIVE_READS="1")
+    RESOURCE_EXHAUSTED within DB_POOL_TIMEOUT_SECONDS (1 s) and a margin, never INTERNAL."""
+    meter = start_meter(
+        database_url, DB_POOL_SIZE="2", MAX_EXPENSIVE_READS="1", MAX_READ_SECONDS="60"
+    )
     try:
         locked_table("meter.charger_status")
         with grpc.insecure_channel(meter.target) as channel:
             stub = meter_service_pb2_grpc.MeterServiceStub(channel)
-
-            def status() -> tuple[grpc.StatusCode, float]:
+            request = meter_service_pb2.GetChargerStatusRequest(meter_id="CHG-1")
+            answered: list[tuple[grpc.StatusCode, float]] = []
+            calls = []
+            for _ in range(12):
                 started = time.monotonic()
-                try:
-                    stub.GetChargerStatus(
-                        meter_service_pb2.GetChargerStatusRequest(meter_id="CHG-1"), timeout=20
+                call = stub.GetChargerStatus.future(request, timeout=30)
+                call.add_done_callback(
+                    lambda done, started=started: answered.append(
+                        (done.code(), time.monotonic() - started)
                     )
-                    code = grpc.StatusCode.OK
-                except grpc.RpcError as error:
-                    code = error.code()
-                return code, time.monotonic() - started
-
-            with futures.ThreadPoolExecutor(12) as pool:
-                calls = [pool.submit(status) for _ in range(12)]
-                wait_for_running_reads(database_url, 4)
-                time.sleep(3)  # the refused ones have answered by now
-                refused = [call.result() for call in calls if call.done()]
-                assert [code for code, _ in refused] == [grpc.StatusCode.RESOURCE_EXHAUSTED] * 8
-                assert max(seconds for _, seconds in refused) < 3
+                )
+                calls.append(call)
+            deadline = time.monotonic() + 20
+            while len(answered) < 8:
+                assert time.monotonic() < deadline, answered
+                time.sleep(0.05)
+            time.sleep(0.5)
+            assert [code for code, _ in answered] == [grpc.StatusCode.RESOURCE_EXHAUSTED] * 8
+            assert max(seconds for _, seconds in answered) < 3
+            assert len(running_reads(database_url)) == 4, "the other 4 hold every connection"
+            for call in calls:
+                call.cancel()
     finally:
         meter.kill()
 
@@ -180,13 +190,10 @@ def test_health_is_truthful_while_the_read_pool_is_exhausted(
     admin = with_database(postgres_url, "postgres")
     try:
         locked_table("meter.charger_status")
-        with (
-            grpc.insecure_channel(meter.target) as channel,
-            futures.ThreadPoolExecutor(4) as pool,
-        ):
+        with grpc.insecure_channel(meter.target) as channel:
             stub = meter_service_pb2_grpc.MeterServiceStub(channel)
             request = meter_service_pb2.GetChargerStatusRequest(meter_id="CHG-1")
-            stuck = [pool.submit(stub.GetChargerStatus, request, timeout=60) for _ in range(4)]
+            stuck = [stub.GetChargerStatus.future(request, timeout=60) for _ in range(4)]
             wait_for_running_reads(database_url, 2)
             time.sleep(4)  # longer than any pool checkout the monitor could wait for
             assert health_status(meter.target, METER) == SERVING, "the database is fine"
