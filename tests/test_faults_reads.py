@@ -237,17 +237,22 @@ class _Answering:
 
 
 class _Reporter:
+    """Records what it is told; its first set_serving fails (a bug in reporting)."""
+
     def __init__(self) -> None:
         self.reports: list[bool] = []
-        self.changed = threading.Event()
+        self.failed = False
 
     def set_serving(self, serving: bool) -> None:
+        if not self.failed:
+            self.failed = True
+            raise RuntimeError("reporting failed")
         self.reports.append(serving)
-        self.changed.set()
 
 
 def test_the_health_monitor_survives_unexpected_exceptions():
-    """Anything a ping raises is NOT_SERVING for that tick, logged, and the monitor goes on."""
+    """Anything a ping raises is NOT_SERVING for that tick, logged, and the monitor goes on;
+    a report that fails is made again on the next tick."""
     engine = _Flaky([RuntimeError("a bug"), TimeoutError("pool")])
     reporter = _Reporter()
     monitor = DatabaseMonitor(engine, reporter, interval=0.05)  # type: ignore[arg-type]

@@ -72,8 +72,8 @@ class DatabaseMonitor:
         # Only changes: every set() is pushed to each Watch stream.
         if serving != self._serving:
             log.info("health changed", extra={"serving": serving})
-            self._serving = serving
             self._reporter.set_serving(serving)
+            self._serving = serving  # only once told: a failed set() is tried again next tick
 
 
 class DatabaseComponent:
