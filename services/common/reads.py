@@ -7,8 +7,10 @@ RESOURCE_EXHAUSTED after DB_POOL_TIMEOUT_SECONDS instead of INTERNAL."""
 from __future__ import annotations
 
 import logging
+import math
 import threading
 from collections.abc import Iterator
+from concurrent import futures
 from contextlib import contextmanager
 
 import psycopg
@@ -29,26 +31,47 @@ _LIMITS_SQL = (
 
 
 class _Canceller:
-    """Cancels the statement running on one connection, from whatever thread gRPC runs the
-    call's callbacks in, only while the read that registered it still holds the connection."""
+    """Cancels the statement running on one connection once the call has ended, only while the
+    read that registered it still holds the connection.
 
-    def __init__(self, connection: psycopg.Connection) -> None:
+    gRPC runs a call's callbacks on the server's event thread, which must never wait on the
+    network: the callback only hands the work to `executor`. A cancel request that reaches
+    PostgreSQL between two statements (the read's limits and its query) cancels nothing, so it
+    is sent again every RETRY_SECONDS until the read gives the connection back."""
+
+    RETRY_SECONDS = 0.25
+
+    def __init__(
+        self, connection: psycopg.Connection, executor: futures.Executor, attempts: int
+    ) -> None:
         self._connection = connection
+        self._executor = executor
+        self._attempts = attempts
         self._lock = threading.Lock()
         self._armed = True
+        self._released = threading.Event()
 
     def cancel(self) -> None:
-        with self._lock:
-            if not self._armed:
+        """The call's callback: returns at once."""
+        if not self._released.is_set():
+            self._executor.submit(self._cancel_until_released)
+
+    def _cancel_until_released(self) -> None:
+        for _ in range(self._attempts):
+            with self._lock:
+                if not self._armed:
+                    return
+                try:
+                    self._connection.cancel_safe(timeout=2)
+                except Exception as error:  # the statement timeout ends the read anyway
+                    log.warning("could not cancel a read: %s", error)
+            if self._released.wait(self.RETRY_SECONDS):
                 return
-            try:
-                self._connection.cancel_safe(timeout=2)
-            except Exception as error:  # the read ends by its statement timeout anyway
-                log.warning("could not cancel a read: %s", error)
 
     def disarm(self) -> None:
         with self._lock:
             self._armed = False
+        self._released.set()
 
 
 class ReadGate:
@@ -66,6 +89,9 @@ class ReadGate:
         self._max_read_seconds = max_read_seconds
         self._expensive = threading.BoundedSemaphore(max_expensive_reads)
         self._pool_timeout = pool_timeout_seconds
+        # Sends the cancel requests of calls that ended (see _Canceller); daemon threads.
+        self._cancels = futures.ThreadPoolExecutor(4, thread_name_prefix="read-cancel")
+        self._cancel_attempts = math.ceil(max_read_seconds / _Canceller.RETRY_SECONDS) + 1
 
     def _budget(self, call: calls.Call | None) -> float:
         """Seconds this read may still run: the call's remaining time, capped by the setting."""
@@ -81,13 +107,22 @@ class ReadGate:
         """A connection in a read transaction limited as the module says. `expensive`: the read
         may scan many rows (sessions, consumption), so it first takes a semaphore slot."""
         call = calls.current()
+        if call is not None and not call.is_active():
+            # Cancelled while it queued for a worker or was being validated: read nothing.
+            raise DeadlineExceeded("the call ended before its read ran")
         budget = self._budget(call)
         if expensive and not self._expensive.acquire(timeout=min(self._pool_timeout, budget)):
             raise ResourceExhausted("too many expensive reads in flight, retry with backoff")
         try:
+            if call is not None and not call.is_active():  # it ended while waiting for a slot
+                raise DeadlineExceeded("the call ended before its read ran")
             with self._checkout() as connection:
                 budget = self._budget(call)  # after waiting for the slot and the connection
-                canceller = _Canceller(connection.connection.driver_connection)  # type: ignore[arg-type]
+                canceller = _Canceller(
+                    connection.connection.driver_connection,  # type: ignore[arg-type]
+                    self._cancels,
+                    self._cancel_attempts,
+                )
                 try:
                     if call is not None and not call.add_callback(canceller.cancel):
                         raise DeadlineExceeded("the call ended before its read ran")
