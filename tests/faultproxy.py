@@ -82,9 +82,14 @@ class FaultProxy:
 
         async def reset() -> None:
             for writer in list(self._writers):
+                if writer.transport.is_closing():  # closed by its peer, not yet discarded
+                    continue
                 sock = writer.get_extra_info("socket")
                 if sock is not None and sock.family != socket.AF_UNIX:
-                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    with suppress(OSError):
+                        sock.setsockopt(
+                            socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+                        )
                 writer.transport.abort()
                 self.cut += 1
             self._writers.clear()
