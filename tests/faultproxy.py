@@ -122,8 +122,10 @@ class FaultProxy:
     def _abort(self, link: _Link) -> bool:
         for writer in (link.client, link.upstream):
             sock = writer.get_extra_info("socket")
+            # A connection its peer has just closed may already have lost its socket.
             if sock is not None and sock.family != socket.AF_UNIX:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                with suppress(OSError):
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             writer.transport.abort()
         self._links.discard(link)
         return link.sent > 0

@@ -57,6 +57,12 @@ class Settings:
     vehicle_database_url: str = ""
     db_pool_size: int = 4
     db_connect_timeout_seconds: float = 5.0
+    # Reads (README, Reliability): how long a read waits for a pooled connection before
+    # RESOURCE_EXHAUSTED, how long any read statement may run (the call's deadline caps it
+    # further), and how many expensive reads (sessions, consumption) run at once per service.
+    db_pool_timeout_seconds: float = 1.0
+    max_read_seconds: float = 10.0
+    max_expensive_reads: int = 2
 
     # Where each server listens and where AnalyticsService dials.
     meter_listen_addr: str = DEFAULT_LISTEN_ADDRS["meter"]
@@ -136,6 +142,9 @@ class Settings:
             "db_pool_size",
             "max_device_stream_bytes",
             "max_streams_per_device",
+            "db_pool_timeout_seconds",
+            "max_read_seconds",
+            "max_expensive_reads",
         )
         for name in positive:
             if getattr(self, name) <= 0:
@@ -148,6 +157,11 @@ class Settings:
                 raise ConfigError(
                     f"{_env_name(name)} must be a libpq URI, postgresql://user@host:port/database"
                 )
+        if self.max_expensive_reads >= 2 * self.db_pool_size:
+            raise ConfigError(
+                f"MAX_EXPENSIVE_READS ({self.max_expensive_reads}) must be below the read "
+                f"connections (2 x DB_POOL_SIZE = {2 * self.db_pool_size}): cheap reads keep some"
+            )
         if bool(self.tls_cert_file) != bool(self.tls_key_file):
             raise ConfigError("TLS_CERT_FILE and TLS_KEY_FILE go together")
         if self.tls_client_ca_file and not self.tls_cert_file:

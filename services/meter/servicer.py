@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import grpc
 from energy.meter.v1 import meter_pb2, meter_service_pb2, meter_service_pb2_grpc
@@ -10,7 +10,13 @@ from energy.meter.v1 import meter_pb2, meter_service_pb2, meter_service_pb2_grpc
 from services.common.errors import InvalidArgument, translate_errors
 from services.common.ingest import batches_of
 from services.common.security import OPEN, Authorizer
-from services.common.timeconv import set_timestamp, timestamp_to_micros
+from services.common.timeconv import (
+    MAX_TIMESTAMP_SECONDS,
+    MICROS,
+    MIN_TIMESTAMP_SECONDS,
+    set_timestamp,
+    timestamp_to_micros,
+)
 from services.common.validation import time_violations
 from services.meter.repository import ChargerStatusRow
 from services.meter.service import MeterReadings
@@ -24,6 +30,18 @@ def fill_status(status: meter_pb2.ChargerStatus, row: ChargerStatusRow) -> None:
     status.voltage = row.voltage
     set_timestamp(status.timestamp, row.read_micros)
     set_timestamp(status.update_time, row.update_micros)
+
+
+def _valid_span_seconds(intervals: Sequence[meter_pb2.ConsumptionInterval]) -> int:
+    """The total length of the intervals whose times are valid and in order (the others are
+    refused one by one, naming their fields), in whole seconds: cheap enough to refuse a call
+    that is too large before anything else is spent on it."""
+    total = 0
+    for interval in intervals:
+        start, end = interval.start_time.seconds, interval.end_time.seconds
+        if MIN_TIMESTAMP_SECONDS <= start <= end <= MAX_TIMESTAMP_SECONDS:
+            total += end - start
+    return total
 
 
 class MeterServicer(meter_service_pb2_grpc.MeterServiceServicer):
@@ -91,6 +109,7 @@ class MeterServicer(meter_service_pb2_grpc.MeterServiceServicer):
     ) -> meter_service_pb2.SummarizeConsumptionResponse:
         self._auth.require_reader(context)
         intervals = request.intervals
+        self._readings.check_work(len(intervals), _valid_span_seconds(intervals) * MICROS)
         violations = []
         for index, interval in enumerate(intervals):
             for name in ("start_time", "end_time"):
