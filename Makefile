@@ -87,7 +87,7 @@ bench: $(STAMP)
 	$(BIN)/energy-ingest bench $(BENCH_ARGS)
 
 # A development CA and certificates under var/certs (server, AnalyticsService, operator, a
-# device CHG-001); prints the TLS_* variables for a run with mutual TLS.
+# charger CHG-001 and a vehicle VH-001); prints the TLS_* variables for a run with mutual TLS.
 certs: $(STAMP)
 	$(PY) -m services.common.certs var/certs
 

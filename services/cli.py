@@ -1,4 +1,7 @@
-"""The `energy-ingest` command line."""
+"""The `energy-ingest` command line.
+
+Only the standard library is imported at module level: gRPC, SQLAlchemy and psycopg take a
+while to import, and a Ctrl-C meanwhile must end the command quietly (main catches it)."""
 
 from __future__ import annotations
 
@@ -8,14 +11,14 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from services.common.config import SERVICE_NAMES, Settings
-from services.common.errors import DATABASE_UNAVAILABLE, ConfigError
-from services.common.logs import configure_logging
-
 log = logging.getLogger("energy_ingest")
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from services.common.config import Settings
+    from services.common.errors import ConfigError
+    from services.common.logs import configure_logging
+
     settings = Settings.from_env()
     configure_logging(args.service, settings.log_level)
     from services.common.server import (
@@ -38,6 +41,10 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _migrate(args: argparse.Namespace) -> int:
+    from services.common.config import Settings
+    from services.common.errors import ConfigError
+    from services.common.logs import configure_logging
+
     settings = Settings.from_env()
     configure_logging("migrate", settings.log_level)
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
@@ -56,12 +63,15 @@ def _migrate(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from services.common.config import Settings
     from services.runner import run_all
 
     return run_all(Settings.from_env(), data_dir=args.data_dir)
 
 
 def parser() -> argparse.ArgumentParser:
+    from services.common.config import SERVICE_NAMES
+
     root = argparse.ArgumentParser(prog="energy-ingest", description=__doc__)
     commands = root.add_subparsers(dest="command", required=True)
 
@@ -90,6 +100,15 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:  # Ctrl-C before the command installed its own handler
+        return 130
+
+
+def _main(argv: Sequence[str] | None) -> int:
+    from services.common.errors import DATABASE_UNAVAILABLE, ConfigError
+
     args = parser().parse_args(argv)
     try:
         code: int = args.handler(args)

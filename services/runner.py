@@ -20,7 +20,13 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from services import client
 from services.common import migrations
-from services.common.config import SERVICE_NAMES, Settings, dial_address, grpcurl_command
+from services.common.config import (
+    SERVICE_NAMES,
+    Settings,
+    dial_address,
+    grpcurl_command,
+    grpcurl_flags,
+)
 from services.common.embedded import EmbeddedPostgres
 from services.common.errors import ConfigError
 from services.common.security import channel_credentials
@@ -33,14 +39,14 @@ SERVING_TIMEOUT_SECONDS = 60.0
 
 def _banner(settings: Settings) -> str:
     meter = dial_address(settings.listen_addr("meter"))
-    grpcurl = grpcurl_command()
+    grpcurl = f"{grpcurl_command()} {grpcurl_flags(settings)}"
     lines = ["energy-ingest is running:"]
     for service in SERVICE_NAMES:
         lines.append(f"  {service:<9} {dial_address(settings.listen_addr(service))}")
     lines += [
         "try:",
-        f"  {grpcurl} -plaintext {meter} list",
-        f"  {grpcurl} -plaintext -d "
+        f"  {grpcurl} {meter} list",
+        f"  {grpcurl} -d "
         '\'{"reading": {"meterId": "CHG-001", "kwhConsumedAc": 15.5, "voltage": 240, '
         '"timestamp": "2026-02-10T12:00:00Z"}}\' '
         f"{meter} energy.meter.v1.MeterService/IngestReading",
@@ -88,9 +94,17 @@ class _Children:
 
     def __init__(self, env: dict[str, str]) -> None:
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
-        for service in SERVICE_NAMES:
-            command = [sys.executable, "-m", "services.cli", "serve", service]
-            self.processes[service] = subprocess.Popen(command, env=env)
+        # A terminal's Ctrl-C reaches the whole process group. The children start with SIGINT
+        # ignored (inherited across exec), so one still importing is not torn down with a
+        # KeyboardInterrupt traceback; each takes SIGINT again once its handler is in place,
+        # and the runner stops them all with SIGTERM anyway.
+        handler = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            for service in SERVICE_NAMES:
+                command = [sys.executable, "-m", "services.cli", "serve", service]
+                self.processes[service] = subprocess.Popen(command, env=env)
+        finally:
+            signal.signal(signal.SIGINT, handler)
 
     def exited(self) -> tuple[str, int] | None:
         for service, process in self.processes.items():

@@ -8,6 +8,8 @@ import queue
 import subprocess
 import sys
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import grpc
@@ -22,14 +24,19 @@ class ServiceProcess:
     process: subprocess.Popen[str]
     port: int
     log_lines: list[str] = field(default_factory=list)
+    log_reader: threading.Thread | None = None
 
     @property
     def target(self) -> str:
         return f"127.0.0.1:{self.port}"
 
     def terminate(self, timeout: float = 30) -> int:
+        """SIGTERM; the exit code once the process ended and its last log line was read."""
         self.process.terminate()
-        return self.process.wait(timeout)
+        code = self.process.wait(timeout)
+        if self.log_reader is not None:  # exit comes before the reader reaches end of file
+            self.log_reader.join(timeout)
+        return code
 
     def kill(self) -> None:
         if self.process.poll() is None:
@@ -55,7 +62,8 @@ def start_service(service: str, env: dict[str, str], timeout: float = 30) -> Ser
             lines.put(line)
         lines.put(None)
 
-    threading.Thread(target=pump, daemon=True).start()
+    reader = threading.Thread(target=pump, daemon=True)
+    reader.start()
     while True:
         try:
             line = lines.get(timeout=timeout)
@@ -69,7 +77,7 @@ def start_service(service: str, env: dict[str, str], timeout: float = 30) -> Ser
         except ValueError:
             continue
         if entry.get("message") == "listening":
-            return ServiceProcess(service, process, int(entry["port"]), log_lines)
+            return ServiceProcess(service, process, int(entry["port"]), log_lines, reader)
 
 
 def health_status(target: str, service_name: str, timeout: float = 5) -> int:
@@ -79,9 +87,23 @@ def health_status(target: str, service_name: str, timeout: float = 5) -> int:
         return int(response.status)
 
 
-def wait_for_health(target: str, service_name: str, want: int, timeout: float = 20) -> None:
-    import time
+def wait_for(
+    what: str,
+    condition: Callable[[], object],
+    timeout: float = 120,
+    state: Callable[[], object] | None = None,
+) -> None:
+    """Polls until `condition()` holds. The timeout is generous on purpose: the suite runs on a
+    loaded machine, so only a condition that never comes may reach it. `state` is reported."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            seen = f" (last seen: {state()})" if state else ""
+            raise AssertionError(f"not within {timeout:g} s: {what}{seen}")
+        time.sleep(0.05)
 
+
+def wait_for_health(target: str, service_name: str, want: int, timeout: float = 20) -> None:
     deadline = time.monotonic() + timeout
     last: object = None
     while time.monotonic() < deadline:

@@ -3,10 +3,13 @@ processes, real PostgreSQL; nothing acknowledged is ever lost and nothing is sto
 
 from __future__ import annotations
 
+import itertools
 import signal
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import grpc
 import psycopg
@@ -16,7 +19,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from services import client
-from tests.support import ServiceProcess, start_service, wait_for_health
+from tests.support import ServiceProcess, start_service, wait_for, wait_for_health
 
 pytestmark = pytest.mark.e2e
 
@@ -51,6 +54,92 @@ def stored(url: str, prefix: str) -> dict[str, int]:
     return {row[0]: int(row[1]) for row in rows}
 
 
+BATCH = 100  # readings per message of run_senders' streams
+
+
+@dataclass(eq=False)
+class _Attempt:
+    sender: int
+    after_release: bool  # begun once the hold was released
+    parked: bool = False
+    open: bool = True
+
+
+class Hold:
+    """Holds each sender's stream that starts at reading `first` open after `batches(sender)`
+    of its messages until the test releases it: those readings are committed but cannot be
+    acknowledged, so the test, not timing, decides that a fault hits committed, unacknowledged
+    readings. Every attempt at that stream is held until the release, resends too. `deadline`
+    replaces the sender's for held attempts, so that only the fault ends them."""
+
+    def __init__(
+        self, first: int, batches: Callable[[int], int], deadline: float | None = None
+    ) -> None:
+        self.first = first
+        self.batches = batches
+        self.deadline = deadline
+        self._released = threading.Event()
+        self._lock = threading.Lock()
+        self._attempts: list[_Attempt] = []
+        # Senders with an attempt that began after the release and failed.
+        self.failed_after_release: set[int] = set()
+
+    def committed(self, sender: int) -> int:
+        """A held sender's stored readings: the streams before this one and the held part."""
+        return self.first + BATCH * self.batches(sender)
+
+    def parked(self) -> set[int]:
+        """Senders with an attempt held on a call that is still open."""
+        with self._lock:
+            return {a.sender for a in self._attempts if a.parked and a.open}
+
+    def release(self) -> None:
+        self._released.set()
+
+    def call(
+        self, call: Callable[..., Any], sender: int, first: Any, rest: Iterator[Any], timeout: float
+    ) -> Any:
+        attempt = _Attempt(sender, after_release=self._released.is_set())
+        with self._lock:
+            self._attempts.append(attempt)
+
+        def held() -> Iterator[Any]:
+            for sent, message in enumerate(itertools.chain([first], rest), 1):
+                yield message
+                # gRPC asks for the next message once this one is sent: park here.
+                if sent == self.batches(sender) and not self._released.is_set():
+                    with self._lock:
+                        attempt.parked = True
+                    self._released.wait()
+
+        try:
+            if self.deadline is not None and not self._released.is_set():
+                timeout = self.deadline
+            return call(held(), timeout=timeout)
+        except grpc.RpcError:
+            if attempt.after_release:
+                with self._lock:
+                    self.failed_after_release.add(sender)
+            raise
+        finally:
+            with self._lock:
+                attempt.open = False
+
+
+def held_call(call: Callable[..., Any], sender: int, holds: Sequence[Hold]) -> Callable[..., Any]:
+    """`call` with the streams that `holds` name held; the others pass as they are."""
+
+    def attempt(requests: Iterator[Any], timeout: float) -> Any:
+        first = next(requests)
+        minute = (first.readings[0].timestamp.seconds - T0) // 60
+        for hold in holds:
+            if hold.first == minute:
+                return hold.call(call, sender, first, requests, timeout)
+        return call(itertools.chain([first], requests), timeout=timeout)
+
+    return attempt
+
+
 def run_senders(
     target: str,
     prefix: str,
@@ -60,26 +149,29 @@ def run_senders(
     per_sender: int,
     stream_readings: int,
     deadline: float = 120,
+    holds: Sequence[Hold] = (),
 ) -> list[client.ResilientStreamSender]:
     """`count` clients each send `per_sender` readings of their own meter through resending
-    streams while `faults()` runs; returns the senders once all are done (none may fail)."""
-    senders: list[client.ResilientStreamSender] = []
+    streams while `faults()` runs; returns the senders once all are done (none may fail).
+    `holds` hold chosen streams open until `faults()` releases them (see Hold)."""
+    senders: list[client.ResilientStreamSender | None] = [None] * count
     failures: list[BaseException] = []
 
     def send(index: int) -> None:
         with client.channel(target) as channel:
+            stub = meter_service_pb2_grpc.MeterServiceStub(channel)
             sender = client.ResilientStreamSender(
-                meter_service_pb2_grpc.MeterServiceStub(channel).IngestReadings,
+                held_call(stub.IngestReadings, index, holds),
                 request,
-                batch_size=100,
+                batch_size=BATCH,
                 stream_readings=stream_readings,
                 deadline=deadline,
-                give_up_after=120,
+                give_up_after=300,
             )
-            senders.append(sender)
+            senders[index] = sender
             try:
-                for first in range(0, per_sender, 100):
-                    sender.send(readings(f"{prefix}-{index:02d}", 100, first))
+                for first in range(0, per_sender, BATCH):
+                    sender.send(readings(f"{prefix}-{index:02d}", BATCH, first))
                 sender.flush()
             except BaseException as error:  # reported below
                 failures.append(error)
@@ -87,32 +179,64 @@ def run_senders(
     threads = [threading.Thread(target=send, args=(i,)) for i in range(count)]
     for thread in threads:
         thread.start()
-    faults()
-    for thread in threads:
-        thread.join(180)
+    try:
+        faults()
+    finally:
+        for hold in holds:  # never leave a sender parked, whatever happened
+            hold.release()
+        for thread in threads:
+            thread.join(300)
     assert not failures, failures
-    return senders
+    assert all(not t.is_alive() for t in threads), "a sender did not finish"
+    assert None not in senders
+    return [s for s in senders if s is not None]
 
 
-def wait_until_stored(url: str, prefix: str, at_least: int) -> int:
-    deadline = time.monotonic() + 60
-    while (total := sum(stored(url, prefix).values())) < at_least:
-        if time.monotonic() > deadline:
-            break
-        time.sleep(0.05)
-    return total
+def wait_held(url: str, prefix: str, count: int, hold: Hold, *, open_calls: bool) -> None:
+    """Until every sender's held stream has its held part committed (and, with `open_calls`,
+    is parked on a call that is still open)."""
+    want = {f"{prefix}-{i:02d}": hold.committed(i) for i in range(count)}
+    wait_for(
+        f"the streams at reading {hold.first} held with {want} stored",
+        lambda: (
+            stored(url, prefix + "-") == want
+            and (not open_calls or hold.parked() == set(range(count)))
+        ),
+        state=lambda: (stored(url, prefix + "-"), sorted(hold.parked())),
+    )
+
+
+def writers_waiting_on_a_lock(url: str) -> int:
+    with psycopg.connect(url) as connection:
+        row = connection.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND application_name = 'meter-writer' AND wait_event_type = 'Lock'"
+        ).fetchone()
+    return int(row[0]) if row else 0
 
 
 def test_kill_9_mid_load_then_restart_loses_and_doubles_nothing(database_url):
     meter = start_service("meter", {"DATABASE_URL": database_url})
     per_client = 3_000
-    at_kill: list[int] = []
+    # Each client's third stream (readings 1,000-1,499, five messages) is held open after 1 to
+    # 4 of its messages: those are committed and cannot be acknowledged.
+    hold = Hold(1_000, lambda sender: 1 + sender % 4)
     restarted: list[ServiceProcess] = []
 
     def kill_and_restart() -> None:
-        at_kill.append(wait_until_stored(database_url, "KILL-", 10_000))
-        meter.process.send_signal(signal.SIGKILL)
-        meter.process.wait(10)
+        wait_held(database_url, "KILL", 20, hold, open_calls=True)
+        with psycopg.connect(database_url) as blocker:
+            blocker.execute("LOCK TABLE meter.charger_status IN EXCLUSIVE MODE")
+            # The rest of the held streams now reaches the writers, whose commit waits on the
+            # lock: no stream can be acknowledged, and the kill lands on a commit in flight.
+            hold.release()
+            wait_for(
+                "a writer's commit waiting on the lock",
+                lambda: writers_waiting_on_a_lock(database_url) > 0,
+            )
+            meter.process.send_signal(signal.SIGKILL)
+            meter.process.wait(10)
+            blocker.rollback()
         restarted.append(
             start_service(
                 "meter",
@@ -122,64 +246,76 @@ def test_kill_9_mid_load_then_restart_loses_and_doubles_nothing(database_url):
 
     try:
         senders = run_senders(
-            meter.target, "KILL", 20, kill_and_restart, per_sender=per_client, stream_readings=500
+            meter.target,
+            "KILL",
+            20,
+            kill_and_restart,
+            per_sender=per_client,
+            stream_readings=500,
+            holds=[hold],
         )
     finally:
+        meter.kill()
         for process in restarted:
             process.kill()
-    assert at_kill[0] < 20 * per_client, "the kill came in the middle of the load"
-    # Streams cut by the kill were sent again (by the channel's retry policy or the sender);
-    # what they had committed before the kill came back as duplicates, stored once.
     assert stored(database_url, "KILL-") == {f"KILL-{i:02d}": per_client for i in range(20)}
-    assert sum(s.totals.duplicates for s in senders) > 0
-    for sender in senders:
-        assert sender.totals.accepted + sender.totals.duplicates >= per_client
+    # The 20 streams cut by the kill were sent again; what they had committed came back as
+    # duplicates, stored once, and every reading was acknowledged exactly once.
+    for index, sender in enumerate(senders):
+        assert sender.totals.accepted + sender.totals.duplicates == per_client
+        assert sender.totals.duplicates >= BATCH * hold.batches(index)
 
 
 def test_sigterm_drains_100_active_streams(database_url):
     meter = start_service("meter", {"DATABASE_URL": database_url, "SHUTDOWN_GRACE_SECONDS": "20"})
     wait_for_health(meter.target, METER, SERVING)
-    started = threading.Barrier(101)
+    draining = threading.Event()
     responses: dict[int, meter_service_pb2.IngestReadingsResponse] = {}
     errors: list[BaseException] = []
 
     def batches(index: int) -> Iterator[meter_service_pb2.IngestReadingsRequest]:
         yield request(readings(f"DRAIN-{index:03d}", 10, 0))
-        started.wait(30)
-        for part in range(1, 5):  # the rest arrives after SIGTERM
+        draining.wait(120)  # the rest is sent only once the server is draining
+        for part in range(1, 5):
             time.sleep(0.5)
             yield request(readings(f"DRAIN-{index:03d}", 10, 10 * part))
 
     def stream(index: int, stub: meter_service_pb2_grpc.MeterServiceStub) -> None:
         try:
-            responses[index] = stub.IngestReadings(batches(index), timeout=60)
+            responses[index] = stub.IngestReadings(batches(index), timeout=120)
         except BaseException as error:  # reported below
             errors.append(error)
 
-    with grpc.insecure_channel(meter.target) as channel:
-        stub = meter_service_pb2_grpc.MeterServiceStub(channel)
-        watch = health_pb2_grpc.HealthStub(channel).Watch(
-            health_pb2.HealthCheckRequest(service=METER), timeout=60
-        )
-        assert next(watch).status == SERVING
-        threads = [threading.Thread(target=stream, args=(i, stub)) for i in range(100)]
-        for thread in threads:
-            thread.start()
-        started.wait(30)
-        # Every stream's first batch is committed: all 100 handlers are running on the server
-        # (a call the server has not picked up yet is cancelled by the stop, not drained).
-        deadline = time.monotonic() + 30
-        while sum(stored(database_url, "DRAIN-").values()) < 1_000:
-            assert time.monotonic() < deadline, "the streams did not all start"
-            time.sleep(0.02)
-        signalled = time.monotonic()
-        meter.process.send_signal(signal.SIGTERM)
-        assert next(watch).status == health_pb2.HealthCheckResponse.NOT_SERVING
-        assert time.monotonic() - signalled < 1.0
-        watch.cancel()
-        for thread in threads:
-            thread.join(60)
-    assert meter.process.wait(30) == 0
+    try:
+        with grpc.insecure_channel(meter.target) as channel:
+            stub = meter_service_pb2_grpc.MeterServiceStub(channel)
+            watch = health_pb2_grpc.HealthStub(channel).Watch(
+                health_pb2.HealthCheckRequest(service=METER), timeout=120
+            )
+            assert next(watch).status == SERVING
+            threads = [threading.Thread(target=stream, args=(i, stub)) for i in range(100)]
+            for thread in threads:
+                thread.start()
+            # Every stream's first batch is committed: all 100 handlers are running on the
+            # server (a call the server has not picked up yet is cancelled by the stop, not
+            # drained).
+            wait_for(
+                "every stream's first batch committed",
+                lambda: sum(stored(database_url, "DRAIN-").values()) == 1_000,
+                state=lambda: sum(stored(database_url, "DRAIN-").values()),
+            )
+            signalled = time.monotonic()
+            meter.process.send_signal(signal.SIGTERM)
+            assert next(watch).status == health_pb2.HealthCheckResponse.NOT_SERVING
+            assert time.monotonic() - signalled < 1.0
+            watch.cancel()
+            draining.set()
+            for thread in threads:
+                thread.join(120)
+        assert meter.process.wait(60) == 0
+    finally:
+        draining.set()
+        meter.kill()
     assert not errors, errors[:3]
     assert all(r.accepted == 50 for r in responses.values()) and len(responses) == 100
     assert stored(database_url, "DRAIN-") == {f"DRAIN-{i:03d}": 50 for i in range(100)}
@@ -193,11 +329,11 @@ def test_calls_beyond_the_limit_get_resource_exhausted(database_url):
 
     def held_batches(index: int) -> Iterator[meter_service_pb2.IngestReadingsRequest]:
         yield request(readings(f"LIMIT-{index:02d}", 5))
-        release.wait(30)
+        release.wait(300)  # an admitted call stays open until the refusals are counted
 
     def stream(index: int, stub: meter_service_pb2_grpc.MeterServiceStub) -> None:
         try:
-            response = stub.IngestReadings(held_batches(index), timeout=60)
+            response = stub.IngestReadings(held_batches(index), timeout=360)
             outcome: object = response.accepted
         except grpc.RpcError as error:
             outcome = error.code()
@@ -211,14 +347,13 @@ def test_calls_beyond_the_limit_get_resource_exhausted(database_url):
             threads = [threading.Thread(target=stream, args=(i, stub)) for i in range(30)]
             for thread in threads:
                 thread.start()
-            deadline = time.monotonic() + 30
-            while len(outcomes) < 20 and time.monotonic() < deadline:
-                time.sleep(0.05)
+            wait_for("20 calls answered", lambda: len(outcomes) >= 20, state=lambda: outcomes)
             assert outcomes.count(grpc.StatusCode.RESOURCE_EXHAUSTED) == 20
             release.set()
             for thread in threads:
-                thread.join(60)
+                thread.join(120)
     finally:
+        release.set()
         meter.kill()
     assert outcomes.count(5) == 10, outcomes  # the admitted ten completed
     assert sum(stored(database_url, "LIMIT-").values()) == 50

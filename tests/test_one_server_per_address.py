@@ -55,9 +55,23 @@ def test_the_wildcard_address_is_busy_when_any_interface_holds_the_port(listener
         ensure_address_free(f"0.0.0.0:{listener}")
 
 
+def test_localhost_is_busy_when_either_loopback_holds_the_port():
+    """gRPC binds "localhost" on 127.0.0.1 and ::1 whatever /etc/hosts says, and starts when
+    only one of them is free: a server on [::1] must make "localhost" busy."""
+    with socket.socket(socket.AF_INET6) as held:
+        held.bind(("::1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        with pytest.raises(AddressUnavailable, match="already in use"):
+            ensure_address_free(f"localhost:{port}")
+
+
 def test_port_zero_and_free_ports_pass_and_nonsense_is_refused():
     ensure_address_free("127.0.0.1:0")
     ensure_address_free("[::]:0")
+    # A port beyond 65535 would be taken modulo 65536 by gRPC: another port than asked.
+    with pytest.raises(AddressUnavailable, match=r"port 99999 is not within 0\.\.65535"):
+        ensure_address_free("127.0.0.1:99999")
     with pytest.raises(AddressUnavailable, match="not a host:port address"):
         ensure_address_free("localhost:http")
     with pytest.raises(AddressUnavailable, match="not a host:port address"):

@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -165,3 +166,28 @@ def test_run_refuses_a_busy_port_in_one_line_and_starts_nothing(tmp_path, databa
         f"energy-ingest run: cannot listen on 127.0.0.1:{ports['vehicle']}: address already in use "
         "(is another server running there?); set VEHICLE_LISTEN_ADDR to use another address"
     ]
+
+
+@pytest.mark.parametrize("after_seconds", [0.3, 1.0, 2.5])
+def test_ctrl_c_at_any_moment_of_start_up_stops_without_a_traceback(
+    tmp_path, database_url, after_seconds
+):
+    """Whichever phase Ctrl-C lands in (imports, migrations, children starting or serving),
+    everything stops, with no KeyboardInterrupt traceback from the runner or a child."""
+    listen, ports = ports_env()
+    env = dict(os.environ) | listen | {"DATABASE_URL": database_url}
+    stderr = tmp_path / "run-stderr.log"
+    process = start_run(env, tmp_path / "var", stderr)
+    try:
+        time.sleep(after_seconds)
+        os.killpg(process.pid, signal.SIGINT)
+        stdout, _ = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    assert process.returncode in (0, 130), stdout
+    assert "Traceback" not in stdout + stderr.read_text()
+    # Nothing is left holding the ports.
+    for port in ports.values():
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", port))

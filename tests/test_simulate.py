@@ -15,6 +15,7 @@ import time
 from collections import defaultdict
 from datetime import UTC, datetime
 from pathlib import Path
+from types import SimpleNamespace
 
 import psycopg
 import pytest
@@ -22,7 +23,8 @@ from energy.analytics.v1 import analytics_service_pb2, analytics_service_pb2_grp
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from services.cli import parser
-from services.simulate.fleet import MINUTE_US, Fleet, FleetConfig
+from services.simulate.feed import _Acknowledgements
+from services.simulate.fleet import MINUTE_US, Fleet, FleetConfig, meter_id
 from tests.conftest import start_in_process
 
 REPO = Path(__file__).resolve().parent.parent
@@ -429,3 +431,65 @@ def test_ctrl_c_stops_and_summarises_what_was_acknowledged(running, database_url
     performance = ask_analytics(command)
     assert performance["vehicle_id"] == body["vehicleId"]
     assert int(performance["data_points"]) > 0
+
+
+def test_a_start_without_a_zone_is_refused_in_one_line():
+    result = subprocess.run(
+        [sys.executable, "-m", "services.cli", "simulate", "--start", "yesterday"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert result.stderr.splitlines()[-1] == (
+        "energy-ingest simulate: error: argument --start: 'yesterday' is not a time with a "
+        "zone, such as 2026-11-20T00:00:00Z"
+    )
+    # Without a zone the time would be read in the machine's own zone: refused too.
+    with pytest.raises(SystemExit):
+        parser().parse_args(["simulate", "--start", "2026-11-20T00:00:00"])
+
+
+def test_readings_the_services_refuse_are_a_failure_with_the_reason(running):
+    """A start in the future: every reading is refused (too far ahead of the clock). That is
+    not a successful run, and the user is told why."""
+    env, _ = running
+    result = simulate(
+        env,
+        *("--chargers", "20", "--vehicles", "20", "--hours", "1"),
+        *("--start", "2030-01-01T00:00:00Z", "--streams", "2"),
+    )
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert summary(result.stdout)["meter"]["rejected"] == 20 * 60
+    assert (
+        "rejected, e.g. reading 0: timestamp must not be further in the future than the "
+        "allowed clock skew" in result.stdout
+    )
+
+
+def test_after_an_interruption_the_window_ends_where_both_sides_were_acknowledged():
+    """Streams stop at different minutes on Ctrl-C. The grpcurl window must end where the
+    vehicle's readings and the meter readings of every charger of its group were all
+    acknowledged, or the vehicle's DC would be compared with AC that never arrived."""
+    start = 1_770_681_600 * 1_000_000  # 2026-02-10T00:00:00Z
+    acks = _Acknowledgements(start, streams=4, chargers=40)
+    response = SimpleNamespace(accepted=1, duplicates=0, rejected=0, rejections=[])
+    vehicle = "VH-00025"  # group 1: chargers CHG-00020..CHG-00039
+    acks.vehicles([(vehicle, start + 30 * MINUTE_US, "CHG-00021", 50.0, 0.25, 25.0)], response)
+    group_streams = {acks.stream_of(meter_id(c)) for c in range(20, 40)}
+    # Every stream carrying a charger of the group acknowledged up to minute 20, but one
+    # only up to minute 12.
+    slow = min(group_streams)
+    for index in group_streams:
+        charger = next(meter_id(c) for c in range(20, 40) if acks.stream_of(meter_id(c)) == index)
+        minute = 12 if index == slow else 20
+        acks.meters([(charger, start + minute * MINUTE_US, 0.3, 230.0)], response)
+    assert acks.charging is not None and acks.charging[0] == vehicle
+    assert acks.end_us == start + 13 * MINUTE_US  # the end of minute 12
+    # A stream of the group that acknowledged nothing: no window at all.
+    empty = _Acknowledgements(start, streams=64, chargers=40)
+    empty.vehicles([(vehicle, start, "CHG-00021", 50.0, 0.25, 25.0)], response)
+    assert empty.end_us is None

@@ -50,11 +50,21 @@ def test_service_database_url_overrides_the_shared_one():
         {"STREAM_IDLE_TIMEOUT_SECONDS": "0"},
         {"MAX_CALLS_PER_PRINCIPAL": "-1"},
         {"LOG_LEVEL": "chatty"},
+        {"DATABASE_URL": "notaurl"},
+        {"METER_DATABASE_URL": "mysql://root@localhost/db"},
     ],
 )
 def test_bad_settings_are_refused(environ):
     with pytest.raises(ConfigError):
         Settings.from_env(environ)
+
+
+def test_a_database_url_of_another_kind_is_named_without_repeating_it():
+    with pytest.raises(ConfigError) as refused:
+        Settings.from_env({"DATABASE_URL": "mysql://root:secret@localhost/db"})
+    assert str(refused.value) == (
+        "DATABASE_URL must be a libpq URI, postgresql://user@host:port/database"
+    )
 
 
 def test_missing_database_is_a_clear_error():

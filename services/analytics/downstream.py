@@ -15,8 +15,30 @@ from services.analytics.correlation import Consumption, Interval, Session
 from services.common.errors import DeadlineExceeded, NotFound, Unavailable
 from services.common.timeconv import micros_to_timestamp, timestamp_to_micros
 
-# MeterService takes at most 10,000 intervals per SummarizeConsumption call.
+# MeterService takes at most 10,000 intervals and 62 interval-days per SummarizeConsumption
+# call (services/meter/service.py); a call here carries at most half of each. The intervals of
+# one window are clipped to it (at most 31 days each) and one vehicle's sessions never overlap,
+# so a 31-day window needs one call, two when the tolerances add up past 31 days.
 INTERVALS_PER_CALL = 5_000
+SPAN_PER_CALL_US = 31 * 24 * 3600 * 1_000_000
+
+
+def _calls(intervals: Sequence[Interval]) -> list[Sequence[Interval]]:
+    """The intervals in order, cut into calls of at most INTERVALS_PER_CALL intervals and
+    SPAN_PER_CALL_US of total length (a longer interval goes alone)."""
+    calls: list[Sequence[Interval]] = []
+    first, span = 0, 0
+    for index, interval in enumerate(intervals):
+        length = interval.end_us - interval.start_us
+        if index > first and (
+            index - first >= INTERVALS_PER_CALL or span + length > SPAN_PER_CALL_US
+        ):
+            calls.append(intervals[first:index])
+            first, span = index, 0
+        span += length
+    if first < len(intervals):
+        calls.append(intervals[first:])
+    return calls
 
 
 def _translate(error: grpc.RpcError, service: str) -> Exception:
@@ -65,11 +87,10 @@ class Downstream:
         ]
 
     def consumption(self, intervals: Sequence[Interval], timeout: float) -> list[Consumption]:
-        """One call per INTERVALS_PER_CALL intervals (one call for any realistic window)."""
+        """As few calls as MeterService's limits allow (one for any realistic window)."""
         deadline = time.monotonic() + timeout
         found: list[Consumption] = []
-        for first in range(0, len(intervals), INTERVALS_PER_CALL):
-            chunk = intervals[first : first + INTERVALS_PER_CALL]
+        for chunk in _calls(intervals):
             request = meter_service_pb2.SummarizeConsumptionRequest(
                 intervals=[
                     meter_pb2.ConsumptionInterval(

@@ -1,8 +1,9 @@
 """A development PKI: a CA, a server certificate and client certificates for each kind of principal.
 
 For local runs and tests only. Production certificates come from the operator's own CA; the
-principal naming (SAN URI `urn:energy-ingest:<role>:<principal>`, else the CN as a device) is the
-same either way (README, "Security").
+principal naming (SAN URI `urn:energy-ingest:<role>:<principal>`, for a device
+`urn:energy-ingest:device:charger:<id>` or `urn:energy-ingest:device:vehicle:<id>`, else the CN
+as a device of either kind) is the same either way (README, "Security").
 
     python -m services.common.certs OUT_DIR
 """
@@ -37,6 +38,9 @@ SERVICE_HOSTNAMES = ("localhost", "meter", "vehicle", "analytics")
 ANALYTICS_URI = "urn:energy-ingest:service:analytics"
 OPERATOR_URI = "urn:energy-ingest:operator:ops"
 DEVICE_ID = "CHG-001"
+VEHICLE_ID = "VH-001"
+DEVICE_URI = f"urn:energy-ingest:device:charger:{DEVICE_ID}"
+VEHICLE_URI = f"urn:energy-ingest:device:vehicle:{VEHICLE_ID}"
 # Backdated so a freshly made certificate is valid on a host whose clock runs slightly behind.
 _CLOCK_SLACK = timedelta(minutes=5)
 _LEAF_DAYS = 825
@@ -168,10 +172,12 @@ def _write(path: Path, data: bytes, *, private: bool) -> Path:
 
 
 def write_dev_pki(directory: Path) -> dict[str, Path]:
-    """Writes a CA and server, analytics, operator and device (CHG-001) certificates.
+    """Writes a CA and server, analytics, operator, charger (CHG-001) and vehicle (VH-001)
+    certificates.
 
     Returns the paths by name: "ca", "ca-key", "server", "server-key", "analytics",
-    "analytics-key", "operator", "operator-key", "CHG-001", "CHG-001-key"."""
+    "analytics-key", "operator", "operator-key", "CHG-001", "CHG-001-key", "VH-001",
+    "VH-001-key"."""
     directory.mkdir(parents=True, exist_ok=True)
     ca_cert, ca_key = make_ca("energy-ingest development CA")
     paths = {
@@ -190,8 +196,10 @@ def write_dev_pki(directory: Path) -> dict[str, Path]:
         ),
         "analytics": make_cert(ca_cert, ca_key, "analytics", uris=(ANALYTICS_URI,), client=True),
         "operator": make_cert(ca_cert, ca_key, "ops", uris=(OPERATOR_URI,), client=True),
-        # No SAN URI: the CN itself is the principal, as a device.
-        DEVICE_ID: make_cert(ca_cert, ca_key, DEVICE_ID, client=True),
+        # Devices state their kind in a SAN URI: CHG-001 writes meter readings only, VH-001
+        # vehicle readings only (a bare CN would be a device of either kind).
+        DEVICE_ID: make_cert(ca_cert, ca_key, DEVICE_ID, uris=(DEVICE_URI,), client=True),
+        VEHICLE_ID: make_cert(ca_cert, ca_key, VEHICLE_ID, uris=(VEHICLE_URI,), client=True),
     }
     for name, (cert, key) in leaves.items():
         paths[name] = _write(directory / f"{name}.pem", cert, private=False)

@@ -11,11 +11,12 @@ from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
 from services.common.config import Settings
-from services.common.database import connect
+from services.common.database import connect, create_engine, create_probe_engine
 from services.common.durability import durability_problem
 from services.common.errors import DATABASE_UNAVAILABLE, ConfigError
 from services.common.group_commit import GroupCommitWriters, ReadingTable
 from services.common.ingest import Ingestor
+from services.common.reads import ReadGate
 from services.common.server import HealthReporter
 from services.common.validation import BatchValidator, ReadingRules
 
@@ -23,7 +24,11 @@ log = logging.getLogger(__name__)
 
 
 class DatabaseMonitor:
-    """Pings the database and keeps health SERVING only while it answers."""
+    """Pings the database and keeps health SERVING only while it answers.
+
+    `engine` should be the monitor's own (create_probe_engine): a ping must never wait behind
+    a read pool that expensive calls have exhausted. Any failure of a ping, expected or not,
+    is NOT_SERVING (logged), and the loop carries on: the thread never dies."""
 
     def __init__(self, engine: Engine, reporter: HealthReporter, interval: float = 1.0) -> None:
         self._engine = engine
@@ -42,7 +47,10 @@ class DatabaseMonitor:
 
     def _run(self) -> None:
         while True:
-            self._report(self._database_answers())
+            try:
+                self._report(self._database_answers())
+            except Exception:  # reporting failed: log it, try again on the next tick
+                log.exception("health monitor: reporting failed, retrying")
             if self._stop.wait(self._interval):
                 return
 
@@ -55,13 +63,17 @@ class DatabaseMonitor:
             if self._serving is not False:
                 log.warning("database unreachable: %s", error)
             return False
+        except Exception:
+            # Unknown is not healthy: say NOT_SERVING rather than keep the last answer.
+            log.exception("health monitor: unexpected error pinging the database")
+            return False
 
     def _report(self, serving: bool) -> None:
         # Only changes: every set() is pushed to each Watch stream.
         if serving != self._serving:
             log.info("health changed", extra={"serving": serving})
-            self._serving = serving
             self._reporter.set_serving(serving)
+            self._serving = serving  # only once told: a failed set() is tried again next tick
 
 
 class DatabaseComponent:
@@ -77,8 +89,10 @@ class DatabaseComponent:
         on_start: Callable[[], None] = lambda: None,
         on_stop: Callable[[], None] = lambda: None,
         allow_unsafe_commit: bool = False,
+        probe_timeout: float = 2.0,
     ) -> None:
         self.service_name = service_name
+        self._probe_timeout = probe_timeout
         self._allow_unsafe_commit = allow_unsafe_commit
         self.engine = engine
         self.servicer = servicer
@@ -86,6 +100,7 @@ class DatabaseComponent:
         self._on_start = on_start
         self._on_stop = on_stop
         self._monitor: DatabaseMonitor | None = None
+        self._probe_engine: Engine | None = None
 
     def register(self, server: grpc.Server) -> None:
         self._add_to_server(self.servicer, server)
@@ -93,7 +108,12 @@ class DatabaseComponent:
     def start(self, health: HealthReporter) -> None:
         self._refuse_unsafe_database()
         self._on_start()
-        self._monitor = DatabaseMonitor(self.engine, health)
+        self._probe_engine = create_probe_engine(
+            self.engine,
+            connect_timeout=min(self._probe_timeout, 2.0),
+            name=f"{self.service_name}-health",
+        )
+        self._monitor = DatabaseMonitor(self._probe_engine, health)
         self._monitor.start()
 
     def _refuse_unsafe_database(self) -> None:
@@ -117,6 +137,26 @@ class DatabaseComponent:
             self._monitor.stop()
         self._on_stop()
         self.engine.dispose()
+        if self._probe_engine is not None:
+            self._probe_engine.dispose()
+
+
+def build_reads(settings: Settings, service: str) -> tuple[Engine, ReadGate]:
+    """A service's read pool and the gate every read of its repository goes through."""
+    engine = create_engine(
+        settings.service_database_url(service),
+        pool_size=settings.db_pool_size,
+        connect_timeout=settings.db_connect_timeout_seconds,
+        pool_timeout=settings.db_pool_timeout_seconds,
+        name=f"energy-ingest-{service}",
+    )
+    reads = ReadGate(
+        engine,
+        max_read_seconds=settings.max_read_seconds,
+        max_expensive_reads=settings.max_expensive_reads,
+        pool_timeout_seconds=settings.db_pool_timeout_seconds,
+    )
+    return engine, reads
 
 
 def build_ingestor(
@@ -147,5 +187,7 @@ def build_ingestor(
         validate_batch,
         clock_skew_seconds=settings.clock_skew_seconds,
         max_rejections_listed=settings.max_rejections_listed,
+        max_device_stream_bytes=settings.max_device_stream_bytes,
+        max_streams_per_device=settings.max_streams_per_device,
     )
     return ingestor, writers

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -19,6 +20,20 @@ def dial_address(listen_addr: str) -> str:
     ("[::]:50053" -> "localhost:50053"; a specific host is kept)."""
     host, port = listen_addr.rsplit(":", 1)
     return f"localhost:{port}" if host in ("[::]", "0.0.0.0", "") else listen_addr
+
+
+def grpcurl_flags(settings: Settings) -> str:
+    """grpcurl's transport flags for our servers as `settings` reach them: the CA (and client
+    certificate) AnalyticsService dials with, or -plaintext when TLS is off."""
+    if settings.tls_ca_file:
+        flags = f"-cacert {shlex.quote(settings.tls_ca_file)}"
+        if settings.tls_client_cert_file:
+            flags += (
+                f" -cert {shlex.quote(settings.tls_client_cert_file)}"
+                f" -key {shlex.quote(settings.tls_client_key_file)}"
+            )
+        return flags
+    return "-insecure" if settings.tls_cert_file else "-plaintext"
 
 
 def grpcurl_command() -> str:
@@ -42,6 +57,12 @@ class Settings:
     vehicle_database_url: str = ""
     db_pool_size: int = 4
     db_connect_timeout_seconds: float = 5.0
+    # Reads (README, Reliability): how long a read waits for a pooled connection before
+    # RESOURCE_EXHAUSTED, how long any read statement may run (the call's deadline caps it
+    # further), and how many expensive reads (sessions, consumption) run at once per service.
+    db_pool_timeout_seconds: float = 1.0
+    max_read_seconds: float = 10.0
+    max_expensive_reads: int = 2
 
     # Where each server listens and where AnalyticsService dials.
     meter_listen_addr: str = DEFAULT_LISTEN_ADDRS["meter"]
@@ -86,6 +107,10 @@ class Settings:
     # Validation.
     clock_skew_seconds: float = 300.0
     max_rejections_listed: int = 100
+
+    # A device's stream is held until its end: bounded in bytes received and in streams open.
+    max_device_stream_bytes: int = 16 * 1024 * 1024
+    max_streams_per_device: int = 2
 
     # Correlation (AnalyticsService).
     session_gap_seconds: float = 300.0
@@ -138,6 +163,11 @@ class Settings:
             "writer_batch_size",
             "writer_queue_readings",
             "db_pool_size",
+            "max_device_stream_bytes",
+            "max_streams_per_device",
+            "db_pool_timeout_seconds",
+            "max_read_seconds",
+            "max_expensive_reads",
         )
         for name in positive:
             if getattr(self, name) <= 0:
@@ -162,6 +192,19 @@ class Settings:
                 f"GRPC_MAX_WORKERS ({self.grpc_max_workers}) may not be below "
                 f"GRPC_MAX_CONCURRENT_RPCS ({self.grpc_max_concurrent_rpcs}): every admitted call "
                 "needs a thread (0 derives the pool from GRPC_MAX_CONCURRENT_RPCS)"
+            )
+        for name in ("database_url", "meter_database_url", "vehicle_database_url"):
+            url = getattr(self, name)
+            scheme, separator, _ = url.partition("://")
+            if url and (not separator or scheme not in ("postgresql", "postgres")):
+                # The URL itself is not repeated: it may hold a password.
+                raise ConfigError(
+                    f"{_env_name(name)} must be a libpq URI, postgresql://user@host:port/database"
+                )
+        if self.max_expensive_reads >= 2 * self.db_pool_size:
+            raise ConfigError(
+                f"MAX_EXPENSIVE_READS ({self.max_expensive_reads}) must be below the read "
+                f"connections (2 x DB_POOL_SIZE = {2 * self.db_pool_size}): cheap reads keep some"
             )
         if bool(self.tls_cert_file) != bool(self.tls_key_file):
             raise ConfigError("TLS_CERT_FILE and TLS_KEY_FILE go together")

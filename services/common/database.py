@@ -5,6 +5,7 @@ from __future__ import annotations
 import psycopg
 import sqlalchemy
 from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.pool import NullPool
 
 
 def sqlalchemy_url(libpq_url: str) -> str:
@@ -29,15 +30,33 @@ def _libpq_options(connect_timeout: float, name: str) -> dict[str, object]:
     }
 
 
-def create_engine(libpq_url: str, *, pool_size: int, connect_timeout: float, name: str) -> Engine:
+def create_engine(
+    libpq_url: str,
+    *,
+    pool_size: int,
+    connect_timeout: float,
+    name: str,
+    pool_timeout: float | None = None,
+) -> Engine:
+    """The read pool: `pool_size` connections and as many again in overflow; a checkout waits
+    at most `pool_timeout` (default: the connect timeout) for one, then raises TimeoutError."""
     return sqlalchemy.create_engine(
         sqlalchemy_url(libpq_url),
         pool_size=pool_size,
         max_overflow=pool_size,
         pool_pre_ping=True,
-        pool_timeout=connect_timeout,
+        pool_timeout=connect_timeout if pool_timeout is None else pool_timeout,
         connect_args=_libpq_options(connect_timeout, name),
     )
+
+
+def create_probe_engine(engine: Engine, *, connect_timeout: float, name: str) -> Engine:
+    """The health monitor's own engine on `engine`'s database: no pool (each ping opens a fresh
+    connection, so it tells whether the database takes connections, and never waits for a busy
+    read pool), a short connect timeout and a 2 s statement timeout."""
+    options = _libpq_options(connect_timeout, name)
+    options["options"] = "-c statement_timeout=2000"
+    return sqlalchemy.create_engine(engine.url, poolclass=NullPool, connect_args=options)
 
 
 def connect(libpq_url: str, *, connect_timeout: float, name: str) -> psycopg.Connection:

@@ -14,6 +14,7 @@ from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
+from services.common import calls
 from services.common.audit import AUDITED, REFUSALS, current_method
 
 log = logging.getLogger(__name__)
@@ -88,7 +89,26 @@ def bad_request_status(violations: Sequence[tuple[str, str]], message: str) -> g
     return rpc_status.to_status(status)
 
 
+def query_cancelled(error: BaseException) -> bool:
+    """PostgreSQL's "canceling statement" (a statement timeout or a cancel request), raw or
+    wrapped by SQLAlchemy: psycopg makes it an OperationalError, but the database is fine."""
+    if isinstance(error, sqlalchemy.exc.DBAPIError):
+        error = error.orig  # type: ignore[assignment]
+    return isinstance(error, psycopg.errors.QueryCanceled)
+
+
+def _as_domain_error(error: BaseException) -> BaseException:
+    """Database errors that say something to the caller, as the domain error saying it."""
+    if isinstance(error, sqlalchemy.exc.TimeoutError):
+        # The read pool stayed saturated for DB_POOL_TIMEOUT_SECONDS: load, not a bug.
+        return ResourceExhausted("every read connection is busy, retry with backoff")
+    if query_cancelled(error):
+        return DeadlineExceeded("the read ran out of time")
+    return error
+
+
 def _abort(context: grpc.ServicerContext, error: BaseException) -> None:
+    error = _as_domain_error(error)
     if isinstance(error, InvalidArgument):
         # What abort_with_status does, spelled out: grpc_testing lacks abort_with_status.
         status = bad_request_status(error.violations, str(error))
@@ -142,7 +162,8 @@ def translate_errors(method: Handler) -> Handler:
     @functools.wraps(method)
     def wrapper(self: Any, request: Any, context: grpc.ServicerContext) -> Any:
         try:
-            return method(self, _decoded(request), context)
+            with calls.serving(context):
+                return method(self, _decoded(request), context)
         except grpc.RpcError:
             # The client went away while we read its stream: nothing to answer.
             log.info("rpc cancelled by the client")

@@ -72,8 +72,12 @@ class Ticket:
         with self._condition:
             while self._outstanding:
                 self._condition.wait()
-        if self.error is not None:
-            raise self.error
+        error = self.error
+        if error is not None:
+            # Not kept here once raised: the caller's frames (which hold this ticket) end up in
+            # its traceback, and ticket -> error -> traceback -> frame -> ticket is a cycle.
+            self.error = None
+            raise error.with_traceback(None)
 
 
 @dataclass
@@ -178,6 +182,7 @@ class Writer:
             if not batch:
                 return
             self._write_or_fail(batch)
+            del batch  # its rows and tickets go now, not when the next batch has arrived
 
     def _write_or_fail(self, batch: list[_Part]) -> None:
         try:
@@ -201,6 +206,10 @@ class Writer:
             part.ticket._settle(accepted, duplicates)
 
     def _fail(self, batch: list[_Part], error: Exception) -> None:
+        # The error is kept by every ticket of the batch; its traceback's frames hold the
+        # batch (every caller's rows) and, once a caller raises it, that caller's frames and
+        # ticket: a reference cycle only the cyclic GC frees, minutes later. It was logged.
+        _drop_frames(error)
         for part in batch:
             part.ticket._settle(0, 0, error)
 
@@ -248,6 +257,19 @@ class Writer:
                 entity, micros = key.rsplit(" ", 1)
                 repeats[first_part[(entity, int(micros))]] += 1
         return [(len(part.rows) - dup, dup) for part, dup in zip(batch, repeats, strict=True)]
+
+
+def _drop_frames(error: BaseException) -> None:
+    """Forgets the tracebacks of an error and of the errors it chains to."""
+    pending: list[BaseException | None] = [error]
+    seen: set[int] = set()
+    while pending:
+        current = pending.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        current.__traceback__ = None
+        pending += [current.__cause__, current.__context__]
 
 
 def _show(connection: psycopg.Connection, setting: str) -> str:

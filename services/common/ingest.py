@@ -3,12 +3,14 @@ readings to the group-commit writers, answer once they are committed."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 from services.common.errors import InvalidArgument, PermissionDenied, ResourceExhausted
-from services.common.group_commit import GroupCommitWriters, Ticket
+from services.common.group_commit import GroupCommitWriters, Row, Ticket
 from services.common.validation import (
     BatchValidator,
     ReadingRules,
@@ -20,6 +22,30 @@ from services.common.validation import (
 # A device's stream is held until its end (nothing of it may be stored if one reading names
 # another id), so its size is bounded: a day of one reading a minute is 1,440.
 MAX_DEVICE_STREAM_READINGS = 100_000
+# Defaults of the byte bound of a device stream and of a device's concurrent streams (Settings:
+# MAX_DEVICE_STREAM_BYTES, MAX_STREAMS_PER_DEVICE). 100,000 readings take about 4-7 MB on the
+# wire, so an honest device meets the readings bound first.
+DEFAULT_MAX_DEVICE_STREAM_BYTES = 16 * 1024 * 1024
+DEFAULT_MAX_STREAMS_PER_DEVICE = 2
+
+# One message of a stream: its readings and the bytes it took once decoded (0 when not counted).
+Batch = tuple[Sequence[Any], int]
+
+
+def batches_of(requests: Iterable[Any], device: str | None) -> Iterator[Batch]:
+    """The (readings, bytes) of each IngestReadingsRequest. A device's messages are measured
+    (unknown fields included) for MAX_DEVICE_STREAM_BYTES; other callers' are not."""
+    if device is None:
+        for request in requests:
+            yield request.readings, 0
+    else:
+        for request in requests:
+            size = request.ByteSize()
+            readings = request.readings
+            # Not kept while the next message is awaited: the caller drops it once validated.
+            del request
+            yield readings, size
+            del readings
 
 
 @dataclass
@@ -39,12 +65,18 @@ class Ingestor:
         *,
         clock_skew_seconds: float,
         max_rejections_listed: int,
+        max_device_stream_bytes: int = DEFAULT_MAX_DEVICE_STREAM_BYTES,
+        max_streams_per_device: int = DEFAULT_MAX_STREAMS_PER_DEVICE,
     ) -> None:
         self._writers = writers
         self._rules = rules
         self._validate_batch = validate_batch
         self._skew = clock_skew_seconds
         self._max_rejections = max_rejections_listed
+        self._max_device_bytes = max_device_stream_bytes
+        self._max_streams = max_streams_per_device
+        self._streams: dict[str, int] = {}
+        self._streams_lock = threading.Lock()
 
     def _require_own(self, readings: Sequence[Any], device: str | None) -> None:
         """A device may only write its own id; otherwise nothing of the request is stored."""
@@ -58,21 +90,66 @@ class Ingestor:
                     principal=device,
                 )
 
+    @contextmanager
+    def _device_slot(self, device: str) -> Iterator[None]:
+        """At most MAX_STREAMS_PER_DEVICE streams of one device at a time."""
+        with self._streams_lock:
+            open_now = self._streams.get(device, 0)
+            if open_now >= self._max_streams:
+                raise ResourceExhausted(
+                    f"device {device} already has {open_now} streams open; at most "
+                    f"{self._max_streams} at a time (MAX_STREAMS_PER_DEVICE)",
+                    principal=device,
+                )
+            self._streams[device] = open_now + 1
+        try:
+            yield
+        finally:
+            with self._streams_lock:
+                left = self._streams[device] - 1
+                if left:
+                    self._streams[device] = left
+                else:
+                    del self._streams[device]
+
+    def _note(self, outcome: StreamOutcome, rejections: list[Rejection]) -> None:
+        if rejections:
+            outcome.rejected += len(rejections)
+            room = self._max_rejections - len(outcome.rejections)
+            outcome.rejections += rejections[: max(room, 0)]
+
     def _whole_device_stream(
-        self, batches: Iterable[Sequence[Any]], device: str
-    ) -> list[Sequence[Any]]:
-        """Reads a device's stream to its end (bounded) and checks every id before any commit."""
-        held: list[Sequence[Any]] = []
+        self, batches: Iterable[Batch], device: str, outcome: StreamOutcome
+    ) -> list[list[Row]]:
+        """Reads a device's stream to its end and checks every id before any commit. What is
+        held is the validated rows (no message, no unknown field), bounded in readings and in
+        the bytes received."""
+        held: list[list[Row]] = []
         readings = 0
-        for batch in batches:
+        received = 0
+        index = 0
+        for batch, size in batches:
+            received += size
+            if received > self._max_device_bytes:
+                raise ResourceExhausted(
+                    f"a device stream holds at most {self._max_device_bytes} bytes "
+                    "(MAX_DEVICE_STREAM_BYTES); send the rest in another stream",
+                    principal=device,
+                )
             self._require_own(batch, device)
             readings += len(batch)
             if readings > MAX_DEVICE_STREAM_READINGS:
                 raise ResourceExhausted(
                     f"a device stream holds at most {MAX_DEVICE_STREAM_READINGS} readings; "
-                    "send the rest in another stream"
+                    "send the rest in another stream",
+                    principal=device,
                 )
-            held.append(list(batch))
+            rows, rejections = self._validate_batch(batch, index, TimeWindow.now(self._skew))
+            index += len(batch)
+            del batch  # the message goes now, not when the next one has arrived
+            self._note(outcome, rejections)
+            if rows:
+                held.append(rows)
         return held
 
     def ingest_one(self, reading: Any, device: str | None = None) -> bool:
@@ -89,23 +166,31 @@ class Ingestor:
         ticket.wait()
         return ticket.duplicates > 0
 
-    def ingest_stream(
-        self, batches: Iterable[Sequence[Any]], device: str | None = None
-    ) -> StreamOutcome:
+    def ingest_stream(self, batches: Iterable[Batch], device: str | None = None) -> StreamOutcome:
         """Validates and submits each batch as it arrives; returns once all of it is committed.
         A device's stream is read whole and checked before anything of it is submitted."""
-        if device is not None:
-            batches = self._whole_device_stream(batches, device)
+        if device is None:
+            return self._ingest_as_it_comes(batches)
+        with self._device_slot(device):
+            outcome = StreamOutcome()
+            held = self._whole_device_stream(batches, device, outcome)
+            ticket = Ticket()
+            for rows in held:
+                self._writers.submit(rows, ticket)
+            del held
+            ticket.wait()
+            outcome.accepted = ticket.accepted
+            outcome.duplicates = ticket.duplicates
+            return outcome
+
+    def _ingest_as_it_comes(self, batches: Iterable[Batch]) -> StreamOutcome:
         outcome = StreamOutcome()
         ticket = Ticket()
         index = 0
-        for readings in batches:
+        for readings, _ in batches:
             rows, rejections = self._validate_batch(readings, index, TimeWindow.now(self._skew))
             index += len(readings)
-            if rejections:
-                outcome.rejected += len(rejections)
-                room = self._max_rejections - len(outcome.rejections)
-                outcome.rejections += rejections[: max(room, 0)]
+            self._note(outcome, rejections)
             self._writers.submit(rows, ticket)
         ticket.wait()
         outcome.accepted = ticket.accepted

@@ -31,17 +31,42 @@ def encode_token(last_key: str) -> str:
     return base64.urlsafe_b64encode(payload).decode().rstrip("=")
 
 
+# A token this service issues names one key (an id of at most 64 characters): anything much
+# longer was not issued here, and is refused before it is decoded.
+MAX_TOKEN_CHARS = 1024
+MAX_KEY_CHARS = 256
+_NOT_ISSUED = "is not a token this service issued"
+
+
+def _refuse() -> InvalidArgument:
+    return InvalidArgument([("page_token", _NOT_ISSUED)])
+
+
 def decode_token(token: str) -> str | None:
-    """The key to resume after, None for the first page; INVALID_ARGUMENT when malformed."""
+    """The key to resume after, None for the first page; INVALID_ARGUMENT when malformed.
+
+    Whatever the content (deep nesting, NUL, lone surrogates, non-string keys, any size), a token
+    is either a key the repositories can compare against or INVALID_ARGUMENT: never an error
+    from the JSON parser or the database driver."""
     if not token:
         return None
+    if len(token) > MAX_TOKEN_CHARS:
+        raise _refuse()
     try:
         padded = token + "=" * (-len(token) % 4)
-        after = json.loads(base64.urlsafe_b64decode(padded.encode()))["after"]
-    except (binascii.Error, ValueError, KeyError, TypeError, UnicodeDecodeError):
-        raise InvalidArgument([("page_token", "is not a token this service issued")]) from None
-    if not isinstance(after, str):
-        raise InvalidArgument([("page_token", "is not a token this service issued")])
+        decoded = json.loads(base64.urlsafe_b64decode(padded.encode()))
+    except (binascii.Error, ValueError, RecursionError):
+        # ValueError covers JSONDecodeError and Unicode{En,De}codeError.
+        raise _refuse() from None
+    if not isinstance(decoded, dict) or set(decoded) != {"after"}:
+        raise _refuse()
+    after = decoded["after"]
+    if not isinstance(after, str) or not after or len(after) > MAX_KEY_CHARS or "\0" in after:
+        raise _refuse()
+    try:
+        after.encode("utf-8")  # a lone surrogate has no UTF-8 form: PostgreSQL cannot take it
+    except UnicodeEncodeError:
+        raise _refuse() from None
     return after
 
 

@@ -5,12 +5,20 @@ looked up in AUTH_TOKENS_FILE; a token, when sent, wins over the certificate) or
 TLS, the client certificate (a SAN URI
 urn:energy-ingest:<role>:<principal>, otherwise its subject CN as a device). Roles: `device`
 ingests only its own id; `service` (AnalyticsService, internal callers) ingests and reads;
-`operator` reads. When neither TLS_CLIENT_CA_FILE nor AUTH_TOKENS_FILE is set, auth is off."""
+`operator` reads. When neither TLS_CLIENT_CA_FILE nor AUTH_TOKENS_FILE is set, auth is off.
+
+A device also has a kind: a `charger` writes meter readings only, a `vehicle` vehicle readings
+only. A token entry states it with "kind"; a certificate with the SAN URI
+urn:energy-ingest:device:charger:<id> or urn:energy-ingest:device:vehicle:<id>. A device whose
+kind is not stated (a token entry without "kind", urn:energy-ingest:device:<id>, a bare CN) may
+write its own id on either service, as before kinds existed; the servers warn at start about
+such token entries."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +28,12 @@ import grpc
 from services.common.config import Settings
 from services.common.errors import ConfigError, PermissionDenied, Unauthenticated
 
+log = logging.getLogger(__name__)
+
 ROLES = ("device", "service", "operator")
+# A device's kind, and the readings it may write: a charger meter readings (MeterService), a
+# vehicle vehicle readings (VehicleService).
+KINDS = ("charger", "vehicle")
 URI_PREFIX = "urn:energy-ingest:"
 CREDENTIALS_REQUIRED = "credentials required: a client certificate or a bearer token"
 
@@ -29,6 +42,7 @@ CREDENTIALS_REQUIRED = "credentials required: a client certificate or a bearer t
 class Principal:
     name: str
     role: str
+    kind: str | None = None  # devices only: "charger", "vehicle", or None when not stated
 
 
 def _read(path: str) -> bytes:
@@ -65,7 +79,11 @@ def load_tokens(path: str) -> dict[str, Principal]:
     try:
         entries = json.loads(_read(path))
         tokens = {
-            digest.lower(): Principal(str(entry["principal"]), str(entry["role"]))
+            digest.lower(): Principal(
+                str(entry["principal"]),
+                str(entry["role"]),
+                None if entry.get("kind") is None else str(entry["kind"]),
+            )
             for digest, entry in entries.items()
         }
     except (ValueError, KeyError, TypeError, AttributeError) as error:
@@ -73,7 +91,32 @@ def load_tokens(path: str) -> dict[str, Principal]:
     for principal in tokens.values():
         if principal.role not in ROLES:
             raise ConfigError(f"AUTH_TOKENS_FILE: unknown role {principal.role!r}")
+        if principal.kind is not None and principal.role != "device":
+            raise ConfigError(
+                f"AUTH_TOKENS_FILE: {principal.name} has a kind but is a {principal.role}; "
+                "only devices have one"
+            )
+        if principal.kind is not None and principal.kind not in KINDS:
+            raise ConfigError(
+                f"AUTH_TOKENS_FILE: {principal.name} has unknown kind {principal.kind!r} "
+                f"(one of {', '.join(KINDS)})"
+            )
     return tokens
+
+
+def devices_without_kind(tokens: dict[str, Principal]) -> list[str]:
+    """The device principals of a token table that state no kind (they may write either)."""
+    return sorted({p.name for p in tokens.values() if p.role == "device" and p.kind is None})
+
+
+def _device_from_uri(name: str, text: str) -> Principal:
+    """urn:energy-ingest:device:<kind>:<id>, or (kind not stated) urn:energy-ingest:device:<id>."""
+    kind, separator, device = name.partition(":")
+    if separator and kind in KINDS:
+        if not device:
+            raise Unauthenticated(f"certificate names no valid principal: {text}")
+        return Principal(device, "device", kind)
+    return Principal(name, "device")
 
 
 def _from_certificate(context: grpc.ServicerContext) -> Principal | None:
@@ -85,6 +128,8 @@ def _from_certificate(context: grpc.ServicerContext) -> Principal | None:
             if role not in ROLES or not name:
                 # Meant for us but malformed: refuse rather than fall back to the CN.
                 raise Unauthenticated(f"certificate names no valid principal: {text}")
+            if role == "device":
+                return _device_from_uri(name, text)
             return Principal(name, role)
     common_names = auth.get("x509_common_name", [])
     if common_names:
@@ -103,6 +148,13 @@ class Authorizer:
     @classmethod
     def from_settings(cls, settings: Settings) -> Authorizer:
         tokens = load_tokens(settings.auth_tokens_file) if settings.auth_tokens_file else None
+        unkinded = devices_without_kind(tokens) if tokens else []
+        if unkinded:
+            log.warning(
+                "AUTH_TOKENS_FILE: device tokens without a kind may write meter and vehicle "
+                'readings of their id; add "kind": "charger" or "vehicle"',
+                extra={"principals": unkinded},
+            )
         return cls(tokens, bool(settings.tls_client_ca_file))
 
     @property
@@ -153,12 +205,21 @@ class Authorizer:
                 f"{principal.role} {principal.name} may not read", principal=principal.name
             )
 
-    def ingesting_device(self, context: grpc.ServicerContext) -> str | None:
-        """The device id every reading must carry, or None when any id is allowed."""
+    def ingesting_device(
+        self, context: grpc.ServicerContext, kind: str | None = None
+    ) -> str | None:
+        """The device id every reading must carry, or None when any id is allowed. `kind`: the
+        kind of device whose readings the service stores ("charger" or "vehicle"); a device of
+        the other kind is PERMISSION_DENIED."""
         principal = self.principal(context)
         if principal is None or principal.role == "service":
             return None
         if principal.role == "device":
+            if kind is not None and principal.kind is not None and principal.kind != kind:
+                raise PermissionDenied(
+                    f"{principal.kind} {principal.name} may not write {kind} readings",
+                    principal=principal.name,
+                )
             return principal.name
         raise PermissionDenied(
             f"{principal.role} {principal.name} may not ingest", principal=principal.name

@@ -22,6 +22,7 @@ from services.common.admission import CallGuard, IdleWatchdog, pool_size
 from services.common.audit import MethodNames
 from services.common.config import Settings
 from services.common.errors import ConfigError, Undecodable
+from services.common.logs import capture_stderr_as_json
 from services.common.security import Authorizer, server_credentials
 
 log = logging.getLogger(__name__)
@@ -109,6 +110,8 @@ class AddressUnavailable(ConfigError):
         self.address = address
 
 
+MAX_PORT = 65_535
+LOOPBACKS = ("127.0.0.1", "::1")
 _BIND_REASONS = {
     errno.EADDRINUSE: "address already in use (is another server running there?)",
     errno.EADDRNOTAVAIL: "not an address of this host",
@@ -125,12 +128,18 @@ def ensure_address_free(listen_addr: str) -> None:
     host = host.strip("[]")
     try:
         port = int(port_text)
-        infos = socket.getaddrinfo(
-            None if host in ("", "*") else host,
-            port,
-            type=socket.SOCK_STREAM,
-            flags=socket.AI_PASSIVE,
-        )
+        if not 0 <= port <= MAX_PORT:
+            raise ValueError(f"port {port} is not within 0..{MAX_PORT}")
+        # gRPC binds "localhost" on both loopbacks whatever the resolver says (and settles for
+        # one when the other is taken): probe both.
+        hosts = LOOPBACKS if host == "localhost" else (None if host in ("", "*") else host,)
+        infos = [
+            info
+            for name in hosts
+            for info in socket.getaddrinfo(
+                name, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+            )
+        ]
     except (ValueError, socket.gaierror) as error:
         raise AddressUnavailable(listen_addr, f"not a host:port address ({error})") from None
     if port == 0:
@@ -145,6 +154,8 @@ def ensure_address_free(listen_addr: str) -> None:
             try:
                 probe.bind(sockaddr)
             except OSError as error:
+                if host == "localhost" and error.errno == errno.EADDRNOTAVAIL:
+                    continue  # a host without IPv6: gRPC will not bind ::1 either
                 reason = _BIND_REASONS.get(error.errno or 0, error.strerror or str(error))
                 raise AddressUnavailable(listen_addr, reason) from None
 
@@ -258,6 +269,8 @@ def serve_until_signalled(settings: Settings, component: Component, listen_addr:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     running = start_server(settings, component, listen_addr)
+    # Start-up refusals above are one plain line for a human; from here on, every line is JSON.
+    capture_stderr_as_json()
     host = listen_addr.rsplit(":", 1)[0]
     log.info(
         "listening",

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from energy.meter.v1 import meter_service_pb2, meter_service_pb2_grpc
 
-from services.common.component import DatabaseComponent, build_ingestor
+from services.common.component import DatabaseComponent, build_ingestor, build_reads
 from services.common.config import Settings
-from services.common.database import create_engine
 from services.common.security import Authorizer
 from services.meter import rules
 from services.meter.repository import READINGS_TABLE, MeterRepository
@@ -17,17 +16,12 @@ SERVICE_NAME = meter_service_pb2.DESCRIPTOR.services_by_name["MeterService"].ful
 
 
 def build(settings: Settings) -> DatabaseComponent:
-    engine = create_engine(
-        settings.service_database_url("meter"),
-        pool_size=settings.db_pool_size,
-        connect_timeout=settings.db_connect_timeout_seconds,
-        name="energy-ingest-meter",
-    )
+    engine, reads = build_reads(settings, "meter")
     ingestor, writers = build_ingestor(
         settings, "meter", READINGS_TABLE, rules.RULES, rules.validate_batch
     )
     servicer = MeterServicer(
-        MeterReadings(MeterRepository(engine), ingestor),
+        MeterReadings(MeterRepository(engine, reads), ingestor),
         Authorizer.from_settings(settings),
     )
     return DatabaseComponent(
@@ -38,4 +32,5 @@ def build(settings: Settings) -> DatabaseComponent:
         on_start=writers.start,
         on_stop=writers.stop,
         allow_unsafe_commit=settings.allow_unsafe_commit,
+        probe_timeout=settings.db_connect_timeout_seconds,
     )

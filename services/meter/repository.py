@@ -8,6 +8,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
 from services.common.group_commit import ReadingTable
+from services.common.reads import ReadGate
 
 # Times leave the database as integer microseconds since the epoch: cheap to convert, and
 # exact (a double holds every microsecond of these centuries; extract() would be numeric, slower).
@@ -29,12 +30,13 @@ _STATUS_COLUMNS = (
 
 
 class MeterRepository:
-    def __init__(self, engine: Engine) -> None:
-        self._engine = engine
+    def __init__(self, engine: Engine, reads: ReadGate | None = None) -> None:
+        """`reads` bounds every read (README, Reliability); by default with the defaults."""
+        self._reads = reads or ReadGate(engine)
 
     def get_status(self, meter_id: str) -> ChargerStatusRow | None:
         query = text(f"SELECT {_STATUS_COLUMNS} FROM meter.charger_status WHERE meter_id = :id")
-        with self._engine.connect() as connection:
+        with self._reads.connection() as connection:
             row = connection.execute(query, {"id": meter_id}).first()
         return None if row is None else ChargerStatusRow(*row)
 
@@ -47,12 +49,10 @@ class MeterRepository:
             f"SELECT {_STATUS_COLUMNS} FROM meter.charger_status "
             "WHERE meter_id > %s ORDER BY meter_id LIMIT %s"
         )
-        pooled = self._engine.raw_connection()
-        try:
-            with pooled.driver_connection.cursor(binary=True) as cursor:  # type: ignore[union-attr]
+        with self._reads.connection() as connection:
+            driver = connection.connection.driver_connection
+            with driver.cursor(binary=True) as cursor:  # type: ignore[union-attr]
                 rows = cursor.execute(query, (after or "", limit)).fetchall()
-        finally:
-            pooled.close()  # back to the pool, which rolls the read transaction back
         return [ChargerStatusRow(*row) for row in rows]
 
     def summarize(
@@ -60,7 +60,7 @@ class MeterRepository:
     ) -> list[ConsumptionRow]:
         """AC kWh and reading count of each (meter, [start, end)), in the order given."""
         params = {"ids": meter_ids, "starts": starts_us, "ends": ends_us}
-        with self._engine.connect() as connection:
+        with self._reads.connection(expensive=True) as connection:
             rows = connection.execute(_SUMMARIZE_SQL, params).all()
         return [ConsumptionRow(float(row[0]), int(row[1])) for row in rows]
 

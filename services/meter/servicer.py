@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import grpc
 from energy.meter.v1 import meter_pb2, meter_service_pb2, meter_service_pb2_grpc
 
 from services.common.errors import InvalidArgument, translate_errors
+from services.common.ingest import batches_of
 from services.common.security import OPEN, Authorizer
-from services.common.timeconv import set_timestamp, timestamp_to_micros
+from services.common.timeconv import (
+    MAX_TIMESTAMP_SECONDS,
+    MICROS,
+    MIN_TIMESTAMP_SECONDS,
+    set_timestamp,
+    timestamp_to_micros,
+)
 from services.common.validation import time_violations
 from services.meter.repository import ChargerStatusRow
 from services.meter.service import MeterReadings
@@ -25,6 +32,18 @@ def fill_status(status: meter_pb2.ChargerStatus, row: ChargerStatusRow) -> None:
     set_timestamp(status.update_time, row.update_micros)
 
 
+def _valid_span_seconds(intervals: Sequence[meter_pb2.ConsumptionInterval]) -> int:
+    """The total length of the intervals whose times are valid and in order (the others are
+    refused one by one, naming their fields), in whole seconds: cheap enough to refuse a call
+    that is too large before anything else is spent on it."""
+    total = 0
+    for interval in intervals:
+        start, end = interval.start_time.seconds, interval.end_time.seconds
+        if MIN_TIMESTAMP_SECONDS <= start <= end <= MAX_TIMESTAMP_SECONDS:
+            total += end - start
+    return total
+
+
 class MeterServicer(meter_service_pb2_grpc.MeterServiceServicer):
     def __init__(self, readings: MeterReadings, auth: Authorizer = OPEN) -> None:
         self._readings = readings
@@ -34,7 +53,7 @@ class MeterServicer(meter_service_pb2_grpc.MeterServiceServicer):
     def IngestReading(
         self, request: meter_service_pb2.IngestReadingRequest, context: grpc.ServicerContext
     ) -> meter_service_pb2.IngestReadingResponse:
-        device = self._auth.ingesting_device(context)
+        device = self._auth.ingesting_device(context, "charger")
         duplicate = self._readings.ingest_one(request.reading, device)
         return meter_service_pb2.IngestReadingResponse(
             duplicate=duplicate,
@@ -49,10 +68,8 @@ class MeterServicer(meter_service_pb2_grpc.MeterServiceServicer):
         request_iterator: Iterator[meter_service_pb2.IngestReadingsRequest],
         context: grpc.ServicerContext,
     ) -> meter_service_pb2.IngestReadingsResponse:
-        device = self._auth.ingesting_device(context)
-        outcome = self._readings.ingest_stream(
-            (request.readings for request in request_iterator), device
-        )
+        device = self._auth.ingesting_device(context, "charger")
+        outcome = self._readings.ingest_stream(batches_of(request_iterator, device), device)
         return meter_service_pb2.IngestReadingsResponse(
             accepted=outcome.accepted,
             duplicates=outcome.duplicates,
@@ -92,6 +109,7 @@ class MeterServicer(meter_service_pb2_grpc.MeterServiceServicer):
     ) -> meter_service_pb2.SummarizeConsumptionResponse:
         self._auth.require_reader(context)
         intervals = request.intervals
+        self._readings.check_work(len(intervals), _valid_span_seconds(intervals) * MICROS)
         violations = []
         for index, interval in enumerate(intervals):
             for name in ("start_time", "end_time"):

@@ -15,8 +15,9 @@ from types import FrameType
 
 from services import client
 from services.analytics.service import MAX_WINDOW_US
-from services.common.config import Settings, dial_address, grpcurl_command
+from services.common.config import Settings, dial_address, grpcurl_command, grpcurl_flags
 from services.common.errors import ConfigError
+from services.common.security import channel_credentials
 from services.simulate.feed import STREAM_READINGS, FeedResult, feed
 from services.simulate.fleet import MINUTE_US, Fleet, FleetConfig
 
@@ -57,8 +58,10 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "simulate",
         help="stream a simulated fleet of chargers and vehicles into the services",
         description="Streams a deterministic fleet into MeterService (METER_TARGET) and "
-        "VehicleService (VEHICLE_TARGET). Progress counts readings the services acknowledged. "
-        "Ctrl-C stops sending and prints what was acknowledged.",
+        "VehicleService (VEHICLE_TARGET), over TLS when TLS_CA_FILE is set (with "
+        "TLS_CLIENT_CERT_FILE/TLS_CLIENT_KEY_FILE for mutual TLS). Progress counts readings "
+        "the services acknowledged. Ctrl-C stops sending and prints what was acknowledged. "
+        "The closing grpcurl line dials AnalyticsService at ANALYTICS_LISTEN_ADDR.",
         formatter_class=_HelpFormatter,
     )
     simulate.add_argument(
@@ -88,8 +91,10 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     simulate.add_argument(
         "--start",
-        help="ISO time of the first reading (default: backfill yesterday 00:00 UTC; "
-        "live: now minus the duration, so nothing lies in the future)",
+        type=_start_time,
+        help="RFC 3339 time with a zone of the first reading, rounded down to the minute "
+        "(default: backfill yesterday 00:00 UTC; live: now minus the duration, so nothing "
+        "lies in the future)",
     )
     simulate.add_argument(
         "--streams", type=_positive_int, default=8, help="concurrent streams per service"
@@ -100,9 +105,21 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     simulate.set_defaults(handler=run)
 
 
+def _start_time(text: str) -> datetime:
+    try:
+        start = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        start = None
+    if start is None or start.tzinfo is None:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a time with a zone, such as 2026-11-20T00:00:00Z"
+        )
+    return start
+
+
 def _start_us(args: argparse.Namespace, minutes: int) -> int:
     if args.start:
-        start = datetime.fromisoformat(args.start.replace("Z", "+00:00"))
+        start = args.start
     elif args.mode == "live":
         start = datetime.now(UTC) - timedelta(minutes=minutes)
     else:
@@ -123,7 +140,11 @@ def _iso(micros: int) -> str:
 
 
 def grpcurl_line(
-    analytics_addr: str, vehicle_id: str, start_us: int, end_us: int
+    analytics_addr: str,
+    vehicle_id: str,
+    start_us: int,
+    end_us: int,
+    flags: str = "-plaintext",
 ) -> tuple[str, bool]:
     """A ready-to-paste GetVehiclePerformance call for `vehicle_id` over [start_us, end_us)
     (micros), and whether the window had to be cut to AnalyticsService's 31-day limit (then it
@@ -133,7 +154,7 @@ def grpcurl_line(
         {"vehicleId": vehicle_id, "endTime": _iso(end_us), "window": f"{window_us // 1_000_000}s"}
     )
     line = (
-        f"{grpcurl_command()} -plaintext -d {shlex.quote(body)} {dial_address(analytics_addr)} "
+        f"{grpcurl_command()} {flags} -d {shlex.quote(body)} {dial_address(analytics_addr)} "
         "energy.analytics.v1.AnalyticsService/GetVehiclePerformance"
     )
     return line, end_us - start_us > MAX_WINDOW_US
@@ -148,6 +169,11 @@ def _summary(result: FeedResult, settings: Settings, start_us: int) -> None:
         )
         for error in totals.errors[:3]:
             print(f"         {error}")
+        for rejection in totals.rejections[:1]:
+            print(
+                f"         rejected, e.g. reading {rejection.index}: {rejection.field} "
+                f"{rejection.description}"
+            )
     figures = (
         f"{result.acknowledged:,} of {result.total:,} readings acknowledged in "
         f"{result.seconds:.1f} s = {result.rate:,.0f} readings/s"
@@ -160,7 +186,11 @@ def _summary(result: FeedResult, settings: Settings, start_us: int) -> None:
         print("no vehicle reading was acknowledged: nothing to ask AnalyticsService about")
         return
     line, clamped = grpcurl_line(
-        settings.analytics_listen_addr, result.charging[0], start_us, result.end_us
+        settings.analytics_listen_addr,
+        result.charging[0],
+        start_us,
+        result.end_us,
+        grpcurl_flags(settings),
     )
     print(
         f"ask AnalyticsService about {result.charging[0]} over the simulated window "
@@ -217,9 +247,10 @@ def _run(args: argparse.Namespace, stop: threading.Event, abandon: threading.Eve
         f"into {settings.meter_target} and {settings.vehicle_target}; Ctrl-C stops",
         flush=True,
     )
+    credentials = channel_credentials(settings)
     with (
-        client.channel(settings.meter_target) as meter_channel,
-        client.channel(settings.vehicle_target) as vehicle_channel,
+        client.channel(settings.meter_target, credentials) as meter_channel,
+        client.channel(settings.vehicle_target, credentials) as vehicle_channel,
     ):
         result = feed(
             fleet,
@@ -236,4 +267,5 @@ def _run(args: argparse.Namespace, stop: threading.Event, abandon: threading.Eve
         _summary(result, settings, config.start_us)
     if result.interrupted:
         return INTERRUPTED
-    return 1 if result.meter.errors or result.vehicle.errors else 0
+    failed = result.meter.errors or result.vehicle.errors
+    return 1 if failed or result.meter.rejected or result.vehicle.rejected else 0

@@ -18,7 +18,7 @@ from energy.vehicle.v1 import vehicle_pb2, vehicle_service_pb2, vehicle_service_
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from services.client import ResilientStreamSender
-from services.simulate.fleet import MINUTE_US, Fleet, MeterRow, VehicleRow
+from services.simulate.fleet import GROUP_SIZE, MINUTE_US, Fleet, MeterRow, VehicleRow, meter_id
 
 _DONE = None
 # Readings per IngestReadings stream: a stream's readings are acknowledged when it ends, and
@@ -65,6 +65,7 @@ class StreamTotals:
     rejected: int = 0
     resends: int = 0
     errors: list[str] = field(default_factory=list)
+    rejections: list[Any] = field(default_factory=list)  # the first few, to say why
 
     @property
     def acknowledged(self) -> int:
@@ -105,28 +106,56 @@ def _preference(row: VehicleRow) -> tuple[bool, int, str]:
 class _Acknowledgements:
     """What the services acknowledged so far, fed by every sender thread."""
 
-    def __init__(self, start_us: int) -> None:
+    def __init__(self, start_us: int, streams: int, chargers: int) -> None:
         self.lock = threading.Lock()
         self.meter, self.vehicle = StreamTotals(), StreamTotals()
         self._start_us = start_us
-        self.end_us: int | None = None
+        self._streams = streams
+        self._chargers = chargers
+        # Per stream (entities are spread over streams by hash, each stream in time order):
+        # the end of the latest minute it had acknowledged.
+        self._meter_ends: dict[int, int] = {}
+        self._vehicle_ends: dict[int, int] = {}
         self.charging: VehicleRow | None = None
 
-    def _saw_minute_of(self, read_us: int) -> None:
+    def stream_of(self, entity_id: str) -> int:
+        """The stream that carries an entity's readings (as feed() spreads them)."""
+        return hash(entity_id) % self._streams
+
+    def _saw(self, ends: dict[int, int], rows: Sequence[MeterRow] | Sequence[VehicleRow]) -> None:
+        read_us = rows[-1][1]
         end = self._start_us + ((read_us - self._start_us) // MINUTE_US + 1) * MINUTE_US
-        if self.end_us is None or end > self.end_us:
-            self.end_us = end
+        index = self.stream_of(rows[-1][0])
+        ends[index] = max(ends.get(index, self._start_us), end)
+
+    @property
+    def end_us(self) -> int | None:
+        """End (exclusive, micros) of the span over which the chosen vehicle's readings and the
+        meter readings of every charger it may use were all acknowledged; None when empty. After
+        a Ctrl-C the streams stop at different minutes: beyond this end, the vehicle's DC could
+        be acknowledged without the AC it drew, and its efficiency would look above 1."""
+        if self.charging is None:
+            return None
+        group = int(self.charging[0].rsplit("-", 1)[1]) // GROUP_SIZE
+        chargers = range(group * GROUP_SIZE, min((group + 1) * GROUP_SIZE, self._chargers))
+        ends = [self._vehicle_ends.get(self.stream_of(self.charging[0]), self._start_us)]
+        ends += [
+            self._meter_ends.get(self.stream_of(meter_id(c)), self._start_us) for c in chargers
+        ]
+        end = min(ends)
+        return end if end > self._start_us else None
 
     def _count(self, totals: StreamTotals, response: Any) -> None:
         totals.accepted += response.accepted
         totals.duplicates += response.duplicates
         totals.rejected += response.rejected
+        totals.rejections.extend(response.rejections[: max(0, 3 - len(totals.rejections))])
 
     def meters(self, rows: Sequence[MeterRow], response: Any) -> None:
         with self.lock:
             self._count(self.meter, response)
             if rows:  # a stream's rows are in time order: the last is in its latest minute
-                self._saw_minute_of(rows[-1][1])
+                self._saw(self._meter_ends, rows)
 
     def vehicles(self, rows: Sequence[VehicleRow], response: Any) -> None:
         # The latest row that delivered energy: a vehicle that charged, worth asking about.
@@ -134,7 +163,7 @@ class _Acknowledgements:
         with self.lock:
             self._count(self.vehicle, response)
             if rows:
-                self._saw_minute_of(rows[-1][1])
+                self._saw(self._vehicle_ends, rows)
             if charging is not None and (
                 self.charging is None or _preference(charging) > _preference(self.charging)
             ):
@@ -270,7 +299,7 @@ def feed(
     stop = stop if stop is not None else threading.Event()
     abandon = abandon if abandon is not None else threading.Event()
     config = fleet.config
-    acks = _Acknowledgements(config.start_us)
+    acks = _Acknowledgements(config.start_us, streams, config.chargers)
     lock = acks.lock
     meter_call = meter_service_pb2_grpc.MeterServiceStub(meter_channel).IngestReadings
     vehicle_call = vehicle_service_pb2_grpc.VehicleServiceStub(vehicle_channel).IngestReadings
@@ -359,6 +388,8 @@ def feed(
     meter, vehicle = acks.snapshot()
     with lock:
         end_us, charging = acks.end_us, acks.charging
+    if charging is not None and not stop.is_set() and not meter.errors and not vehicle.errors:
+        end_us = config.start_us + config.minutes * MINUTE_US  # all of it was acknowledged
     return FeedResult(
         meter,
         vehicle,

@@ -8,6 +8,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
 from services.common.group_commit import ReadingTable
+from services.common.reads import ReadGate
 
 # Times leave the database as integer microseconds since the epoch: cheap to convert, and
 # exact (a double holds every microsecond of these centuries; extract() would be numeric, slower).
@@ -31,12 +32,13 @@ _STATUS_COLUMNS = (
 
 
 class VehicleRepository:
-    def __init__(self, engine: Engine) -> None:
-        self._engine = engine
+    def __init__(self, engine: Engine, reads: ReadGate | None = None) -> None:
+        """`reads` bounds every read (README, Reliability); by default with the defaults."""
+        self._reads = reads or ReadGate(engine)
 
     def get_status(self, vehicle_id: str) -> VehicleStatusRow | None:
         query = text(f"SELECT {_STATUS_COLUMNS} FROM vehicle.vehicle_status WHERE vehicle_id = :id")
-        with self._engine.connect() as connection:
+        with self._reads.connection() as connection:
             row = connection.execute(query, {"id": vehicle_id}).first()
         return None if row is None else VehicleStatusRow(*row)
 
@@ -49,12 +51,10 @@ class VehicleRepository:
             f"SELECT {_STATUS_COLUMNS} FROM vehicle.vehicle_status "
             "WHERE vehicle_id > %s ORDER BY vehicle_id LIMIT %s"
         )
-        pooled = self._engine.raw_connection()
-        try:
-            with pooled.driver_connection.cursor(binary=True) as cursor:  # type: ignore[union-attr]
+        with self._reads.connection() as connection:
+            driver = connection.connection.driver_connection
+            with driver.cursor(binary=True) as cursor:  # type: ignore[union-attr]
                 rows = cursor.execute(query, (after or "", limit)).fetchall()
-        finally:
-            pooled.close()  # back to the pool, which rolls the read transaction back
         return [VehicleStatusRow(*row) for row in rows]
 
     def list_sessions(
@@ -67,13 +67,13 @@ class VehicleRepository:
             "end_us": end_us,
             "gap_us": gap_us,
         }
-        with self._engine.connect() as connection:
+        with self._reads.connection(expensive=True) as connection:
             rows = connection.execute(_SESSIONS_SQL, params).all()
         return [SessionRow(*row) for row in rows]
 
     def exists(self, vehicle_id: str) -> bool:
         query = text("SELECT 1 FROM vehicle.vehicle_status WHERE vehicle_id = :id")
-        with self._engine.connect() as connection:
+        with self._reads.connection() as connection:
             return connection.execute(query, {"id": vehicle_id}).first() is not None
 
 

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 
 from energy.vehicle.v1.vehicle_pb2 import VehicleReading
 
 from services.common import paging
 from services.common.errors import InvalidArgument, NotFound
-from services.common.ingest import Ingestor, StreamOutcome
+from services.common.ingest import Batch, Ingestor, StreamOutcome
 from services.common.validation import require_id
 from services.vehicle.repository import SessionRow, VehicleRepository, VehicleStatusRow
+
+# One call reads one vehicle's readings over end_time - start_time, with window functions:
+# at most 31 days (AnalyticsService's largest window), 44,640 readings at one a minute.
+DAY_US = 24 * 3600 * 1_000_000
+MAX_SESSIONS_SPAN_DAYS = 31
 
 
 class VehicleReadings:
@@ -23,9 +28,7 @@ class VehicleReadings:
         only id the caller may write (None: any)."""
         return self._ingestor.ingest_one(reading, device)
 
-    def ingest_stream(
-        self, batches: Iterable[Sequence[VehicleReading]], device: str | None = None
-    ) -> StreamOutcome:
+    def ingest_stream(self, batches: Iterable[Batch], device: str | None = None) -> StreamOutcome:
         return self._ingestor.ingest_stream(batches, device)
 
     def get_status(self, vehicle_id: str) -> VehicleStatusRow:
@@ -47,6 +50,10 @@ class VehicleReadings:
         require_id("vehicle_id", vehicle_id)
         if end_us < start_us:
             raise InvalidArgument([("end_time", "must not be before start_time")])
+        if end_us - start_us > MAX_SESSIONS_SPAN_DAYS * DAY_US:
+            raise InvalidArgument(
+                [("end_time", f"must be at most {MAX_SESSIONS_SPAN_DAYS} days after start_time")]
+            )
         if gap_us <= 0:
             raise InvalidArgument([("session_gap", "must be positive")])
         sessions = self._repository.list_sessions(vehicle_id, start_us, end_us, gap_us)

@@ -8,6 +8,7 @@ import grpc
 from energy.vehicle.v1 import vehicle_pb2, vehicle_service_pb2, vehicle_service_pb2_grpc
 
 from services.common.errors import InvalidArgument, translate_errors
+from services.common.ingest import batches_of
 from services.common.security import OPEN, Authorizer
 from services.common.timeconv import (
     duration_to_micros,
@@ -56,7 +57,7 @@ class VehicleServicer(vehicle_service_pb2_grpc.VehicleServiceServicer):
     def IngestReading(
         self, request: vehicle_service_pb2.IngestReadingRequest, context: grpc.ServicerContext
     ) -> vehicle_service_pb2.IngestReadingResponse:
-        device = self._auth.ingesting_device(context)
+        device = self._auth.ingesting_device(context, "vehicle")
         duplicate = self._readings.ingest_one(request.reading, device)
         return vehicle_service_pb2.IngestReadingResponse(
             duplicate=duplicate,
@@ -71,10 +72,8 @@ class VehicleServicer(vehicle_service_pb2_grpc.VehicleServiceServicer):
         request_iterator: Iterator[vehicle_service_pb2.IngestReadingsRequest],
         context: grpc.ServicerContext,
     ) -> vehicle_service_pb2.IngestReadingsResponse:
-        device = self._auth.ingesting_device(context)
-        outcome = self._readings.ingest_stream(
-            (request.readings for request in request_iterator), device
-        )
+        device = self._auth.ingesting_device(context, "vehicle")
+        outcome = self._readings.ingest_stream(batches_of(request_iterator, device), device)
         return vehicle_service_pb2.IngestReadingsResponse(
             accepted=outcome.accepted,
             duplicates=outcome.duplicates,
