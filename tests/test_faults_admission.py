@@ -274,6 +274,9 @@ def test_idle_streams_of_one_device_are_capped_and_ended(database_url, tmp_path)
         database_url,
         AUTH_TOKENS_FILE=write_tokens(tmp_path),
         MAX_CALLS_PER_PRINCIPAL="20",
+        # The per-device stream cap (2 by default) would refuse first: this is the cap on any
+        # principal's calls, whatever they are.
+        MAX_STREAMS_PER_DEVICE="1000",
         STREAM_IDLE_TIMEOUT_SECONDS=str(idle_timeout),
     )
     legit = Legitimate(meter.target, bearer("service-token"), "CHG-LEGIT-2").start()
