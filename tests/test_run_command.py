@@ -61,14 +61,17 @@ def run_to_exit(env: dict[str, str], data_dir: Path) -> subprocess.CompletedProc
 
 
 def run_until_banner(env: dict[str, str], data_dir: Path) -> tuple[subprocess.Popen[str], str]:
-    process = start_run(env, data_dir, data_dir.parent / "run-stderr.log")
+    stderr = data_dir.parent / "run-stderr.log"
+    process = start_run(env, data_dir, stderr)
     assert process.stdout is not None
     banner = ""
     for line in process.stdout:
         banner += line
         if "Ctrl-C stops everything." in line:
             return process, banner
-    raise AssertionError(f"run exited ({process.wait()}) before its banner:\n{banner}")
+    code = process.wait()
+    tail = "".join(stderr.read_text().splitlines(keepends=True)[-30:])
+    raise AssertionError(f"run exited ({code}) before its banner:\n{banner}\n{tail}")
 
 
 def ports_env() -> tuple[dict[str, str], dict[str, int]]:
