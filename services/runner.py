@@ -182,6 +182,7 @@ def run_all(settings: Settings, data_dir: str) -> int:
             print(f"starting embedded PostgreSQL in {embedded.data_dir}", flush=True)
             env["DATABASE_URL"] = embedded.start()
             settings = Settings.from_env(env)
+        print("migrating and starting meter, vehicle and analytics", flush=True)
         for service in migrations.MIGRATED_SERVICES:
             migrations.upgrade(service, settings.service_database_url(service))
         children = _Children(env)
