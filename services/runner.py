@@ -94,17 +94,17 @@ class _Children:
 
     def __init__(self, env: dict[str, str]) -> None:
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
-        # A terminal's Ctrl-C reaches the whole process group. The children start with SIGINT
-        # ignored (inherited across exec), so one still importing is not torn down with a
-        # KeyboardInterrupt traceback; each takes SIGINT again once its handler is in place,
-        # and the runner stops them all with SIGTERM anyway.
-        handler = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        # A terminal's Ctrl-C reaches the whole process group. SIGINT is blocked (not ignored)
+        # while the children are spawned: they inherit the blocked mask, so none is torn down
+        # mid-import with a KeyboardInterrupt traceback (the runner stops them all with
+        # SIGTERM), and a Ctrl-C meant for the runner meanwhile stays pending, never lost.
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
         try:
             for service in SERVICE_NAMES:
                 command = [sys.executable, "-m", "services.cli", "serve", service]
                 self.processes[service] = subprocess.Popen(command, env=env)
         finally:
-            signal.signal(signal.SIGINT, handler)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
     def exited(self) -> tuple[str, int] | None:
         for service, process in self.processes.items():
