@@ -34,7 +34,7 @@ from typing import Any
 
 import grpc
 
-from services.common.audit import REFUSALS
+from services.common.audit import REFUSALS, handler_kind
 from services.common.errors import DomainError, Unauthenticated
 from services.common.security import Authorizer, Principal
 
@@ -204,14 +204,6 @@ _LIMIT_NAMES = {
 }
 
 
-def _kind(handler: grpc.RpcMethodHandler) -> str:
-    return next(
-        name
-        for name in ("unary_unary", "unary_stream", "stream_unary", "stream_stream")
-        if getattr(handler, name) is not None
-    )
-
-
 def _refusing(
     handler: grpc.RpcMethodHandler, method: str, code: grpc.StatusCode, reason: str
 ) -> grpc.RpcMethodHandler:
@@ -262,7 +254,7 @@ class CallGuard(grpc.ServerInterceptor):
             return None
         method = handler_call_details.method
         exempt = method.startswith(EXEMPT_PREFIXES)
-        if exempt and _kind(handler) == "unary_stream":
+        if exempt and handler_kind(handler) == "unary_stream":
             # Health Watch: grpc's non-blocking form answers from callbacks and holds no thread
             # once its request arrived; it stays as it is (README: what is left).
             return handler
@@ -283,7 +275,7 @@ class CallGuard(grpc.ServerInterceptor):
         exempt: bool,
         token_principal: Principal | None,
     ) -> grpc.RpcMethodHandler:
-        kind = _kind(handler)
+        kind = handler_kind(handler)
         original = getattr(handler, kind)
         unary_request = not handler.request_streaming
 

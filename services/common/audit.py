@@ -41,6 +41,15 @@ def _named(behavior: Callable[[Any, grpc.ServicerContext], Any], method: str) ->
     return run
 
 
+def handler_kind(handler: grpc.RpcMethodHandler) -> str:
+    """Which of a method handler's four behaviour fields is set, e.g. "unary_unary"."""
+    return next(
+        name
+        for name in ("unary_unary", "unary_stream", "stream_unary", "stream_stream")
+        if getattr(handler, name) is not None
+    )
+
+
 class MethodNames(grpc.ServerInterceptor):
     """Makes the method name known to the worker thread that serves a call: grpc's
     ServicerContext does not tell it, and the audit line names it."""
@@ -56,11 +65,7 @@ class MethodNames(grpc.ServerInterceptor):
             # Health and reflection are never audited by name; wrapping health Watch would
             # also hide its experimental_non_blocking flag and make it hold a thread.
             return handler
-        kind = next(
-            name
-            for name in ("unary_unary", "unary_stream", "stream_unary", "stream_stream")
-            if getattr(handler, name) is not None
-        )
+        kind = handler_kind(handler)
         return handler._replace(**{kind: _named(getattr(handler, kind), method)})
 
 
