@@ -20,10 +20,12 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from services.analytics.correlation import Session, attribution_intervals
 from services.common.database import create_engine
 from services.common.group_commit import ReadingTable
+from services.meter.kind import METER
 from services.meter.repository import READINGS_TABLE as METER_TABLE
 from services.meter.repository import MeterRepository
 from services.simulate.feed import FeedResult, feed
 from services.simulate.fleet import Fleet, FleetConfig, MeterRow, VehicleRow
+from services.vehicle.kind import VEHICLE
 from services.vehicle.repository import READINGS_TABLE as VEHICLE_TABLE
 from services.vehicle.repository import VehicleRepository
 
@@ -250,7 +252,7 @@ def analytics(
             stub.GetVehiclePerformance(request, timeout=10)
             grpc_ms.append((time.perf_counter() - started) * 1000)
     engine = create_engine(database_url, pool_size=1, connect_timeout=5, name="bench-sql")
-    vehicles, meters = VehicleRepository(engine), MeterRepository(engine)
+    vehicles, meters = VehicleRepository(VEHICLE, engine), MeterRepository(METER, engine)
     sql_ms: list[float] = []
     for vehicle_id in picks:
         started = time.perf_counter()

@@ -1,16 +1,12 @@
-"""MeterService use cases; raises domain errors, knows neither gRPC nor SQL."""
+"""MeterService use cases (the shared ones and SummarizeConsumption); raises domain errors,
+knows neither gRPC nor SQL."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
-from energy.meter.v1.meter_pb2 import MeterReading
-
-from services.common import paging
-from services.common.errors import InvalidArgument, NotFound
-from services.common.ingest import Batch, Ingestor, StreamOutcome
-from services.common.validation import id_problem, require_id
-from services.meter.repository import ChargerStatusRow, ConsumptionRow, MeterRepository
+from services.common.errors import InvalidArgument
+from services.common.validation import id_problem
+from services.meter.repository import ConsumptionRow, MeterRepository
+from services.readings.service import ReadingService
 
 MAX_INTERVALS = 10_000
 # The work of one SummarizeConsumption call is the meter readings it sums, about its intervals'
@@ -21,30 +17,8 @@ DAY_US = 24 * 3600 * 1_000_000
 MAX_INTERVAL_DAYS = 62
 
 
-class MeterReadings:
-    def __init__(self, repository: MeterRepository, ingestor: Ingestor) -> None:
-        self._repository = repository
-        self._ingestor = ingestor
-
-    def ingest_one(self, reading: MeterReading, device: str | None = None) -> bool:
-        """Stores one reading once committed; True when it was already stored. `device`: the
-        only id the caller may write (None: any)."""
-        return self._ingestor.ingest_one(reading, device)
-
-    def ingest_stream(self, batches: Iterable[Batch], device: str | None = None) -> StreamOutcome:
-        return self._ingestor.ingest_stream(batches, device)
-
-    def get_status(self, meter_id: str) -> ChargerStatusRow:
-        require_id("meter_id", meter_id)
-        status = self._repository.get_status(meter_id)
-        if status is None:
-            raise NotFound(f"charger {meter_id} has never reported")
-        return status
-
-    def list_statuses(self, page_size: int, page_token: str) -> tuple[list[ChargerStatusRow], str]:
-        return paging.paginate(
-            page_size, page_token, self._repository.list_statuses, lambda row: row.meter_id
-        )
+class MeterReadings(ReadingService[MeterRepository]):
+    """The shared ingest and status use cases, and SummarizeConsumption."""
 
     @staticmethod
     def check_work(intervals: int, span_us: int) -> None:

@@ -1,61 +1,20 @@
-"""SQL of VehicleService: the only module that knows the vehicle schema's tables."""
+"""SQL of VehicleService: the only module that knows the vehicle schema's tables. The ingest and
+status SQL is the shared one (services.readings.repository), made from the VEHICLE declaration."""
 
 from __future__ import annotations
 
 from typing import NamedTuple
 
 from sqlalchemy import text
-from sqlalchemy.engine import Engine
 
-from services.common.group_commit import ReadingTable
-from services.common.reads import ReadGate
+from services.readings.repository import MICROS_SQL, StatusRepository, reading_table
+from services.vehicle.kind import VEHICLE
 
-# Times leave the database as integer microseconds since the epoch: cheap to convert, and
-# exact (a double holds every microsecond of these centuries; extract() would be numeric, slower).
-_MICROS = "round(date_part('epoch', {col}) * 1000000)::int8"
+READINGS_TABLE = reading_table(VEHICLE)
 
 
-class VehicleStatusRow(NamedTuple):
-    vehicle_id: str
-    charger_id: str
-    soc: float
-    kwh_delivered_dc: float
-    battery_temp: float
-    read_micros: int
-    update_micros: int
-
-
-_STATUS_COLUMNS = (
-    "vehicle_id, charger_id, soc, kwh_delivered_dc, battery_temp, "
-    f"{_MICROS.format(col='read_time')}, {_MICROS.format(col='update_time')}"
-)
-
-
-class VehicleRepository:
-    def __init__(self, engine: Engine, reads: ReadGate | None = None) -> None:
-        """`reads` bounds every read (README, Reliability); by default with the defaults."""
-        self._reads = reads or ReadGate(engine)
-
-    def get_status(self, vehicle_id: str) -> VehicleStatusRow | None:
-        query = text(f"SELECT {_STATUS_COLUMNS} FROM vehicle.vehicle_status WHERE vehicle_id = :id")
-        with self._reads.connection() as connection:
-            row = connection.execute(query, {"id": vehicle_id}).first()
-        return None if row is None else VehicleStatusRow(*row)
-
-    def list_statuses(self, after: str | None, limit: int) -> list[VehicleStatusRow]:
-        """Statuses in vehicle_id order after `after`; keyset paging on the primary key.
-
-        The dashboards' hot path reads up to 10,000 rows: a binary psycopg cursor returns them
-        about twice as fast as SQLAlchemy's result rows."""
-        query = (
-            f"SELECT {_STATUS_COLUMNS} FROM vehicle.vehicle_status "
-            "WHERE vehicle_id > %s ORDER BY vehicle_id LIMIT %s"
-        )
-        with self._reads.connection() as connection:
-            driver = connection.connection.driver_connection
-            with driver.cursor(binary=True) as cursor:  # type: ignore[union-attr]
-                rows = cursor.execute(query, (after or "", limit)).fetchall()
-        return [VehicleStatusRow(*row) for row in rows]
+class VehicleRepository(StatusRepository):
+    """The vehicle statuses, and the charging sessions of ListChargingSessions."""
 
     def list_sessions(
         self, vehicle_id: str, start_us: int, end_us: int, gap_us: int
@@ -70,64 +29,6 @@ class VehicleRepository:
         with self._reads.connection(expensive=True) as connection:
             rows = connection.execute(_SESSIONS_SQL, params).all()
         return [SessionRow(*row) for row in rows]
-
-    def exists(self, vehicle_id: str) -> bool:
-        query = text("SELECT 1 FROM vehicle.vehicle_status WHERE vehicle_id = :id")
-        with self._reads.connection() as connection:
-            return connection.execute(query, {"id": vehicle_id}).first() is not None
-
-
-# Group commit (see services.common.group_commit): times travel as integer microseconds and
-# become timestamptz in SQL, which is exact and cheaper than a datetime per reading.
-_READ_TIME = "timestamptz 'epoch' + read_us * interval '1 microsecond'"
-_STAGED_READ_TIME = _READ_TIME.replace("read_us", "s.read_us")
-
-READINGS_TABLE = ReadingTable(
-    staging_ddl=(
-        "CREATE TEMP TABLE IF NOT EXISTS vehicle_staging ("
-        'vehicle_id text COLLATE "C", read_us int8, charger_id text COLLATE "C", soc float8, '
-        "kwh_delivered_dc float8, battery_temp float8)"
-    ),
-    copy_sql=(
-        "COPY vehicle_staging (vehicle_id, read_us, charger_id, soc, kwh_delivered_dc, "
-        "battery_temp) FROM STDIN (FORMAT BINARY)"
-    ),
-    copy_types=("text", "int8", "text", "float8", "float8", "float8"),
-    write_sql=f"""
-        WITH inserted AS (
-            INSERT INTO vehicle.vehicle_readings
-                (vehicle_id, read_time, charger_id, soc, kwh_delivered_dc, battery_temp)
-            SELECT vehicle_id, {_READ_TIME}, charger_id, soc, kwh_delivered_dc, battery_temp
-            FROM vehicle_staging ORDER BY vehicle_id, read_us
-            ON CONFLICT DO NOTHING
-            RETURNING vehicle_id, read_time, charger_id, soc, kwh_delivered_dc, battery_temp
-        ), upserted AS (
-            -- Only readings stored just now: a resent one never rewrites the status.
-            INSERT INTO vehicle.vehicle_status AS current
-                (vehicle_id, charger_id, soc, kwh_delivered_dc, battery_temp,
-                 read_time, update_time)
-            SELECT DISTINCT ON (vehicle_id)
-                vehicle_id, charger_id, soc, kwh_delivered_dc, battery_temp, read_time, now()
-            FROM inserted ORDER BY vehicle_id, read_time DESC
-            ON CONFLICT (vehicle_id) DO UPDATE SET
-                charger_id = excluded.charger_id,
-                soc = excluded.soc,
-                kwh_delivered_dc = excluded.kwh_delivered_dc,
-                battery_temp = excluded.battery_temp,
-                read_time = excluded.read_time,
-                update_time = excluded.update_time
-            WHERE excluded.read_time >= current.read_time
-        )
-        SELECT stored.n, CASE WHEN stored.n < {{staged}} THEN (
-            SELECT array_agg(s.vehicle_id || ' ' || s.read_us) FROM vehicle_staging s
-            WHERE NOT EXISTS (
-                SELECT 1 FROM inserted i
-                WHERE i.vehicle_id = s.vehicle_id
-                AND i.read_time = {_STAGED_READ_TIME})
-        ) END
-        FROM (SELECT count(*) AS n FROM inserted) AS stored;
-        TRUNCATE vehicle_staging""",
-)
 
 
 class SessionRow(NamedTuple):
@@ -163,8 +64,8 @@ _SESSIONS_SQL = text(
         FROM readings
     )
     SELECT charger_id,
-           {_MICROS.format(col="min(read_time)")},
-           {_MICROS.format(col="max(read_time)")},
+           {MICROS_SQL.format(col="min(read_time)")},
+           {MICROS_SQL.format(col="max(read_time)")},
            sum(kwh_delivered_dc), count(*), sum(battery_temp), count(battery_temp)
     FROM numbered
     GROUP BY session, charger_id

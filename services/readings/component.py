@@ -1,0 +1,51 @@
+"""Builds a reading service from settings: engine → repository → service → servicer, with
+its group-commit writers started and stopped with the server."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from sqlalchemy.engine import Engine
+
+from services.common.component import DatabaseComponent, build_ingestor, build_reads
+from services.common.config import Settings
+from services.common.ingest import Ingestor
+from services.common.reads import ReadGate
+from services.common.security import Authorizer
+from services.readings.kind import ReadingKind
+from services.readings.repository import StatusRepository, reading_table
+from services.readings.service import ReadingService
+from services.readings.servicer import ReadingServicer
+
+Repository = TypeVar("Repository", bound=StatusRepository)
+Service = TypeVar("Service", bound=ReadingService[Any])
+
+
+def build_reading_component(
+    settings: Settings,
+    kind: ReadingKind,
+    repository: Callable[[ReadingKind, Engine, ReadGate], Repository],
+    service: Callable[[ReadingKind, Repository, Ingestor], Service],
+    servicer: Callable[[ReadingKind, Service, Authorizer], ReadingServicer[Service]],
+) -> DatabaseComponent:
+    """`repository`, `service` and `servicer` make the kind's own layers (each extends the
+    shared one with the kind's own RPCs)."""
+    engine, reads = build_reads(settings, kind.service)
+    ingestor, writers = build_ingestor(
+        settings, kind.service, reading_table(kind), kind.rules, kind.validate_batch
+    )
+    return DatabaseComponent(
+        kind.contract.service_name,
+        engine,
+        servicer(
+            kind,
+            service(kind, repository(kind, engine, reads), ingestor),
+            Authorizer.from_settings(settings),
+        ),
+        kind.contract.add_to_server,
+        on_start=writers.start,
+        on_stop=writers.stop,
+        allow_unsafe_commit=settings.allow_unsafe_commit,
+        probe_timeout=settings.db_connect_timeout_seconds,
+    )

@@ -1,0 +1,100 @@
+"""What makes one kind of reading (a charger's, a vehicle's): the declaration the shared
+reading service is built from.
+
+MeterService and VehicleService are one machine with different readings: the same ingest
+(unary and streaming), status (get, list), group commit and validation. Each kind describes
+itself once here (its messages, its id, its columns and its checks); what is really its own
+(SummarizeConsumption, ListChargingSessions) lives in its package beside the declaration."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any, cast
+
+from google.protobuf.descriptor import Descriptor
+from google.protobuf.message_factory import GetMessageClass
+
+from services.common.validation import BatchValidator, ReadingRules
+
+
+@dataclass(frozen=True)
+class Column:
+    """A value column of a reading, after its id and its time: the proto field and the column
+    share the name. `sql_type` is "float8" or "text" (text compares bytewise, COLLATE "C")."""
+
+    name: str
+    sql_type: str
+
+
+class ReadingContract:
+    """The generated pieces a reading service answers with, found from its descriptors so that
+    a kind names only its modules and its status message.
+
+    Raises ValueError at import when the service lacks the shared shape (IngestReading,
+    IngestReadings with `rejections`, an `outcome` enum, one List RPC of statuses)."""
+
+    def __init__(
+        self, service_module: ModuleType, grpc_module: ModuleType, status_message: type[Any]
+    ) -> None:
+        (service,) = service_module.DESCRIPTOR.services_by_name.values()
+        self.service_name: str = service.full_name
+        self.add_to_server: Callable[[Any, Any], None] = getattr(
+            grpc_module, f"add_{service.name}Servicer_to_server"
+        )
+        methods = service.methods_by_name
+        self.ingest_response = GetMessageClass(methods["IngestReading"].output_type)
+        self.stream_response = GetMessageClass(methods["IngestReadings"].output_type)
+        rejection = self.stream_response.DESCRIPTOR.fields_by_name["rejections"].message_type
+        outcomes = self.ingest_response.DESCRIPTOR.fields_by_name["outcome"].enum_type
+        if rejection is None or outcomes is None:
+            raise ValueError(f"{service.full_name}: rejections or outcome is not a message/enum")
+        self.rejection = GetMessageClass(cast(Descriptor, rejection))
+        self.outcome_accepted: int = outcomes.values_by_name["INGEST_OUTCOME_ACCEPTED"].number
+        self.outcome_duplicate: int = outcomes.values_by_name["INGEST_OUTCOME_DUPLICATE"].number
+        self.status_message = status_message
+        listings = [
+            (method.output_type, field.name)
+            for method in service.methods
+            for field in method.output_type.fields
+            if field.message_type is status_message.DESCRIPTOR and field.is_repeated
+        ]
+        if len(listings) != 1:
+            raise ValueError(f"{service.full_name}: want one List RPC of {status_message}")
+        (listing, self.list_field) = listings[0]
+        self.list_response = GetMessageClass(listing)
+
+
+@dataclass(frozen=True)
+class ReadingKind:
+    """One kind of reading, end to end.
+
+    - `service`: the short name, also the database schema, the settings prefix (METER_…) and
+      the migrations folder: "meter" or "vehicle".
+    - `device`: what the id names, in messages and device certificates: "charger", "vehicle".
+    - `columns`: the reading's values in table and staging order, after its id and read_time.
+    - `readings_table`, `status_table`: the cold history and the hot newest-per-id table, in
+      schema `service`; the first column of both is the id, `rules.id_fields[0]`.
+    - `rules`, `validate_batch`: the explained rules and the fast path that applies them.
+    - `contract`: the generated messages and registration of the kind's gRPC service.
+    """
+
+    service: str
+    device: str
+    columns: tuple[Column, ...]
+    readings_table: str
+    status_table: str
+    rules: ReadingRules
+    validate_batch: BatchValidator
+    contract: ReadingContract
+
+    @property
+    def id_field(self) -> str:
+        """The reading's and the status's id field, e.g. "meter_id"."""
+        return self.rules.id_fields[0]
+
+    @property
+    def status_fields(self) -> tuple[str, ...]:
+        """The status message's fields that a status row holds first, in order."""
+        return (self.id_field, *(column.name for column in self.columns))

@@ -1,0 +1,54 @@
+"""The use cases both reading kinds share: ingest and status. Raises domain errors; knows
+neither gRPC nor SQL."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any, Generic, TypeVar
+
+from services.common import paging
+from services.common.errors import NotFound
+from services.common.ingest import Batch, Ingestor, StreamOutcome
+from services.common.validation import require_id
+from services.readings.kind import ReadingKind
+from services.readings.repository import StatusRepository, StatusRow
+
+Repository = TypeVar("Repository", bound=StatusRepository)
+
+
+class ReadingService(Generic[Repository]):
+    """A kind's use cases; its own (SummarizeConsumption, ListChargingSessions) live in a
+    subclass that reaches its repository's own queries through `_repository`."""
+
+    def __init__(self, kind: ReadingKind, repository: Repository, ingestor: Ingestor) -> None:
+        self._kind = kind
+        self._repository = repository
+        self._ingestor = ingestor
+
+    def ingest_one(self, reading: Any, device: str | None = None) -> bool:
+        """Stores one reading once committed; True when it was already stored.
+
+        `device`: the only id the caller may write (None: any). INVALID_ARGUMENT naming every
+        field out of bounds; PERMISSION_DENIED for another device's id; UNAVAILABLE or
+        RESOURCE_EXHAUSTED when the writers cannot take it (nothing stored)."""
+        return self._ingestor.ingest_one(reading, device)
+
+    def ingest_stream(self, batches: Iterable[Batch], device: str | None = None) -> StreamOutcome:
+        """Stores the valid readings of a stream, answering once all of them are committed;
+        the invalid ones are counted and listed, never fail the stream."""
+        return self._ingestor.ingest_stream(batches, device)
+
+    def get_status(self, entity_id: str) -> StatusRow:
+        """The id's newest reading (see StatusRow); INVALID_ARGUMENT for a malformed id,
+        NOT_FOUND for one that never reported."""
+        require_id(self._kind.id_field, entity_id)
+        status = self._repository.get_status(entity_id)
+        if status is None:
+            raise NotFound(f"{self._kind.device} {entity_id} has never reported")
+        return status
+
+    def list_statuses(self, page_size: int, page_token: str) -> tuple[list[StatusRow], str]:
+        """One page of statuses in id order and the next page's token ("" on the last)."""
+        return paging.paginate(
+            page_size, page_token, self._repository.list_statuses, lambda row: row[0]
+        )

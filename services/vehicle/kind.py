@@ -1,0 +1,26 @@
+"""The vehicle reading, declared once for the shared reading service (services.readings)."""
+
+from __future__ import annotations
+
+from energy.vehicle.v1 import vehicle_pb2, vehicle_service_pb2, vehicle_service_pb2_grpc
+
+from services.readings.kind import Column, ReadingContract, ReadingKind
+from services.vehicle import rules
+
+VEHICLE = ReadingKind(
+    service="vehicle",
+    device="vehicle",
+    columns=(
+        Column("charger_id", "text"),
+        Column("soc", "float8"),
+        Column("kwh_delivered_dc", "float8"),
+        Column("battery_temp", "float8"),
+    ),
+    readings_table="vehicle_readings",
+    status_table="vehicle_status",
+    rules=rules.RULES,
+    validate_batch=rules.validate_batch,
+    contract=ReadingContract(
+        vehicle_service_pb2, vehicle_service_pb2_grpc, vehicle_pb2.VehicleStatus
+    ),
+)
