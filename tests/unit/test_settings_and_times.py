@@ -177,3 +177,9 @@ def test_peer_is_counted_by_address_without_port(peer, host):
     from services.common.admission import peer_host
 
     assert peer_host(peer) == host
+
+
+def test_expensive_reads_stay_below_the_read_pool():
+    assert Settings.from_env({}).max_expensive_reads == 2
+    with pytest.raises(ConfigError, match="MAX_EXPENSIVE_READS"):
+        Settings.from_env({"DB_POOL_SIZE": "2", "MAX_EXPENSIVE_READS": "4"})
