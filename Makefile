@@ -15,6 +15,7 @@ PROTOS := $(shell find protos -name '*.proto' | sort)
 help:
 	@echo "make run    - start the three services (embedded PostgreSQL under ./var unless DATABASE_URL is set)"
 	@echo "make test   - gen drift check, lint, and the whole test suite"
+	@echo "make unit   - the unit tests alone (tests/unit: no database, no server, no network)"
 	@echo "make gen    - regenerate gen/ from protos/"
 	@echo "make lint   - buf lint, ruff, mypy"
 	@echo "make bench  - the benchmark (BENCH_ARGS=--quick for a short run)"
@@ -75,8 +76,9 @@ format: $(STAMP)
 test: check-gen lint
 	$(BIN)/pytest
 
+# The pure-logic tier: no PostgreSQL (neither TEST_DATABASE_URL nor pgserver), no server, no network.
 unit: $(STAMP)
-	$(BIN)/pytest -m 'not e2e'
+	$(BIN)/pytest tests/unit
 
 run: $(STAMP)
 	$(BIN)/energy-ingest run

@@ -5,9 +5,6 @@ is not stated keeps the behaviour from before kinds (its id on either service)."
 
 from __future__ import annotations
 
-import hashlib
-import json
-import logging
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -18,9 +15,6 @@ from energy.vehicle.v1 import vehicle_service_pb2, vehicle_service_pb2_grpc
 
 from services.common import certs
 from services.common.certs import make_ca, make_cert
-from services.common.config import Settings
-from services.common.errors import ConfigError
-from services.common.security import Authorizer, load_tokens
 from tests.conftest import InProcessServer, start_in_process
 from tests.test_security import (
     CALL_TIMEOUT,
@@ -37,10 +31,7 @@ from tests.test_security import (
     vehicle,
     vehicle_rows,
 )
-
-CHARGER = "CHG-001"
-VEHICLE = "VH-001"
-UNKINDED = "DEV-001"  # a device whose kind is not stated
+from tests.unit.test_token_kinds import CHARGER, UNKINDED, VEHICLE, write_tokens
 
 pytestmark = pytest.mark.e2e
 
@@ -102,22 +93,6 @@ def vehicle_stream(channel: grpc.Channel, entity: str, minute: int, md: object =
 
 # --- tokens ---------------------------------------------------------------------------------
 
-TOKENS = {
-    "tok-charger": {"principal": CHARGER, "role": "device", "kind": "charger"},
-    "tok-vehicle": {"principal": VEHICLE, "role": "device", "kind": "vehicle"},
-    # The charger's id as a vehicle-kind credential: the attack was CHG-001 writing as vehicle
-    # CHG-001; here a vehicle credential named like a charger must still not reach MeterService.
-    "tok-vehicle-chg": {"principal": CHARGER, "role": "device", "kind": "vehicle"},
-    "tok-unkinded": {"principal": UNKINDED, "role": "device"},
-}
-
-
-def write_tokens(path: Path, tokens: dict[str, dict[str, str]] = TOKENS) -> Path:
-    path.write_text(
-        json.dumps({hashlib.sha256(t.encode()).hexdigest(): e for t, e in tokens.items()})
-    )
-    return path
-
 
 def bearer(token: str) -> list[tuple[str, str]]:
     return [("authorization", f"Bearer {token}")]
@@ -160,41 +135,6 @@ def test_token_devices_write_only_their_kind(
         vehicle_rows(url, CHARGER),
         vehicle_rows(url, UNKINDED),
     ) == (4, 1, 1)
-
-
-def test_devices_without_a_kind_are_named_in_one_warning_at_start(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    tokens = dict(TOKENS)
-    tokens["tok-unkinded-2"] = {"principal": "DEV-002", "role": "device"}
-    path = write_tokens(tmp_path / "tokens.json", tokens)
-    with caplog.at_level(logging.WARNING, logger="services.common.security"):
-        Authorizer.from_settings(Settings(auth_tokens_file=str(path)))
-    warnings = [r for r in caplog.records if r.name == "services.common.security"]
-    assert len(warnings) == 1
-    assert warnings[0].principals == ["DEV-001", "DEV-002"]  # type: ignore[attr-defined]
-    caplog.clear()
-    kinded = {k: v for k, v in TOKENS.items() if "kind" in v}
-    with caplog.at_level(logging.WARNING, logger="services.common.security"):
-        Authorizer.from_settings(
-            Settings(auth_tokens_file=str(write_tokens(tmp_path / "kinded.json", kinded)))
-        )
-    assert [r for r in caplog.records if r.name == "services.common.security"] == []
-
-
-@pytest.mark.parametrize(
-    "entry",
-    [
-        {"principal": "ingest", "role": "service", "kind": "charger"},
-        {"principal": CHARGER, "role": "device", "kind": "meter"},
-        {"principal": CHARGER, "role": "device", "kind": 7},
-    ],
-)
-def test_token_kinds_are_checked_at_start(tmp_path: Path, entry: dict[str, object]) -> None:
-    path = tmp_path / "tokens.json"
-    path.write_text(json.dumps({hashlib.sha256(b"t").hexdigest(): entry}))
-    with pytest.raises(ConfigError):
-        load_tokens(str(path))
 
 
 # --- certificates ---------------------------------------------------------------------------

@@ -1,17 +1,15 @@
 """A device's stream is held whole until its end (nothing is stored if one reading names another
 id), so what it holds is bounded (README "Reliability", "Security"): compact rows rather than
 request messages (unknown fields are never kept), at most MAX_DEVICE_STREAM_BYTES received, at
-most MAX_STREAMS_PER_DEVICE open at once; and a failed commit releases what it held at once."""
+most MAX_STREAMS_PER_DEVICE open at once. (That a failed commit releases what a stream held at
+once needs no database: tests/unit/test_failed_commit_memory.py.)"""
 
 from __future__ import annotations
 
-import gc
 import hashlib
 import json
-import logging
 import threading
 import time
-import tracemalloc
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,10 +20,6 @@ import pytest
 from energy.meter.v1 import meter_pb2, meter_service_pb2, meter_service_pb2_grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from services.common.group_commit import GroupCommitWriters
-from services.common.ingest import Ingestor, batches_of
-from services.meter import rules
-from services.meter.repository import READINGS_TABLE
 from tests.conftest import InProcessServer, start_in_process
 from tests.support import start_service, wait_for_health
 
@@ -266,71 +260,3 @@ def test_concurrent_streams_of_one_device_are_capped(device_meter: InProcessServ
         )
         assert again.accepted == 1
     assert stored(device_meter.database_url) == 4
-
-
-# --- a failed commit releases what the stream held -------------------------------------------
-
-
-def test_failed_commit_releases_the_stream_at_once() -> None:
-    """The writers cannot connect, so the commit fails. With the cyclic GC off, what the stream
-    held (its rows, the writer's batch) must be freed by reference counting alone: no cycle
-    through the error's traceback (ticket -> error -> traceback -> frame -> ticket)."""
-
-    def refuse() -> psycopg.Connection:
-        raise RuntimeError("no database here")
-
-    writers = GroupCommitWriters(
-        READINGS_TABLE,
-        refuse,
-        count=2,
-        batch_size=50_000,
-        flush_seconds=0.005,
-        queue_readings=200_000,
-        enqueue_timeout=10,
-        name="leak-test",
-    )
-    ingestor = Ingestor(
-        writers,
-        rules.RULES,
-        rules.validate_batch,
-        clock_skew_seconds=300,
-        max_rejections_listed=100,
-        max_device_stream_bytes=1 << 30,
-    )
-    writers.start()
-
-    def requests() -> Iterator[meter_service_pb2.IngestReadingsRequest]:
-        for k in range(20):
-            yield meter_service_pb2.IngestReadingsRequest(
-                readings=[reading(DEVICE, k * 2000 + i) for i in range(2000)]
-            )
-
-    def attempt() -> None:
-        with pytest.raises(RuntimeError, match="no database here"):
-            ingestor.ingest_stream(batches_of(requests(), DEVICE), DEVICE)
-
-    # pytest's log capture keeps each record, with the traceback of "batch failed": keep it
-    # out, as a server's JSON handler formats a record and lets it go.
-    writer_log = logging.getLogger("services.common.group_commit")
-    writer_log.propagate = False
-    writer_log.addHandler(logging.NullHandler())
-    gc.collect()
-    gc.disable()
-    tracemalloc.start()
-    try:
-        attempt()  # warms caches (ids, logging) so the baseline holds them
-        gc.collect()
-        baseline = tracemalloc.get_traced_memory()[0]
-        attempt()  # 40,000 rows: several MiB of tuples, floats and ints
-        deadline = time.monotonic() + 5
-        while True:
-            held = tracemalloc.get_traced_memory()[0] - baseline
-            if held < MIB or time.monotonic() > deadline:
-                break
-            time.sleep(0.05)  # the writer thread lets go of its batch just after failing it
-        assert held < MIB, f"{held / MIB:.1f} MiB still held after the failed commit"
-    finally:
-        tracemalloc.stop()
-        gc.enable()
-        writer_log.propagate = True
-        writers.stop(5)

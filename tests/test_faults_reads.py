@@ -19,7 +19,6 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from grpc_health.v1 import health_pb2
 from sqlalchemy.engine import make_url
 
-from services.common.component import DatabaseMonitor
 from services.common.databases import with_database
 from tests.support import ServiceProcess, health_status, start_service, wait_for_health
 
@@ -213,59 +212,6 @@ def test_health_is_truthful_while_the_read_pool_is_exhausted(
         meter.kill()
 
 
-class _Flaky:
-    """An engine whose connect() raises what it is given, then delegates."""
-
-    def __init__(self, failures: list[BaseException]) -> None:
-        self.failures = failures
-
-    def connect(self):
-        if self.failures:
-            raise self.failures.pop(0)
-        return _Answering()
-
-
-class _Answering:
-    def __enter__(self) -> _Answering:
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        return None
-
-    def execute(self, _statement: object) -> None:
-        return None
-
-
-class _Reporter:
-    """Records what it is told; its first set_serving fails (a bug in reporting)."""
-
-    def __init__(self) -> None:
-        self.reports: list[bool] = []
-        self.failed = False
-
-    def set_serving(self, serving: bool) -> None:
-        if not self.failed:
-            self.failed = True
-            raise RuntimeError("reporting failed")
-        self.reports.append(serving)
-
-
-def test_the_health_monitor_survives_unexpected_exceptions():
-    """Anything a ping raises is NOT_SERVING for that tick, logged, and the monitor goes on;
-    a report that fails is made again on the next tick."""
-    engine = _Flaky([RuntimeError("a bug"), TimeoutError("pool")])
-    reporter = _Reporter()
-    monitor = DatabaseMonitor(engine, reporter, interval=0.05)  # type: ignore[arg-type]
-    monitor.start()
-    try:
-        deadline = time.monotonic() + 5
-        while reporter.reports[-1:] != [True] and time.monotonic() < deadline:
-            time.sleep(0.02)
-    finally:
-        monitor.stop()
-    assert reporter.reports == [False, True]
-
-
 # --- ingest keeps its rate while expensive reads are thrown at the server and abandoned -------
 
 ATTACK_INTERVALS = 10_000
@@ -442,37 +388,3 @@ def test_sessions_beyond_31_days_are_invalid_argument(vehicle_server):
                 sessions(request, timeout=10)
             assert failure.value.code() == code
         assert field_violations(failure.value) == ["end_time"]
-
-
-def test_analytics_cuts_its_intervals_within_meter_service_bounds():
-    """5,000 intervals or 31 interval-days per call, in order; a 31-day window of sessions
-    (each widened by the tolerance) needs at most two calls."""
-    from services.analytics.correlation import Interval
-    from services.analytics.downstream import INTERVALS_PER_CALL, SPAN_PER_CALL_US, _calls
-    from services.meter.service import DAY_US, MAX_INTERVAL_DAYS, MAX_INTERVALS
-
-    assert INTERVALS_PER_CALL <= MAX_INTERVALS
-    assert 2 * SPAN_PER_CALL_US <= MAX_INTERVAL_DAYS * DAY_US
-    minute = 60 * 1_000_000
-    # A 31-day window of 1-minute sessions every 2 minutes, each widened by 30 s either side.
-    window = [
-        Interval("CHG-1", 2 * k * minute - minute // 2, 2 * k * minute + 3 * minute // 2)
-        for k in range(31 * 24 * 30)
-    ]
-    calls = _calls(window)
-    assert [interval for call in calls for interval in call] == window
-    for call in calls:
-        assert len(call) <= INTERVALS_PER_CALL
-        assert sum(i.end_us - i.start_us for i in call) <= SPAN_PER_CALL_US
-    assert _calls([]) == []
-    whole = [Interval("CHG-1", 0, 31 * DAY_US), Interval("CHG-2", 0, 31 * DAY_US)]
-    assert _calls(whole) == [whole[:1], whole[1:]]
-
-
-def test_expensive_reads_stay_below_the_read_pool():
-    from services.common.config import Settings
-    from services.common.errors import ConfigError
-
-    assert Settings.from_env({}).max_expensive_reads == 2
-    with pytest.raises(ConfigError, match="MAX_EXPENSIVE_READS"):
-        Settings.from_env({"DB_POOL_SIZE": "2", "MAX_EXPENSIVE_READS": "4"})

@@ -1,4 +1,4 @@
-"""Fast unit tests of settings, paging, time conversion and time ranges."""
+"""Settings, time conversion and time ranges, server options, peer addresses."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import pytest
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from services.common import paging
 from services.common.config import Settings
 from services.common.errors import ConfigError, InvalidArgument
 from services.common.timeconv import (
@@ -70,22 +69,6 @@ def test_a_database_url_of_another_kind_is_named_without_repeating_it():
 def test_missing_database_is_a_clear_error():
     with pytest.raises(ConfigError, match="METER_DATABASE_URL or DATABASE_URL"):
         Settings.from_env({}).service_database_url("meter")
-
-
-def test_page_limit_rules():
-    assert paging.page_limit(0) == 1000
-    assert paging.page_limit(50) == 50
-    assert paging.page_limit(10**6) == 10000
-    with pytest.raises(InvalidArgument):
-        paging.page_limit(-1)
-
-
-def test_page_tokens_round_trip_and_reject_garbage():
-    assert paging.decode_token(paging.encode_token("CHG-é:1")) == "CHG-é:1"
-    assert paging.decode_token("") is None
-    for garbage in ("%%%", "bm90IGpzb24", paging.encode_token("x")[:-2] + "!!"):
-        with pytest.raises(InvalidArgument):
-            paging.decode_token(garbage)
 
 
 def test_timestamp_micros_round_trip():
@@ -194,3 +177,9 @@ def test_peer_is_counted_by_address_without_port(peer, host):
     from services.common.admission import peer_host
 
     assert peer_host(peer) == host
+
+
+def test_expensive_reads_stay_below_the_read_pool():
+    assert Settings.from_env({}).max_expensive_reads == 2
+    with pytest.raises(ConfigError, match="MAX_EXPENSIVE_READS"):
+        Settings.from_env({"DB_POOL_SIZE": "2", "MAX_EXPENSIVE_READS": "4"})
