@@ -100,6 +100,10 @@ class _BoundedQueue:
     def put(self, part: _Part, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
         with self._condition:
+            # Checked under the lock that close() takes: a part put after close would never be
+            # taken (the writer has drained and gone), and its caller would wait forever.
+            if self.closed:
+                return False
             # An empty queue admits any part, so one oversized part cannot wait forever.
             while self._parts and self._readings + len(part.rows) > self._capacity:
                 remaining = deadline - time.monotonic()
@@ -340,4 +344,6 @@ class GroupCommitWriters:
         ticket._add_part()
         if not writer.queue.put(_Part(rows, ticket), self._enqueue_timeout):
             ticket._settle(0, 0)
+            if writer.queue.closed:
+                raise Unavailable("server is shutting down")
             raise ResourceExhausted("ingestion queue is full; retry later with backoff")

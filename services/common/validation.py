@@ -71,6 +71,13 @@ def require_times(fields: Sequence[tuple[str, Timestamp | Duration]]) -> None:
         raise InvalidArgument(violations)
 
 
+def exact(value: float) -> str:
+    """A number as short as it can be written without changing it: 121, 0.5, 1000.0001 (which
+    `:g` would round to 1000, the very bound it breaks)."""
+    short = f"{value:g}"
+    return short if float(short) == value else repr(value)
+
+
 @dataclass(frozen=True)
 class Bounds:
     """A numeric field's allowed range; `low_open` excludes the low end (voltage > 0)."""
@@ -87,7 +94,7 @@ class Bounds:
         below = value <= self.low if self.low_open else value < self.low
         if below or value > self.high:
             low = f"above {self.low:g}" if self.low_open else f"at least {self.low:g}"
-            return f"must be {low} and at most {self.high:g} {self.unit}, got {value:g}"
+            return f"must be {low} and at most {self.high:g} {self.unit}, got {exact(value)}"
         return None
 
 

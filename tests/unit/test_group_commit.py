@@ -183,6 +183,34 @@ def test_a_closed_queue_hands_out_what_it_holds_then_nothing():
     assert time.monotonic() - started < 2, "a closed queue must not linger"
 
 
+def test_a_closed_empty_queue_refuses_a_part():
+    # Closed before the put: nothing would ever take the part, so it must not go in.
+    queue = _BoundedQueue(capacity=1000)
+    queue.close()
+    assert not queue.put(_Part(rows(1), Ticket()), timeout=5)
+    assert queue.take_batch(10, linger=0) == []
+
+
+def test_a_writer_closed_between_the_check_and_the_put_is_unavailable():
+    # The race of a call arriving during shutdown: the writers' closed check passes, then the
+    # queue closes before the part is put. The call must be told, not left waiting forever.
+    group = writers(no_connection)
+    (writer,) = group._writers
+    put = writer.queue.put
+
+    def close_then_put(part: _Part, timeout: float) -> bool:
+        writer.queue.close()
+        return put(part, timeout)
+
+    writer.queue.put = close_then_put  # type: ignore[method-assign]
+    ticket = Ticket()
+    with pytest.raises(Unavailable, match="shutting down"):
+        group.submit(rows(1), ticket)
+    waiter, outcome = in_thread(ticket.wait)
+    waiter.join(5)
+    assert outcome == [None]
+
+
 # --- the writers ----------------------------------------------------------------------------
 
 

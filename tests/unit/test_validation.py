@@ -441,3 +441,13 @@ def test_any_vehicle_reading_is_refused_for_its_first_bad_field(fields):
     ]
     expected = next((field for field, ok in checks if not ok), None)
     assert outcome(vehicle_rules, reading)[0] == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [(1000.0001, "got 1000.0001"), (1000.5, "got 1000.5"), (-0.25, "got -0.25"), (2e3, "got 2000")],
+)
+def test_a_refused_value_is_shown_exactly_not_rounded_to_the_bound(value: float, shown: str):
+    # 1000.0001 printed with six significant digits would read "1000": the bound itself.
+    problem = meter_rules.KWH_CONSUMED_AC.problem(value)
+    assert problem is not None and problem.endswith(shown), problem
