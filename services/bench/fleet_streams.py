@@ -24,7 +24,6 @@ from google.protobuf import timestamp_pb2
 
 from services.bench.processes import ServiceProcess, start_service
 
-METER_SERVICE = "energy.meter.v1.MeterService"
 STREAMS_PER_CHANNEL = 1000
 MINUTE_MICROS = 60_000_000
 # The server under test, as deployed; a module constant so an experiment can swap it.
