@@ -24,10 +24,10 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from services.common.group_commit import GroupCommitWriters
 from services.common.ingest import Ingestor, batches_of
+from services.launcher import start_service, wait_for_health
 from services.meter import rules
 from services.meter.repository import READINGS_TABLE
 from tests.conftest import InProcessServer, start_in_process
-from tests.support import start_service, wait_for_health
 
 MICROS = 1_000_000
 MINUTE = 60 * MICROS

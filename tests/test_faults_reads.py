@@ -21,7 +21,7 @@ from sqlalchemy.engine import make_url
 
 from services.common.component import DatabaseMonitor
 from services.common.databases import with_database
-from tests.support import ServiceProcess, health_status, start_service, wait_for_health
+from services.launcher import ServiceProcess, health_status, start_service, wait_for_health
 
 pytestmark = pytest.mark.e2e
 
