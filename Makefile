@@ -17,7 +17,7 @@ help:
 	@echo "make test   - gen drift check, lint, and the whole test suite"
 	@echo "make unit   - the unit tests alone (tests/unit: no database, no server, no network)"
 	@echo "make gen    - regenerate gen/ from protos/"
-	@echo "make lint   - buf lint, ruff, mypy"
+	@echo "make lint   - buf lint, buf breaking against main, ruff, mypy"
 	@echo "make bench  - the benchmark (BENCH_ARGS=--quick for a short run)"
 	@echo "make lock   - regenerate $(LOCK) from pyproject.toml (UPGRADE=1: newest allowed)"
 
@@ -63,8 +63,11 @@ check-gen: $(STAMP)
 	@rm -rf .gen-check
 	@echo "gen/ matches protos/"
 
+# buf breaking: protos/ against the commit this branch forked from main (tools/buf_breaking.sh
+# says how it finds it); BREAKING_AGAINST=<git ref> compares with another commit.
 lint: $(STAMP) $(BUF)
 	$(BUF) lint
+	tools/buf_breaking.sh $(BUF)
 	$(BIN)/ruff check services tests tools
 	$(BIN)/ruff format --check services tests tools
 	$(BIN)/mypy

@@ -17,37 +17,21 @@ from typing import Any
 
 import grpc
 
+from services.common import contracts
+
 log = logging.getLogger(__name__)
 
-SERVICES = (
-    "energy.meter.v1.MeterService",
-    "energy.vehicle.v1.VehicleService",
-    "energy.analytics.v1.AnalyticsService",
-)
+SERVICES = tuple(contracts.FULL_NAMES.values())
 RETRYABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED)
 # A stream that outlived its deadline (a network that swallowed it) is sent again too: ingestion
 # is idempotent, so a resend can only add what is missing.
 STREAM_RETRYABLE = (*RETRYABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
 DEFAULT_DEADLINE_SECONDS = 30.0
 
-# Unary calls only: a client stream is resent whole by ResilientStreamSender, which checks that
-# the acknowledgement covers every reading it sent (a transparent retry of a half-sent stream
-# gives no such check).
-UNARY_METHODS = {
-    "energy.meter.v1.MeterService": (
-        "IngestReading",
-        "ListChargerStatuses",
-        "GetChargerStatus",
-        "SummarizeConsumption",
-    ),
-    "energy.vehicle.v1.VehicleService": (
-        "IngestReading",
-        "ListVehicleStatuses",
-        "GetVehicleStatus",
-        "ListChargingSessions",
-    ),
-    "energy.analytics.v1.AnalyticsService": ("GetVehiclePerformance",),
-}
+# Retries for unary calls only, every one the protos declare (a new unary RPC gets them too): a
+# client stream is resent whole by ResilientStreamSender, which checks that the acknowledgement
+# covers every reading it sent (a transparent retry of a half-sent stream gives no such check).
+UNARY_METHODS = contracts.unary_methods()
 
 SERVICE_CONFIG = json.dumps(
     {

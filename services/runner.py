@@ -8,17 +8,11 @@ from __future__ import annotations
 import fcntl
 import os
 import signal
-import subprocess
-import sys
 import threading
-import time
 from pathlib import Path
 from typing import IO
 
-import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-
-from services import client
+from services import launcher
 from services.common import migrations
 from services.common.config import (
     SERVICE_NAMES,
@@ -27,12 +21,13 @@ from services.common.config import (
     grpcurl_command,
     grpcurl_flags,
 )
+from services.common.contracts import FULL_NAMES
 from services.common.embedded import EmbeddedPostgres
 from services.common.errors import ConfigError
 from services.common.security import channel_credentials
 from services.common.server import AddressUnavailable, ensure_address_free
+from services.launcher import ServiceProcess
 
-FULL_NAMES = dict(zip(SERVICE_NAMES, client.SERVICES, strict=True))
 # Migrated database, services only need to open their pools: a healthy start takes seconds.
 SERVING_TIMEOUT_SECONDS = 60.0
 
@@ -49,7 +44,7 @@ def _banner(settings: Settings) -> str:
         f"  {grpcurl} -d "
         '\'{"reading": {"meterId": "CHG-001", "kwhConsumedAc": 15.5, "voltage": 240, '
         '"timestamp": "2026-02-10T12:00:00Z"}}\' '
-        f"{meter} energy.meter.v1.MeterService/IngestReading",
+        f"{meter} {FULL_NAMES['meter']}/IngestReading",
         "Ctrl-C stops everything.",
     ]
     return "\n".join(lines)
@@ -89,76 +84,41 @@ def _lock_data_dir(data_dir: Path) -> IO[str]:
     return lock
 
 
-class _Children:
-    """The three `serve` processes: started together, watched, stopped with SIGTERM."""
-
-    def __init__(self, env: dict[str, str]) -> None:
-        self.processes: dict[str, subprocess.Popen[bytes]] = {}
-        # A terminal's Ctrl-C reaches the whole process group. SIGINT is blocked (not ignored)
-        # while the children are spawned: they inherit the blocked mask, so none is torn down
-        # mid-import with a KeyboardInterrupt traceback (the runner stops them all with
-        # SIGTERM), and a Ctrl-C meant for the runner meanwhile stays pending, never lost.
-        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-        try:
-            for service in SERVICE_NAMES:
-                command = [sys.executable, "-m", "services.cli", "serve", service]
-                self.processes[service] = subprocess.Popen(command, env=env)
-        finally:
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
-
-    def exited(self) -> tuple[str, int] | None:
-        for service, process in self.processes.items():
-            code = process.poll()
-            if code is not None:
-                return service, code
-        return None
-
-    def stop(self, timeout: float) -> None:
-        for process in self.processes.values():
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-        for process in self.processes.values():
-            try:
-                process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-
-
-def _serving(channel: grpc.Channel, service_name: str) -> bool:
-    stub = health_pb2_grpc.HealthStub(channel)
+def _start_children(
+    settings: Settings, env: dict[str, str], children: list[ServiceProcess]
+) -> None:
+    """The three `serve` processes, on their configured addresses, logging to our stderr; each
+    is appended to `children` as it starts, so a failure midway still leaves them to stop."""
+    # A terminal's Ctrl-C reaches the whole process group. SIGINT is blocked (not ignored)
+    # while the children are spawned: they inherit the blocked mask, so none is torn down
+    # mid-import with a KeyboardInterrupt traceback (the runner stops them all with
+    # SIGTERM), and a Ctrl-C meant for the runner meanwhile stays pending, never lost.
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     try:
-        answer = stub.Check(health_pb2.HealthCheckRequest(service=service_name), timeout=1)
-    except grpc.RpcError:
-        return False
-    return bool(answer.status == health_pb2.HealthCheckResponse.SERVING)
-
-
-def _wait_until_serving(settings: Settings, children: _Children, stop: threading.Event) -> None:
-    """Returns once every service answers SERVING; ConfigError when one exits or times out."""
-    credentials = channel_credentials(settings)
-    channels = {
-        service: client.channel(dial_address(settings.listen_addr(service)), credentials)
-        for service in SERVICE_NAMES
-    }
-    waiting = set(SERVICE_NAMES)
-    deadline = time.monotonic() + SERVING_TIMEOUT_SECONDS
-    try:
-        while waiting and not stop.is_set():
-            exited = children.exited()
-            if exited is not None:
-                service, code = exited
-                raise ConfigError(f"{service} exited with code {code} before serving (see above)")
-            waiting -= {s for s in waiting if _serving(channels[s], FULL_NAMES[s])}
-            if waiting and time.monotonic() > deadline:
-                raise ConfigError(
-                    f"not SERVING after {SERVING_TIMEOUT_SECONDS:g} s: {', '.join(sorted(waiting))}"
-                    " (see the logs above)"
-                )
-            stop.wait(0.1)
+        for service in SERVICE_NAMES:
+            target = dial_address(settings.listen_addr(service))
+            children.append(launcher.spawn(service, env, target))
     finally:
-        for channel in channels.values():
-            channel.close()
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
+def _wait_until_serving(
+    settings: Settings, children: list[ServiceProcess], stop: threading.Event
+) -> None:
+    """Returns once every service answers SERVING (or `stop` is set); ConfigError when one
+    exits or times out."""
+    try:
+        launcher.wait_serving(
+            children, SERVING_TIMEOUT_SECONDS, channel_credentials(settings), stop
+        )
+    except launcher.ExitedBeforeServing as exited:
+        raise ConfigError(
+            f"{exited.service} exited with code {exited.code} before serving (see above)"
+        ) from None
+    except launcher.NotServingInTime as late:
+        raise ConfigError(
+            f"not SERVING after {late.timeout:g} s: {', '.join(late.services)} (see the logs above)"
+        ) from None
 
 
 def run_all(settings: Settings, data_dir: str) -> int:
@@ -176,7 +136,7 @@ def run_all(settings: Settings, data_dir: str) -> int:
     stop = threading.Event()
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    children: _Children | None = None
+    children: list[ServiceProcess] = []
     try:
         if embedded is not None:
             print(f"starting embedded PostgreSQL in {embedded.data_dir}", flush=True)
@@ -185,20 +145,19 @@ def run_all(settings: Settings, data_dir: str) -> int:
         print("migrating and starting meter, vehicle and analytics", flush=True)
         for service in migrations.MIGRATED_SERVICES:
             migrations.upgrade(service, settings.service_database_url(service))
-        children = _Children(env)
+        _start_children(settings, env, children)
         _wait_until_serving(settings, children, stop)
         if not stop.is_set():
             print(_banner(settings), flush=True)
         while not stop.wait(0.5):
-            exited = children.exited()
+            exited = launcher.first_exited(children)
             if exited is not None:
-                service, code = exited
-                print(f"{service} exited with code {code}; stopping the others", flush=True)
+                child, code = exited
+                print(f"{child.service} exited with code {code}; stopping the others", flush=True)
                 return 1
         return 0
     finally:
-        if children is not None:
-            children.stop(settings.shutdown_grace_seconds + 5)
+        launcher.terminate_all(children, settings.shutdown_grace_seconds + 5)
         if embedded is not None:
             embedded.stop()
         if lock is not None:

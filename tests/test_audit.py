@@ -17,8 +17,8 @@ import grpc
 import pytest
 from energy.meter.v1 import meter_pb2, meter_service_pb2, meter_service_pb2_grpc
 
+from services.launcher import start_service, wait_for_health
 from tests.conftest import start_in_process
-from tests.support import start_service, wait_for_health
 
 AUDIT_LOGGER = "energy_ingest.audit"
 

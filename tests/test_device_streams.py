@@ -20,8 +20,8 @@ import pytest
 from energy.meter.v1 import meter_pb2, meter_service_pb2, meter_service_pb2_grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from services.launcher import start_service, wait_for_health
 from tests.conftest import InProcessServer, start_in_process
-from tests.support import start_service, wait_for_health
 
 MICROS = 1_000_000
 MINUTE = 60 * MICROS

@@ -22,7 +22,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from tests.support import ServiceProcess, start_service, wait_for_health
+from services.launcher import ServiceProcess, start_service, wait_for_health
 
 METER = "energy.meter.v1.MeterService"
 SERVING = health_pb2.HealthCheckResponse.SERVING

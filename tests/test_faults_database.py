@@ -19,7 +19,7 @@ from sqlalchemy.engine import make_url
 
 from services.common.databases import create_database
 from services.common.embedded import EmbeddedPostgres
-from tests.support import start_service, wait_for_health
+from services.launcher import start_service, wait_for_health
 
 pytestmark = pytest.mark.e2e
 

@@ -9,8 +9,9 @@ import psycopg
 import pytest
 from sqlalchemy.engine import make_url
 
+from services.launcher import start_service, wait_for_health
 from tests.faultproxy import FaultProxy
-from tests.support import start_service, wait_for, wait_for_health
+from tests.support import wait_for
 from tests.test_faults_process import BATCH, Hold, run_senders, stored, wait_held
 
 pytestmark = pytest.mark.e2e

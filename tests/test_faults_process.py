@@ -19,7 +19,8 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from services import client
-from tests.support import ServiceProcess, start_service, wait_for, wait_for_health
+from services.launcher import ServiceProcess, start_service, wait_for_health
+from tests.support import wait_for
 
 pytestmark = pytest.mark.e2e
 

@@ -20,7 +20,7 @@ from grpc_health.v1 import health_pb2
 from sqlalchemy.engine import make_url
 
 from services.common.databases import with_database
-from tests.support import ServiceProcess, health_status, start_service, wait_for_health
+from services.launcher import ServiceProcess, health_status, start_service, wait_for_health
 
 pytestmark = pytest.mark.e2e
 

@@ -18,16 +18,11 @@ from energy.meter.v1 import meter_pb2, meter_service_pb2, meter_service_pb2_grpc
 
 from services.analytics import component as analytics_component
 from services.common.config import Settings
+from services.common.contracts import FULL_NAMES
 from services.common.databases import create_database, drop_database
 from services.common.server import AddressUnavailable, ensure_address_free, start_server
+from services.launcher import start_service
 from tests.conftest import start_in_process
-from tests.support import start_service
-
-FULL_NAMES = {
-    "meter": "energy.meter.v1.MeterService",
-    "vehicle": "energy.vehicle.v1.VehicleService",
-    "analytics": "energy.analytics.v1.AnalyticsService",
-}
 
 
 @pytest.fixture

@@ -28,7 +28,7 @@ from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 from services.common.config import SERVICE_NAMES
-from tests.support import start_service, wait_for_health
+from services.launcher import start_service, wait_for_health
 
 ROOT = Path(__file__).resolve().parent.parent
 GEN = ROOT / "gen"

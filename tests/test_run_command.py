@@ -15,15 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import health_status
+from services.common.contracts import FULL_NAMES
+from services.launcher import health_status
 
 pytestmark = pytest.mark.e2e
-
-FULL_NAMES = {
-    "meter": "energy.meter.v1.MeterService",
-    "vehicle": "energy.vehicle.v1.VehicleService",
-    "analytics": "energy.analytics.v1.AnalyticsService",
-}
 
 
 def free_port() -> int:

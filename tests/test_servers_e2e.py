@@ -9,15 +9,12 @@ import pytest
 from grpc_health.v1 import health_pb2
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from tests.support import ServiceProcess, grpcurl, start_service, wait_for_health
+from services.common.contracts import FULL_NAMES
+from services.launcher import ServiceProcess, start_service, wait_for_health
+from tests.support import grpcurl
 
 pytestmark = pytest.mark.e2e
 
-SERVICES = {
-    "meter": "energy.meter.v1.MeterService",
-    "vehicle": "energy.vehicle.v1.VehicleService",
-    "analytics": "energy.analytics.v1.AnalyticsService",
-}
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
@@ -26,7 +23,7 @@ NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 def running(database_url: str):
     started: dict[str, ServiceProcess] = {}
     try:
-        for service in SERVICES:
+        for service in FULL_NAMES:
             started[service] = start_service(service, {"DATABASE_URL": database_url})
         yield started
     finally:
@@ -43,7 +40,7 @@ def listed_services(target: str) -> set[str]:
 
 
 def test_every_service_is_healthy_and_reflected(running):
-    for service, full_name in SERVICES.items():
+    for service, full_name in FULL_NAMES.items():
         target = running[service].target
         wait_for_health(target, full_name, SERVING)
         wait_for_health(target, "", SERVING)
@@ -61,9 +58,9 @@ def test_grpcurl_lists_services_through_reflection(running):
 
 
 def test_sigterm_drains_and_exits_zero(running):
-    for service, full_name in SERVICES.items():
+    for service, full_name in FULL_NAMES.items():
         wait_for_health(running[service].target, full_name, SERVING)
-    for service in SERVICES:
+    for service in FULL_NAMES:
         started = time.monotonic()
         assert running[service].terminate() == 0
         assert time.monotonic() - started < 10
@@ -77,7 +74,7 @@ def test_unknown_database_fails_health_not_process(postgres_url):
     unreachable = "postgresql://postgres@127.0.0.1:1/nowhere"
     meter = start_service("meter", {"DATABASE_URL": unreachable, "DB_CONNECT_TIMEOUT_SECONDS": "1"})
     try:
-        wait_for_health(meter.target, SERVICES["meter"], NOT_SERVING)
+        wait_for_health(meter.target, FULL_NAMES["meter"], NOT_SERVING)
         assert meter.process.poll() is None
     finally:
         meter.kill()

@@ -17,7 +17,7 @@ from energy.meter.v1 import meter_pb2, meter_service_pb2, meter_service_pb2_grpc
 from energy.vehicle.v1 import vehicle_pb2, vehicle_service_pb2, vehicle_service_pb2_grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from services.bench.processes import start_service
+from services.launcher import start_serving
 
 DAY_START = 1_770_681_600  # 2026-02-10T00:00:00Z
 
@@ -68,9 +68,9 @@ def seed(meter: str, vehicle: str) -> None:
 
 def main() -> None:
     calls = int(sys.argv[1]) if len(sys.argv) > 1 else 1000
-    meter = start_service("meter", {})
-    vehicle = start_service("vehicle", {})
-    analytics = start_service(
+    meter = start_serving("meter", {})
+    vehicle = start_serving("vehicle", {})
+    analytics = start_serving(
         "analytics", {"METER_TARGET": meter.target, "VEHICLE_TARGET": vehicle.target}
     )
     meter_target, vehicle_target, analytics_target = meter.target, vehicle.target, analytics.target
@@ -99,7 +99,7 @@ def main() -> None:
         )
     finally:
         for service in (analytics, vehicle, meter):
-            service.stop()
+            service.terminate(60)
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ from energy.meter.v1 import meter_pb2, meter_service_pb2
 from google.protobuf.timestamp_pb2 import Timestamp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from tests.support import start_service, wait_for_health
+from services.launcher import start_service, wait_for_health
 
 DEVICE = "CHG-MEM"
 TOKEN = "tok-mem"

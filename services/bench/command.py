@@ -19,10 +19,10 @@ import grpc
 import psycopg
 
 from services.bench import phases
-from services.bench.processes import peak_rss_mib, start_service
 from services.common.config import Settings
 from services.common.databases import create_database, drop_database
 from services.common.embedded import EmbeddedPostgres
+from services.launcher import peak_rss_mib, start_serving
 from services.simulate.fleet import MINUTE_US, FleetConfig
 
 
@@ -136,8 +136,8 @@ def benchmark(server_url: str, plan: Plan, skip: set[str]) -> dict[str, Any]:
             )
         del meters, vehicles
         phases.truncate(database_url)
-        meter = start_service("meter", env)
-        vehicle = start_service("vehicle", env)
+        meter = start_serving("meter", env)
+        vehicle = start_serving("vehicle", env)
         services += [meter, vehicle]
         fed = phases.ingest(meter.target, vehicle.target, config, plan.streams)
         assert fed.meter.accepted + fed.vehicle.accepted == readings, fed
@@ -180,7 +180,7 @@ def benchmark(server_url: str, plan: Plan, skip: set[str]) -> dict[str, Any]:
             p50, p99, count = phases.status_listing(meter.target, plan.status_calls)
             results["status"] = {"p50_ms": p50, "p99_ms": p99, "chargers": count}
         if "analytics" not in skip:
-            analytics = start_service(
+            analytics = start_serving(
                 "analytics", {**env, "METER_TARGET": meter.target, "VEHICLE_TARGET": vehicle.target}
             )
             services.append(analytics)
@@ -195,7 +195,7 @@ def benchmark(server_url: str, plan: Plan, skip: set[str]) -> dict[str, Any]:
             results["analytics"] = asdict(latency)
         results["server_peak_rss_mib"] = {s.service: peak_rss_mib(s.pid) for s in services}
         for service in services:
-            service.stop()
+            service.terminate(60)
         services.clear()
         if "fleet" not in skip:
             from services.bench.fleet_streams import run_fleet
@@ -211,7 +211,7 @@ def benchmark(server_url: str, plan: Plan, skip: set[str]) -> dict[str, Any]:
             results["fleet"] = asdict(fleet)
     finally:
         for service in services:
-            service.stop()
+            service.terminate(60)
         drop_database(server_url, database_url)
     ratios = results.setdefault("ratios", {})
     if "limit_per_s" in results:

@@ -22,9 +22,8 @@ import psycopg
 from energy.meter.v1 import meter_pb2, meter_service_pb2, meter_service_pb2_grpc
 from google.protobuf import timestamp_pb2
 
-from services.bench.processes import ServiceProcess, start_service
+from services.launcher import ServiceProcess, start_serving
 
-METER_SERVICE = "energy.meter.v1.MeterService"
 STREAMS_PER_CHANNEL = 1000
 MINUTE_MICROS = 60_000_000
 # The server under test, as deployed; a module constant so an experiment can swap it.
@@ -57,7 +56,7 @@ class FleetResult:
 
 
 def _start_server(database_url: str, streams: int) -> ServiceProcess:
-    return start_service(
+    return start_serving(
         "meter",
         {
             "DATABASE_URL": database_url,
@@ -420,7 +419,7 @@ def run_fleet(
         client_after = os.times()
     finally:
         sampler.stop()  # before the server exits, while its VmHWM can still be read
-        exit_code = server.stop()
+        exit_code = server.terminate(60)
     if exit_code != 0:
         tally.error(f"server exited {exit_code}")
     return FleetResult(

@@ -16,6 +16,7 @@ from types import FrameType
 from services import client
 from services.analytics.service import MAX_WINDOW_US
 from services.common.config import Settings, dial_address, grpcurl_command, grpcurl_flags
+from services.common.contracts import FULL_NAMES
 from services.common.errors import ConfigError
 from services.common.security import channel_credentials
 from services.simulate.feed import STREAM_READINGS, FeedResult, feed
@@ -155,7 +156,7 @@ def grpcurl_line(
     )
     line = (
         f"{grpcurl_command()} {flags} -d {shlex.quote(body)} {dial_address(analytics_addr)} "
-        "energy.analytics.v1.AnalyticsService/GetVehiclePerformance"
+        f"{FULL_NAMES['analytics']}/GetVehiclePerformance"
     )
     return line, end_us - start_us > MAX_WINDOW_US
 
