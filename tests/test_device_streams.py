@@ -18,8 +18,8 @@ import grpc
 import psycopg
 import pytest
 from energy.meter.v1 import meter_pb2, meter_service_pb2, meter_service_pb2_grpc
-from google.protobuf.timestamp_pb2 import Timestamp
 
+from services.common.timeconv import micros_to_timestamp as ts
 from services.launcher import start_service, wait_for_health
 from tests.conftest import InProcessServer, start_in_process
 
@@ -33,11 +33,6 @@ METHOD = "/energy.meter.v1.MeterService/IngestReadings"
 METER = "energy.meter.v1.MeterService"
 MIB = 1024 * 1024
 PAD = 4 * MIB
-
-
-def ts(micros: int) -> Timestamp:
-    seconds, rest = divmod(micros, MICROS)
-    return Timestamp(seconds=seconds, nanos=rest * 1000)
 
 
 def reading(meter_id: str, minute: int) -> meter_pb2.MeterReading:

@@ -13,10 +13,10 @@ from datetime import UTC, datetime
 import psycopg
 import pytest
 from energy.meter.v1 import meter_pb2, meter_service_pb2
-from google.protobuf.timestamp_pb2 import Timestamp
 
 from services.common.group_commit import GroupCommitWriters
 from services.common.ingest import Ingestor, batches_of
+from services.common.timeconv import micros_to_timestamp as ts
 from services.meter import rules
 from services.meter.repository import READINGS_TABLE
 
@@ -25,11 +25,6 @@ MINUTE = 60 * MICROS
 D = int(datetime(2026, 2, 10, tzinfo=UTC).timestamp()) * MICROS
 DEVICE = "CHG-001"
 MIB = 1024 * 1024
-
-
-def ts(micros: int) -> Timestamp:
-    seconds, rest = divmod(micros, MICROS)
-    return Timestamp(seconds=seconds, nanos=rest * 1000)
 
 
 def reading(meter_id: str, minute: int) -> meter_pb2.MeterReading:
