@@ -476,10 +476,13 @@ def test_resend_with_different_values_keeps_first_values(request, flavour):
         resent = [changed(key) for key in newest_keys[1:] + older_keys]
         rng.shuffle(resent)
         response = flavour.send(stub, chunks(resent, 100))
-        assert (response.accepted, response.duplicates, response.rejected) == (0, len(resent), 0)
+        # Other values under stored keys: conflicts, not retries; the first values stay.
+        assert (response.accepted, response.duplicates, response.rejected) == (0, 0, 0)
+        assert response.conflicts == len(resent)
 
         unary = stub.IngestReading(flavour.unary(changed(newest_keys[0])), timeout=CALL_TIMEOUT)
-        assert unary.duplicate is True
+        assert unary.duplicate is False
+        assert unary.outcome == 3  # INGEST_OUTCOME_CONFLICT, in both services
 
         # Both versions of a new reading in one batch: the first one is stored.
         key = ("SAME-BATCH", BASE)
@@ -487,7 +490,9 @@ def test_resend_with_different_values_keeps_first_values(request, flavour):
         stored[key] = flavour.values(original)
         expected["SAME-BATCH"] = (BASE, stored[key])
         response = flavour.send(stub, [[original, changed(key)]])
-        assert (response.accepted, response.duplicates, response.rejected) == (1, 1, 0)
+        assert (response.accepted, response.duplicates, response.rejected) == (1, 0, 0)
+        assert response.conflicts == 1
+        assert [c.index for c in response.conflicting_readings] == [1]
 
         served = {entity: flavour.get_status(stub, entity) for entity in expected}
     assert flavour.history(server.database_url) == stored

@@ -257,7 +257,7 @@ def analytics(
     for vehicle_id in picks:
         started = time.perf_counter()
         rows = vehicles.list_sessions(vehicle_id, end_us - window_us, end_us, 300_000_000)
-        sessions = [Session(*row) for row in rows]
+        sessions = [Session(*row[:7]) for row in rows]
         intervals = attribution_intervals(sessions, end_us - window_us, end_us, 30_000_000)
         if intervals:
             meters.summarize(

@@ -108,6 +108,10 @@ class Settings:
     clock_skew_seconds: float = 300.0
     max_rejections_listed: int = 100
 
+    # Energy from registers: a register reading more than this after the previous one of its
+    # entity has no known interval energy (the count restarts there).
+    max_reading_interval_seconds: float = 900.0
+
     # A device's stream is held until its end: bounded in bytes received and in streams open.
     max_device_stream_bytes: int = 16 * 1024 * 1024
     max_streams_per_device: int = 2

@@ -19,7 +19,8 @@ from services.common.errors import DATABASE_UNAVAILABLE, ResourceExhausted, Unav
 
 log = logging.getLogger(__name__)
 
-# A validated reading as COPY writes it: (entity id, micros since epoch, *values).
+# A validated reading as COPY writes it: (entity id, micros since epoch, *values, position),
+# position being its index in its stream (what a conflict is reported under).
 Row = tuple[Any, ...]
 
 
@@ -31,36 +32,102 @@ class ReadingTable:
     which touches no WAL and so waits for no flush), then `write_sql`: one simple-protocol
     query (one transaction) that inserts the new readings into history, upserts the newest
     reading per entity (newer-only), empties the staging table and returns one row:
-    (readings newly stored, "id micros" keys that were already stored or NULL). The key list is
-    only computed when some readings were duplicates; `{staged}` is the number of staged rows.
+    (readings newly stored, "id micros" keys of identical readings already stored or NULL,
+    [[id, micros, *stored values], …] of the keys stored with other values or NULL). The key
+    list is only computed when some readings were not stored; `{staged}` is the number of
+    staged rows. `value_names` name the values of a row, for telling a conflict.
     """
 
     staging_ddl: str
     copy_sql: str
     copy_types: Sequence[str]
     write_sql: str
+    value_names: Sequence[str] = ()
+
+
+@dataclass(frozen=True)
+class Conflict:
+    """A reading not stored because its key is stored with other values (first write wins):
+    its index in its stream, the first differing field, and every difference."""
+
+    index: int
+    field: str
+    description: str
+
+
+def _shown(value: Any) -> str:
+    if value is None:
+        return "unset"
+    if isinstance(value, float):
+        short = f"{value:g}"
+        return short if float(short) == value else repr(value)
+    return repr(value)
+
+
+def conflict_of(names: Sequence[str], stored: Sequence[Any], sent: Row) -> Conflict | None:
+    """The Conflict of `sent` (a Row) against the stored values of its key, or None when they
+    are the same (a duplicate)."""
+    differing = [
+        (name, old, new)
+        for name, old, new in zip(names, stored, sent[2:-1], strict=True)
+        if old != new
+    ]
+    if not differing:
+        return None
+    return Conflict(
+        index=sent[-1],
+        field=differing[0][0],
+        description="stored with other values, not stored (first write wins): "
+        + "; ".join(
+            f"{name} stored {_shown(old)}, sent {_shown(new)}" for name, old, new in differing
+        ),
+    )
 
 
 class Ticket:
-    """What one call waits on: the outcome of every part it handed to the writers."""
+    """What one call waits on: the outcome of every part it handed to the writers. Conflicts
+    are counted in full and the first `listed` of them kept (a replay of another device's data
+    must not hold one object per reading)."""
 
-    __slots__ = ("_condition", "_outstanding", "accepted", "duplicates", "error")
+    __slots__ = (
+        "_condition",
+        "_listed",
+        "_outstanding",
+        "accepted",
+        "conflict_count",
+        "conflicts",
+        "duplicates",
+        "error",
+    )
 
-    def __init__(self) -> None:
+    def __init__(self, listed: int = 100) -> None:
         self._condition = threading.Condition()
         self._outstanding = 0
+        self._listed = listed
         self.accepted = 0
         self.duplicates = 0
+        self.conflict_count = 0
+        self.conflicts: list[Conflict] = []
         self.error: Exception | None = None
 
     def _add_part(self) -> None:
         with self._condition:
             self._outstanding += 1
 
-    def _settle(self, accepted: int, duplicates: int, error: Exception | None = None) -> None:
+    def _settle(
+        self,
+        accepted: int,
+        duplicates: int,
+        error: Exception | None = None,
+        conflicts: Sequence[Conflict] = (),
+    ) -> None:
         with self._condition:
             self.accepted += accepted
             self.duplicates += duplicates
+            if conflicts:
+                self.conflict_count += len(conflicts)
+                room = self._listed - len(self.conflicts)
+                self.conflicts += conflicts[: max(room, 0)]
             if error is not None and self.error is None:
                 self.error = error
             self._outstanding -= 1
@@ -206,8 +273,8 @@ class Writer:
             self._drop_connection()
             self._fail(batch, error)
             return
-        for part, (accepted, duplicates) in zip(batch, outcomes, strict=True):
-            part.ticket._settle(accepted, duplicates)
+        for part, (accepted, duplicates, conflicts) in zip(batch, outcomes, strict=True):
+            part.ticket._settle(accepted, duplicates, conflicts=conflicts)
 
     def _fail(self, batch: list[_Part], error: Exception) -> None:
         # The error is kept by every ticket of the batch; its traceback's frames hold the
@@ -237,10 +304,12 @@ class Writer:
             finally:
                 self._connection = None
 
-    def _write(self, connection: psycopg.Connection, batch: list[_Part]) -> list[tuple[int, int]]:
-        """Writes the batch; returns (accepted, duplicates) per part."""
-        first_part: dict[tuple[str, int], int] = {}  # natural key → the part that wrote it first
-        repeats = [0] * len(batch)
+    def _write(
+        self, connection: psycopg.Connection, batch: list[_Part]
+    ) -> list[tuple[int, int, list[Conflict]]]:
+        """Writes the batch; returns (accepted, duplicates, conflicts) per part."""
+        first: dict[tuple[str, int], Row] = {}  # natural key → the first row of the batch with it
+        repeated: list[tuple[int, Row]] = []  # (part, row) of the later rows with a key seen
         table = self._table
         with connection.cursor() as cursor:
             with cursor.copy(table.copy_sql) as copy:
@@ -248,19 +317,60 @@ class Writer:
                 for index, part in enumerate(batch):
                     for row in part.rows:
                         key = (row[0], row[1])
-                        if key in first_part:
-                            repeats[index] += 1
+                        if key in first:
+                            repeated.append((index, row))
                         else:
-                            first_part[key] = index
+                            first[key] = row
                             copy.write_row(row)
-            cursor.execute(table.write_sql.format(staged=len(first_part)).encode())
+            cursor.execute(table.write_sql.format(staged=len(first)).encode())
             result = cursor.fetchone()
-        if result is not None and result[1]:
-            # Rare (retries): the readings that were stored before go to the parts that sent them.
-            for key in result[1]:
-                entity, micros = key.rsplit(" ", 1)
-                repeats[first_part[(entity, int(micros))]] += 1
-        return [(len(part.rows) - dup, dup) for part, dup in zip(batch, repeats, strict=True)]
+        not_stored = len(repeated) + (len(result[1]) if result and result[1] else 0)
+        if result is None or (not not_stored and not result[2]):
+            return [(len(part.rows), 0, []) for part in batch]  # the common case: all new
+        return self._outcomes(batch, first, repeated, result[1] or [], result[2] or [])
+
+    def _outcomes(
+        self,
+        batch: list[_Part],
+        first: dict[tuple[str, int], Row],
+        repeated: list[tuple[int, Row]],
+        duplicate_keys: list[str],
+        conflicting: list[list[Any]],
+    ) -> list[tuple[int, int, list[Conflict]]]:
+        """Rare (retries, corrections, shared ids): tells each part which of its readings were
+        already stored as sent (duplicates) and which are stored with other values (conflicts).
+        A later row of the batch with a key seen earlier is judged against the row that keeps
+        the key: the stored one, or the batch's first if that was stored now."""
+        names = self._table.value_names
+        owner = {id(row): index for index, part in enumerate(batch) for row in part.rows}
+        duplicates = [0] * len(batch)
+        conflicts: list[list[Conflict]] = [[] for _ in batch]
+        kept: dict[tuple[str, int], Sequence[Any]] = {}  # key → the values stored before
+        for entity, micros, *values in conflicting:
+            key = (entity, int(micros))
+            kept[key] = values
+            row = first[key]
+            conflict = conflict_of(names, values, row)
+            assert conflict is not None  # the statement returns only rows whose values differ
+            conflicts[owner[id(row)]].append(conflict)
+        for text in duplicate_keys:
+            entity, micros = text.rsplit(" ", 1)
+            duplicates[owner[id(first[(entity, int(micros))])]] += 1
+        for index, row in repeated:
+            key = (row[0], row[1])
+            conflict = conflict_of(names, kept.get(key, first[key][2:-1]), row)
+            if conflict is None:
+                duplicates[index] += 1
+            else:
+                conflicts[index].append(conflict)
+        return [
+            (
+                len(part.rows) - duplicates[index] - len(conflicts[index]),
+                duplicates[index],
+                conflicts[index],
+            )
+            for index, part in enumerate(batch)
+        ]
 
 
 def _drop_frames(error: BaseException) -> None:

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from services.common.errors import InvalidArgument, PermissionDenied, ResourceExhausted
-from services.common.group_commit import GroupCommitWriters, Row, Ticket
+from services.common.group_commit import Conflict, GroupCommitWriters, Row, Ticket
 from services.common.validation import (
     BatchValidator,
     ReadingRules,
@@ -50,10 +50,30 @@ def batches_of(requests: Iterable[Any], device: str | None) -> Iterator[Batch]:
 
 @dataclass
 class StreamOutcome:
+    """The committed truth of a stream: counts, and the first rejections and conflicts."""
+
     accepted: int = 0
     duplicates: int = 0
     rejected: int = 0
     rejections: list[Rejection] = field(default_factory=list)
+    conflicts: int = 0
+    conflicting: list[Conflict] = field(default_factory=list)
+
+    def take(self, ticket: Ticket) -> StreamOutcome:
+        """Adds what the writers committed for this stream; returns self."""
+        self.accepted = ticket.accepted
+        self.duplicates = ticket.duplicates
+        self.conflicts = ticket.conflict_count
+        self.conflicting = ticket.conflicts
+        return self
+
+
+@dataclass(frozen=True)
+class ReadingOutcome:
+    """What became of one reading: "accepted", "duplicate" or "conflict" (with its Conflict)."""
+
+    outcome: str
+    conflict: Conflict | None = None
 
 
 class Ingestor:
@@ -152,8 +172,8 @@ class Ingestor:
                 held.append(rows)
         return held
 
-    def ingest_one(self, reading: Any, device: str | None = None) -> bool:
-        """Stores one reading; True when a duplicate. INVALID_ARGUMENT lists every problem."""
+    def ingest_one(self, reading: Any, device: str | None = None) -> ReadingOutcome:
+        """Stores one reading once committed. INVALID_ARGUMENT lists every problem."""
         self._require_own([reading], device)
         window = TimeWindow.now(self._skew)
         rows, rejections = self._validate_batch([reading], 0, window)
@@ -164,7 +184,9 @@ class Ingestor:
         ticket = Ticket()
         self._writers.submit(rows, ticket)
         ticket.wait()
-        return ticket.duplicates > 0
+        if ticket.conflicts:
+            return ReadingOutcome("conflict", ticket.conflicts[0])
+        return ReadingOutcome("duplicate" if ticket.duplicates else "accepted")
 
     def ingest_stream(self, batches: Iterable[Batch], device: str | None = None) -> StreamOutcome:
         """Validates and submits each batch as it arrives; returns once all of it is committed.
@@ -174,18 +196,16 @@ class Ingestor:
         with self._device_slot(device):
             outcome = StreamOutcome()
             held = self._whole_device_stream(batches, device, outcome)
-            ticket = Ticket()
+            ticket = Ticket(self._max_rejections)
             for rows in held:
                 self._writers.submit(rows, ticket)
             del held
             ticket.wait()
-            outcome.accepted = ticket.accepted
-            outcome.duplicates = ticket.duplicates
-            return outcome
+            return outcome.take(ticket)
 
     def _ingest_as_it_comes(self, batches: Iterable[Batch]) -> StreamOutcome:
         outcome = StreamOutcome()
-        ticket = Ticket()
+        ticket = Ticket(self._max_rejections)
         index = 0
         for readings, _ in batches:
             rows, rejections = self._validate_batch(readings, index, TimeWindow.now(self._skew))
@@ -193,6 +213,4 @@ class Ingestor:
             self._note(outcome, rejections)
             self._writers.submit(rows, ticket)
         ticket.wait()
-        outcome.accepted = ticket.accepted
-        outcome.duplicates = ticket.duplicates
-        return outcome
+        return outcome.take(ticket)

@@ -80,3 +80,8 @@ def micros_to_datetime(micros: int) -> datetime:
 
 def now_micros() -> int:
     return int(datetime.now(UTC).timestamp() * MICROS)
+
+
+def iso(micros: int) -> str:
+    """RFC 3339 in UTC as Timestamps print in JSON: 2026-11-20T14:00:00Z, …T14:00:00.500Z."""
+    return micros_to_timestamp(micros).ToJsonString()

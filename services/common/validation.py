@@ -15,7 +15,13 @@ from google.protobuf.duration_pb2 import Duration
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from services.common.errors import InvalidArgument
-from services.common.timeconv import MICROS, duration_problem, now_micros, timestamp_problem
+from services.common.timeconv import (
+    MICROS,
+    duration_problem,
+    iso,
+    now_micros,
+    timestamp_problem,
+)
 
 ID_PATTERN = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 ID_RULE = "must be 1-64 characters of A-Z a-z 0-9 . _ : -"
@@ -72,8 +78,10 @@ def require_times(fields: Sequence[tuple[str, Timestamp | Duration]]) -> None:
 
 
 def exact(value: float) -> str:
-    """A number as short as it can be written without changing it: 121, 0.5, 1000.0001 (which
-    `:g` would round to 1000, the very bound it breaks)."""
+    """A number as short as it can be written without changing it: 121, 0.5, 1000000000,
+    1000.0001 (which `:g` would round to 1000, the very bound it breaks)."""
+    if math.isfinite(value) and value.is_integer() and abs(value) < 1e16:
+        return str(int(value)) if value or math.copysign(1, value) > 0 else "-0"
     short = f"{value:g}"
     return short if float(short) == value else repr(value)
 
@@ -93,29 +101,34 @@ class Bounds:
             return "must be a finite number"
         below = value <= self.low if self.low_open else value < self.low
         if below or value > self.high:
-            low = f"above {self.low:g}" if self.low_open else f"at least {self.low:g}"
-            return f"must be {low} and at most {self.high:g} {self.unit}, got {exact(value)}"
+            low = f"above {exact(self.low)}" if self.low_open else f"at least {exact(self.low)}"
+            return f"must be {low} and at most {exact(self.high)} {self.unit}, got {exact(value)}"
         return None
 
 
 @dataclass(frozen=True)
 class TimeWindow:
-    """Timestamps accepted now: after 2000-01-01, at most `skew` seconds in the future."""
+    """Timestamps accepted now: from 2000-01-01, at most `skew_seconds` past the server's clock
+    (CLOCK_SKEW_SECONDS)."""
 
     earliest: int
     latest: int
+    skew_seconds: float = 0.0
 
     @classmethod
     def now(cls, skew_seconds: float) -> TimeWindow:
-        return cls(EARLIEST_MICROS, now_micros() + int(skew_seconds * MICROS))
+        return cls(EARLIEST_MICROS, now_micros() + int(skew_seconds * MICROS), skew_seconds)
 
 
 @dataclass(frozen=True)
 class ReadingRules:
-    """The rules of one reading type, used to explain a rejection."""
+    """The rules of one reading type, used to explain a rejection. A bound on a field with
+    presence (`optional`) applies only when the field is set; `exclusive` pairs are fields of
+    which a reading may set one (the two energy forms)."""
 
     id_fields: Sequence[str]
     bounds: Sequence[Bounds]
+    exclusive: Sequence[tuple[str, str]] = ()
 
     def violations(self, reading: Any, window: TimeWindow) -> list[tuple[str, str]]:
         found: list[tuple[str, str]] = []
@@ -123,7 +136,14 @@ class ReadingRules:
             problem = id_problem(getattr(reading, field))
             if problem:
                 found.append((field, problem))
+        for first, second in self.exclusive:
+            if reading.HasField(first) and reading.HasField(second):
+                found.append((first, f"must be unset when {second} is set: one energy form"))
+                found.append((second, f"must be unset when {first} is set: one energy form"))
+        presence = reading.DESCRIPTOR.fields_by_name
         for bounds in self.bounds:
+            if presence[bounds.field].has_presence and not reading.HasField(bounds.field):
+                continue
             problem = bounds.problem(getattr(reading, bounds.field))
             if problem:
                 found.append((bounds.field, problem))
@@ -132,17 +152,25 @@ class ReadingRules:
 
 
 def timestamp_violations(reading: Any, window: TimeWindow) -> list[tuple[str, str]]:
+    """The reading's timestamp against `window`, each message saying the bound and the value."""
     if not reading.HasField("timestamp"):
-        return [("timestamp", "must be set")]
+        return [("timestamp", "must be set, got nothing")]
     ts = reading.timestamp
     problem = timestamp_problem(ts)
     if problem:
         return [("timestamp", problem)]
     micros = ts.seconds * MICROS + ts.nanos // 1000
     if micros < window.earliest:
-        return [("timestamp", "must be after 2000-01-01T00:00:00Z")]
+        return [("timestamp", f"must be at or after 2000-01-01T00:00:00Z, got {iso(micros)}")]
     if micros > window.latest:
-        return [("timestamp", "must not be further in the future than the allowed clock skew")]
+        ahead = (micros - window.latest) / MICROS + window.skew_seconds
+        return [
+            (
+                "timestamp",
+                f"must be at most {exact(window.skew_seconds)} s ahead of the server's clock "
+                f"(CLOCK_SKEW_SECONDS), got {iso(micros)}, {ahead:,.0f} s ahead",
+            )
+        ]
     return []
 
 
@@ -172,9 +200,10 @@ BatchValidator = Callable[
     [Sequence[Any], int, TimeWindow], tuple[list[tuple[Any, ...]], list[Rejection]]
 ]
 
-# A kind's check of one reading's values: (reading, its time in micros) → the row COPY writes,
-# or None when a value breaks its rules (the reading is then explained by ReadingRules).
-RowOf = Callable[[Any, int], tuple[Any, ...] | None]
+# A kind's check of one reading's values: (reading, its time in micros, its index in the stream)
+# → the row COPY writes, (id, micros, *values, index), or None when a value breaks its rules (the
+# reading is then explained by ReadingRules).
+RowOf = Callable[[Any, int, int], tuple[Any, ...] | None]
 
 
 def batch_validator(rules: ReadingRules, row_of: RowOf) -> BatchValidator:
@@ -188,17 +217,17 @@ def batch_validator(rules: ReadingRules, row_of: RowOf) -> BatchValidator:
         rows: list[tuple[Any, ...]] = []
         rejections: list[Rejection] = []
         earliest, latest = window.earliest, window.latest
-        for offset, reading in enumerate(readings):
+        for index, reading in enumerate(readings, first_index):
             ts = reading.timestamp
             nanos = ts.nanos
             micros = ts.seconds * MICROS + nanos // 1000
             row = (
-                row_of(reading, micros)
+                row_of(reading, micros, index)
                 if earliest <= micros <= latest and 0 <= nanos < 1_000_000_000
                 else None
             )
             if row is None:
-                rejections.append(explain(rules, reading, first_index + offset, window))
+                rejections.append(explain(rules, reading, index, window))
             else:
                 rows.append(row)
         return rows, rejections

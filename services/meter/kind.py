@@ -10,7 +10,11 @@ from services.readings.kind import Column, ReadingContract, ReadingKind
 METER = ReadingKind(
     service="meter",
     device="charger",
-    columns=(Column("kwh_consumed_ac", "float8"), Column("voltage", "float8")),
+    columns=(
+        Column("kwh_consumed_ac", "float8", optional=True),
+        Column("kwh_consumed_ac_register", "float8", optional=True),
+        Column("voltage", "float8"),
+    ),
     readings_table="meter_readings",
     status_table="charger_status",
     rules=rules.RULES,

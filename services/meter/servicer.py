@@ -70,6 +70,7 @@ class MeterServicer(ReadingServicer[MeterReadings], meter_service_pb2_grpc.Meter
                     end_time=interval.end_time,
                     kwh_consumed_ac=total.kwh_consumed_ac,
                     reading_count=total.reading_count,
+                    unknown_energy_count=total.unknown_energy_count,
                 )
                 for interval, total in zip(intervals, totals, strict=True)
             ]

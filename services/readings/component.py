@@ -25,7 +25,7 @@ Service = TypeVar("Service", bound=ReadingService[Any])
 def build_reading_component(
     settings: Settings,
     kind: ReadingKind,
-    repository: Callable[[ReadingKind, Engine, ReadGate], Repository],
+    repository: Callable[[ReadingKind, Engine, ReadGate, int], Repository],
     service: Callable[[ReadingKind, Repository, Ingestor], Service],
     servicer: Callable[[ReadingKind, Service, Authorizer], ReadingServicer[Service]],
 ) -> DatabaseComponent:
@@ -40,7 +40,13 @@ def build_reading_component(
         engine,
         servicer(
             kind,
-            service(kind, repository(kind, engine, reads), ingestor),
+            service(
+                kind,
+                repository(
+                    kind, engine, reads, round(settings.max_reading_interval_seconds * 1_000_000)
+                ),
+                ingestor,
+            ),
             Authorizer.from_settings(settings),
         ),
         kind.contract.add_to_server,

@@ -22,10 +22,13 @@ from services.common.validation import BatchValidator, ReadingRules
 @dataclass(frozen=True)
 class Column:
     """A value column of a reading, after its id and its time: the proto field and the column
-    share the name. `sql_type` is "float8" or "text" (text compares bytewise, COLLATE "C")."""
+    share the name. `sql_type` is "float8" or "text" (text compares bytewise, COLLATE "C");
+    `optional` columns are NULL where the device did not send the field (an unknown
+    measurand, or the energy form it did not use)."""
 
     name: str
     sql_type: str
+    optional: bool = False
 
 
 class ReadingContract:
@@ -46,13 +49,20 @@ class ReadingContract:
         methods = service.methods_by_name
         self.ingest_response = GetMessageClass(methods["IngestReading"].output_type)
         self.stream_response = GetMessageClass(methods["IngestReadings"].output_type)
-        rejection = self.stream_response.DESCRIPTOR.fields_by_name["rejections"].message_type
+        fields = self.stream_response.DESCRIPTOR.fields_by_name
+        rejection = fields["rejections"].message_type
+        conflict = fields["conflicting_readings"].message_type
         outcomes = self.ingest_response.DESCRIPTOR.fields_by_name["outcome"].enum_type
-        if rejection is None or outcomes is None:
-            raise ValueError(f"{service.full_name}: rejections or outcome is not a message/enum")
+        if rejection is None or conflict is None or outcomes is None:
+            raise ValueError(f"{service.full_name}: not the shape of a reading service")
         self.rejection = GetMessageClass(cast(Descriptor, rejection))
-        self.outcome_accepted: int = outcomes.values_by_name["INGEST_OUTCOME_ACCEPTED"].number
-        self.outcome_duplicate: int = outcomes.values_by_name["INGEST_OUTCOME_DUPLICATE"].number
+        self.conflict = GetMessageClass(cast(Descriptor, conflict))
+        # "accepted" → INGEST_OUTCOME_ACCEPTED's number, and so on for each outcome.
+        self.outcomes: dict[str, int] = {
+            value.name.removeprefix("INGEST_OUTCOME_").lower(): value.number
+            for value in outcomes.values
+            if value.number
+        }
         self.status_message = status_message
         listings = [
             (method.output_type, field.name)

@@ -24,35 +24,53 @@ StatusRow = tuple[Any, ...]
 
 
 def reading_table(kind: ReadingKind) -> ReadingTable:
-    """The group-commit SQL of a kind (see ReadingTable for the protocol): COPY into a
-    session-local staging table, then one statement that inserts the readings not yet stored
-    (natural key: id and read_time), moves each id's status to its newest new reading if that
-    is not older than the stored one, and lists the keys that were already stored."""
+    """The group-commit SQL of a kind (see ReadingTable for the protocol).
+
+    COPY fills a session-local staging table with (id, read_us, *values, position), position
+    being the reading's index in its stream. One statement then inserts the readings not yet
+    stored (natural key: id and read_time) and moves each id's status to its newest new
+    reading if that is not older than the stored one. A reading whose key is stored with other
+    values is a conflict: `ON CONFLICT DO UPDATE ... WHERE values differ` changes nothing (the
+    key is set to itself) but returns the stored row, locked at its newest committed version, so
+    a conflict with a concurrent writer's uncommitted reading is told right once it commits.
+    Returned: (readings inserted, "id micros" keys of identical readings already stored or
+    NULL, [[id, micros, *stored values], …] of conflicts or NULL)."""
     schema, key = kind.service, kind.id_field
     staging = f"{kind.service}_staging"
     names = [column.name for column in kind.columns]
     values = ", ".join(names)
+    stored_values = ", ".join(f"stored.{name}" for name in names)
+    sent_values = ", ".join(f"excluded.{name}" for name in names)
     staged_types = ", ".join(
         f"{c.name} {c.sql_type}" + (' COLLATE "C"' if c.sql_type == "text" else "")
         for c in kind.columns
     )
     read_time = TIMESTAMPTZ_SQL.format(us="read_us")
     staged_read_time = TIMESTAMPTZ_SQL.format(us="s.read_us")
+    micros = MICROS_SQL.format(col="read_time")
     updates = ",\n                ".join(f"{name} = excluded.{name}" for name in names)
     return ReadingTable(
         staging_ddl=(
             f"CREATE TEMP TABLE IF NOT EXISTS {staging} ("
-            f'{key} text COLLATE "C", read_us int8, {staged_types})'
+            f'{key} text COLLATE "C", read_us int8, {staged_types}, position int8)'
         ),
-        copy_sql=f"COPY {staging} ({key}, read_us, {values}) FROM STDIN (FORMAT BINARY)",
-        copy_types=("text", "int8", *(column.sql_type for column in kind.columns)),
+        copy_sql=(
+            f"COPY {staging} ({key}, read_us, {values}, position) FROM STDIN (FORMAT BINARY)"
+        ),
+        copy_types=("text", "int8", *(column.sql_type for column in kind.columns), "int8"),
+        value_names=tuple(names),
         write_sql=f"""
-        WITH inserted AS (
-            INSERT INTO {schema}.{kind.readings_table} ({key}, read_time, {values})
+        WITH written AS (
+            INSERT INTO {schema}.{kind.readings_table} AS stored ({key}, read_time, {values})
             SELECT {key}, {read_time}, {values}
             FROM {staging} ORDER BY {key}, read_us
-            ON CONFLICT DO NOTHING
-            RETURNING {key}, read_time, {values}
+            ON CONFLICT ({key}, read_time) DO UPDATE SET {key} = excluded.{key}
+            WHERE ({stored_values}) IS DISTINCT FROM ({sent_values})
+            -- xmax is 0 on a row this statement inserted; an updated (conflict) row carries
+            -- the lock this statement took on it.
+            RETURNING {key}, read_time, {values}, stored.xmax = 0 AS fresh
+        ), inserted AS (
+            SELECT {key}, read_time, {values} FROM written WHERE fresh
         ), upserted AS (
             -- Only readings stored just now: a resent one never rewrites the status.
             INSERT INTO {schema}.{kind.status_table} AS current
@@ -65,23 +83,48 @@ def reading_table(kind: ReadingKind) -> ReadingTable:
                 update_time = excluded.update_time
             WHERE excluded.read_time >= current.read_time
         )
-        SELECT stored.n, CASE WHEN stored.n < {{staged}} THEN (
-            SELECT array_agg(s.{key} || ' ' || s.read_us) FROM {staging} s
-            WHERE NOT EXISTS (
-                SELECT 1 FROM inserted i
-                WHERE i.{key} = s.{key} AND i.read_time = {staged_read_time})
-        ) END
-        FROM (SELECT count(*) AS n FROM inserted) AS stored;
+        SELECT
+            (SELECT count(*) FROM inserted),
+            CASE WHEN (SELECT count(*) FROM written) < {{staged}} THEN (
+                SELECT array_agg(s.{key} || ' ' || s.read_us) FROM {staging} s
+                WHERE NOT EXISTS (
+                    SELECT 1 FROM written w
+                    WHERE w.{key} = s.{key} AND w.read_time = {staged_read_time})
+            ) END,
+            (SELECT json_agg(json_build_array({key}, {micros}, {values}))
+             FROM written WHERE NOT fresh);
         TRUNCATE {staging}""",
+    )
+
+
+DEFAULT_REACH_US = 900 * 1_000_000
+
+
+def register_energy_sql(value: str, previous: str, gap: str) -> str:
+    """SQL of the energy of a register reading's interval, in kWh: `value` minus the previous
+    register reading's `previous`, or `value` itself when it went down (a reset counts from
+    zero, as Prometheus' increase() does); NULL (unknown) when there is no previous reading
+    within the reach (`:reach_us`), `gap` being the time since it."""
+    return (
+        f"CASE WHEN {previous} IS NULL OR {gap} > :reach_us * interval '1 microsecond' "
+        f"THEN NULL WHEN {value} >= {previous} THEN {value} - {previous} ELSE {value} END"
     )
 
 
 class StatusRepository:
     """The hot table of one kind: each id's newest reading. Every read goes through `reads`
-    (a statement timeout, a bounded pool: see ReadGate)."""
+    (a statement timeout, a bounded pool: see ReadGate). `reach_us` (MAX_READING_INTERVAL_SECONDS)
+    is how far back a register reading looks for the previous one of its entity."""
 
-    def __init__(self, kind: ReadingKind, engine: Engine, reads: ReadGate | None = None) -> None:
+    def __init__(
+        self,
+        kind: ReadingKind,
+        engine: Engine,
+        reads: ReadGate | None = None,
+        reach_us: int = DEFAULT_REACH_US,
+    ) -> None:
         self._reads = reads or ReadGate(engine)
+        self._reach_us = reach_us
         self._table = f"{kind.service}.{kind.status_table}"
         self._key = kind.id_field
         self._columns = ", ".join(

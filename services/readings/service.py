@@ -8,7 +8,7 @@ from typing import Any, Generic, TypeVar
 
 from services.common import paging
 from services.common.errors import NotFound
-from services.common.ingest import Batch, Ingestor, StreamOutcome
+from services.common.ingest import Batch, Ingestor, ReadingOutcome, StreamOutcome
 from services.common.validation import require_id
 from services.readings.kind import ReadingKind
 from services.readings.repository import StatusRepository, StatusRow
@@ -25,8 +25,9 @@ class ReadingService(Generic[Repository]):
         self._repository = repository
         self._ingestor = ingestor
 
-    def ingest_one(self, reading: Any, device: str | None = None) -> bool:
-        """Stores one reading once committed; True when it was already stored.
+    def ingest_one(self, reading: Any, device: str | None = None) -> ReadingOutcome:
+        """Stores one reading once committed: accepted, a duplicate (stored before as sent) or
+        a conflict (stored before with other values; not stored).
 
         `device`: the only id the caller may write (None: any). INVALID_ARGUMENT naming every
         field out of bounds; PERMISSION_DENIED for another device's id; UNAVAILABLE or

@@ -22,8 +22,15 @@ def status_filler(kind: ReadingKind) -> Callable[[Any, StatusRow], None]:
 
     Filling is about three times cheaper than building the message from keywords, and the
     function is compiled for the kind's fields (as namedtuple and dataclasses do): a page of
-    10,000 statuses filled by a setattr loop took 50 % longer."""
-    lines = [f"    status.{name} = row[{index}]" for index, name in enumerate(kind.status_fields)]
+    10,000 statuses filled by a setattr loop took 50 % longer. An optional column's NULL leaves
+    its field unset (JSON omits it; HasField is False)."""
+    optional = {column.name for column in kind.columns if column.optional}
+    lines = []
+    for index, name in enumerate(kind.status_fields):
+        if name in optional:  # NULL: unknown, or the energy form not sent; left unset
+            lines += [f"    if row[{index}] is not None:", f"        status.{name} = row[{index}]"]
+        else:
+            lines.append(f"    status.{name} = row[{index}]")
     last = len(kind.status_fields)
     source = "\n".join(
         [
@@ -57,18 +64,22 @@ class ReadingServicer(Generic[Service]):
     @translate_errors
     def IngestReading(self, request: Any, context: grpc.ServicerContext) -> Any:
         device = self._auth.ingesting_device(context, self._kind.device)
-        duplicate = self._readings.ingest_one(request.reading, device)
+        result = self._readings.ingest_one(request.reading, device)
         contract = self._contract
-        return contract.ingest_response(
-            duplicate=duplicate,
-            outcome=contract.outcome_duplicate if duplicate else contract.outcome_accepted,
+        response: Any = contract.ingest_response(
+            duplicate=result.outcome == "duplicate", outcome=contract.outcomes[result.outcome]
         )
+        if result.conflict is not None:
+            conflict = result.conflict
+            response.conflict.field = conflict.field
+            response.conflict.description = conflict.description
+        return response
 
     @translate_errors
     def IngestReadings(self, request_iterator: Iterator[Any], context: grpc.ServicerContext) -> Any:
         device = self._auth.ingesting_device(context, self._kind.device)
         outcome = self._readings.ingest_stream(batches_of(request_iterator, device), device)
-        rejection = self._contract.rejection
+        rejection, conflict = self._contract.rejection, self._contract.conflict
         return self._contract.stream_response(
             accepted=outcome.accepted,
             duplicates=outcome.duplicates,
@@ -76,6 +87,11 @@ class ReadingServicer(Generic[Service]):
             rejections=[
                 rejection(index=r.index, field=r.field, description=r.description)
                 for r in outcome.rejections
+            ],
+            conflicts=outcome.conflicts,
+            conflicting_readings=[
+                conflict(index=c.index, field=c.field, description=c.description)
+                for c in outcome.conflicting
             ],
         )
 

@@ -12,9 +12,10 @@ VEHICLE = ReadingKind(
     device="vehicle",
     columns=(
         Column("charger_id", "text"),
-        Column("soc", "float8"),
-        Column("kwh_delivered_dc", "float8"),
-        Column("battery_temp", "float8"),
+        Column("soc", "float8", optional=True),
+        Column("kwh_delivered_dc", "float8", optional=True),
+        Column("kwh_delivered_dc_register", "float8", optional=True),
+        Column("battery_temp", "float8", optional=True),
     ),
     readings_table="vehicle_readings",
     status_table="vehicle_status",

@@ -29,6 +29,7 @@ def session_message(row: SessionRow) -> vehicle_pb2.ChargingSession:
         reading_count=row.reading_count,
         battery_temp_sum=row.battery_temp_sum,
         battery_temp_count=row.battery_temp_count,
+        unknown_energy_count=row.unknown_energy_count,
     )
 
 

@@ -10,7 +10,7 @@ import pytest
 from energy.meter.v1 import meter_pb2, meter_service_pb2
 from energy.vehicle.v1 import vehicle_pb2, vehicle_service_pb2
 
-from services.common.validation import Bounds
+from services.common.validation import Bounds, exact
 from services.meter.kind import METER
 from services.readings.kind import ReadingKind
 from services.readings.repository import reading_table
@@ -21,20 +21,20 @@ PROTOS = Path(__file__).resolve().parents[2] / "protos" / "energy"
 
 
 def documented_range(proto: str, message: str, field: str) -> str:
-    """The comment line right above `field` in `message` of a proto file."""
+    """The comment lines right above `field` in `message` of a proto file, joined."""
     text = (PROTOS / proto).read_text()
     body = re.search(rf"message {message} \{{(.*?)\n\}}", text, re.S)
     assert body is not None, f"{message} not in {proto}"
-    found = re.search(rf"// ([^\n]*)\n\s*double {field} = \d+;", body.group(1))
+    found = re.search(rf"((?:\s*//[^\n]*\n)+)\s*(?:optional )?double {field} = \d+;", body.group(1))
     assert found is not None, f"{message}.{field} has no comment in {proto}"
-    return found.group(1)
+    return " ".join(line.strip().removeprefix("// ") for line in found.group(1).splitlines())
 
 
 def range_words(bounds: Bounds) -> str:
     # How the proto comments write a range: "0..1000", or "> 0 and <= 2000" for an open low end.
     if bounds.low_open:
-        return f"> {bounds.low:g} and <= {bounds.high:g}"
-    return f"{bounds.low:g}..{bounds.high:g}"
+        return f"> {exact(bounds.low)} and <= {exact(bounds.high)}"
+    return f"{exact(bounds.low)}..{exact(bounds.high)}"
 
 
 @pytest.mark.parametrize(
@@ -75,13 +75,14 @@ def test_the_contract_is_found_from_the_descriptors() -> None:
     assert vehicle.rejection is vehicle_pb2.ReadingRejection
     assert meter.ingest_response is meter_service_pb2.IngestReadingResponse
     assert meter.stream_response is meter_service_pb2.IngestReadingsResponse
-    assert (meter.outcome_accepted, meter.outcome_duplicate) == (1, 2)
-    assert (vehicle.outcome_accepted, vehicle.outcome_duplicate) == (1, 2)
+    assert meter.outcomes == {"accepted": 1, "duplicate": 2, "conflict": 3}
+    assert vehicle.outcomes == meter.outcomes
+    assert meter.conflict is meter_pb2.ReadingConflict
     assert METER.id_field == "meter_id" and VEHICLE.id_field == "vehicle_id"
 
 
 def test_a_status_row_fills_every_field_of_its_message() -> None:
-    row = ("EV-1", "CH-7", 55.5, 0.25, 31.0, 1_700_000_000_250_000, 1_700_000_001_000_000)
+    row = ("EV-1", "CH-7", 55.5, 0.25, None, 31.0, 1_700_000_000_250_000, 1_700_000_001_000_000)
     status = vehicle_pb2.VehicleStatus()
     status_filler(VEHICLE)(status, row)
     assert (status.vehicle_id, status.charger_id) == ("EV-1", "CH-7")
@@ -94,13 +95,23 @@ def test_the_group_commit_sql_follows_the_declared_columns() -> None:
     meter, vehicle = reading_table(METER), reading_table(VEHICLE)
     assert meter.staging_ddl == (
         "CREATE TEMP TABLE IF NOT EXISTS meter_staging ("
-        'meter_id text COLLATE "C", read_us int8, kwh_consumed_ac float8, voltage float8)'
+        'meter_id text COLLATE "C", read_us int8, kwh_consumed_ac float8, '
+        "kwh_consumed_ac_register float8, voltage float8, position int8)"
     )
     assert vehicle.copy_sql == (
         "COPY vehicle_staging (vehicle_id, read_us, charger_id, soc, kwh_delivered_dc, "
-        "battery_temp) FROM STDIN (FORMAT BINARY)"
+        "kwh_delivered_dc_register, battery_temp, position) FROM STDIN (FORMAT BINARY)"
     )
-    assert vehicle.copy_types == ("text", "int8", "text", "float8", "float8", "float8")
+    assert vehicle.copy_types == (
+        "text",
+        "int8",
+        "text",
+        "float8",
+        "float8",
+        "float8",
+        "float8",
+        "int8",
+    )
     assert "INSERT INTO vehicle.vehicle_readings" in vehicle.write_sql
     assert "INSERT INTO vehicle.vehicle_status AS current" in vehicle.write_sql
     assert "battery_temp = excluded.battery_temp" in vehicle.write_sql

@@ -46,11 +46,12 @@ def below(value: float) -> float:
 T = 1_795_168_800
 EARLIEST_S = 946_684_800  # 2000-01-01T00:00:00Z: 10,957 days * 86,400 s
 LATEST_S = T + 300
-WINDOW = TimeWindow(EARLIEST_S * 1_000_000, LATEST_S * 1_000_000)
+WINDOW = TimeWindow(EARLIEST_S * 1_000_000, LATEST_S * 1_000_000, skew_seconds=300.0)
 T_US = T * 1_000_000
 
-AFTER_2000 = "must be after 2000-01-01T00:00:00Z"
-SKEW = "must not be further in the future than the allowed clock skew"
+AFTER_2000 = "must be at or after 2000-01-01T00:00:00Z, got "
+# T + 300 s = 2026-11-20T10:05:00Z, the latest time the window takes
+SKEW = "must be at most 300 s ahead of the server's clock (CLOCK_SKEW_SECONDS), got "
 FINITE = "must be a finite number"
 
 
@@ -210,13 +211,25 @@ def test_vehicle_bounds_edges(fields, field, why):
 TIMESTAMP_CASES = [
     ("at 2000-01-01", Timestamp(seconds=EARLIEST_S), None),
     # 1999-12-31T23:59:59.999999999Z: 946,684,799,999,999 us, one short of the earliest
-    ("a nanosecond before 2000", Timestamp(seconds=EARLIEST_S - 1, nanos=999_999_999), AFTER_2000),
-    ("in 1970", Timestamp(seconds=1), AFTER_2000),
+    (
+        "a nanosecond before 2000",
+        Timestamp(seconds=EARLIEST_S - 1, nanos=999_999_999),
+        AFTER_2000 + "1999-12-31T23:59:59.999999Z",
+    ),
+    ("in 1970", Timestamp(seconds=1), AFTER_2000 + "1970-01-01T00:00:01Z"),
     ("at the skew limit", Timestamp(seconds=LATEST_S), None),
     # 999 ns past the limit is still the limit's microsecond; 1,000 ns is the next one
     ("999 ns past the skew limit", Timestamp(seconds=LATEST_S, nanos=999), None),
-    ("1 us past the skew limit", Timestamp(seconds=LATEST_S, nanos=1000), SKEW),
-    ("a second past the skew limit", Timestamp(seconds=LATEST_S + 1), SKEW),
+    (
+        "1 us past the skew limit",
+        Timestamp(seconds=LATEST_S, nanos=1000),
+        SKEW + "2026-11-20T10:05:00.000001Z, 300 s ahead",
+    ),
+    (
+        "a second past the skew limit",
+        Timestamp(seconds=LATEST_S + 1),
+        SKEW + "2026-11-20T10:05:01Z, 301 s ahead",
+    ),
     ("nanos at their maximum", Timestamp(seconds=T, nanos=999_999_999), None),
     (
         "nanos negative",
@@ -240,7 +253,7 @@ TIMESTAMP_CASES = [
         "must be within 0001-01-01T00:00:00Z and 9999-12-31T23:59:59Z, "
         "got seconds=-4611686018427387904",
     ),
-    ("unset", None, "must be set"),
+    ("unset", None, "must be set, got nothing"),
 ]
 
 
@@ -266,14 +279,16 @@ def test_an_accepted_meter_reading_becomes_its_staging_row():
     )
     rows, rejections = meter_rules.validate_batch([reading], 0, WINDOW)
     assert rejections == []
-    assert rows == [("CHG-1", T_US + 250_000, 12.5, 400.0)]
+    # (meter_id, read_us, interval kWh, register kWh (not sent), voltage, index in the stream)
+    assert rows == [("CHG-1", T_US + 250_000, 12.5, None, 400.0, 0)]
 
 
 def test_an_accepted_vehicle_reading_becomes_its_staging_row():
     reading = vehicle(soc=80.0, kwh_delivered_dc=3.25, battery_temp=-10.0)
     rows, rejections = vehicle_rules.validate_batch([reading], 0, WINDOW)
     assert rejections == []
-    assert rows == [("VH-1", T_US, "CHG-1", 80.0, 3.25, -10.0)]
+    # (vehicle_id, read_us, charger_id, soc, interval kWh, register kWh (not sent), temp, index)
+    assert rows == [("VH-1", T_US, "CHG-1", 80.0, 3.25, None, -10.0, 0)]
 
 
 def test_rejections_carry_their_index_in_the_whole_stream():
@@ -294,7 +309,7 @@ def test_the_fast_path_names_the_first_violation_and_require_valid_lists_them_al
         ("reading.meter_id", ID_RULE),
         ("reading.kwh_consumed_ac", FINITE),
         ("reading.voltage", "must be above 0 and at most 2000 V, got 0"),
-        ("reading.timestamp", "must be set"),
+        ("reading.timestamp", "must be set, got nothing"),
     ]
 
 

@@ -9,30 +9,44 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class MeterReading(_message.Message):
-    __slots__ = ("meter_id", "kwh_consumed_ac", "voltage", "timestamp")
+    __slots__ = ("meter_id", "kwh_consumed_ac", "voltage", "timestamp", "kwh_consumed_ac_register")
     METER_ID_FIELD_NUMBER: _ClassVar[int]
     KWH_CONSUMED_AC_FIELD_NUMBER: _ClassVar[int]
     VOLTAGE_FIELD_NUMBER: _ClassVar[int]
     TIMESTAMP_FIELD_NUMBER: _ClassVar[int]
+    KWH_CONSUMED_AC_REGISTER_FIELD_NUMBER: _ClassVar[int]
     meter_id: str
     kwh_consumed_ac: float
     voltage: float
     timestamp: _timestamp_pb2.Timestamp
-    def __init__(self, meter_id: _Optional[str] = ..., kwh_consumed_ac: _Optional[float] = ..., voltage: _Optional[float] = ..., timestamp: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    kwh_consumed_ac_register: float
+    def __init__(self, meter_id: _Optional[str] = ..., kwh_consumed_ac: _Optional[float] = ..., voltage: _Optional[float] = ..., timestamp: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., kwh_consumed_ac_register: _Optional[float] = ...) -> None: ...
 
 class ChargerStatus(_message.Message):
-    __slots__ = ("meter_id", "kwh_consumed_ac", "voltage", "timestamp", "update_time")
+    __slots__ = ("meter_id", "kwh_consumed_ac", "voltage", "timestamp", "update_time", "kwh_consumed_ac_register")
     METER_ID_FIELD_NUMBER: _ClassVar[int]
     KWH_CONSUMED_AC_FIELD_NUMBER: _ClassVar[int]
     VOLTAGE_FIELD_NUMBER: _ClassVar[int]
     TIMESTAMP_FIELD_NUMBER: _ClassVar[int]
     UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    KWH_CONSUMED_AC_REGISTER_FIELD_NUMBER: _ClassVar[int]
     meter_id: str
     kwh_consumed_ac: float
     voltage: float
     timestamp: _timestamp_pb2.Timestamp
     update_time: _timestamp_pb2.Timestamp
-    def __init__(self, meter_id: _Optional[str] = ..., kwh_consumed_ac: _Optional[float] = ..., voltage: _Optional[float] = ..., timestamp: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    kwh_consumed_ac_register: float
+    def __init__(self, meter_id: _Optional[str] = ..., kwh_consumed_ac: _Optional[float] = ..., voltage: _Optional[float] = ..., timestamp: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., kwh_consumed_ac_register: _Optional[float] = ...) -> None: ...
+
+class ReadingConflict(_message.Message):
+    __slots__ = ("index", "field", "description")
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    FIELD_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    index: int
+    field: str
+    description: str
+    def __init__(self, index: _Optional[int] = ..., field: _Optional[str] = ..., description: _Optional[str] = ...) -> None: ...
 
 class ReadingRejection(_message.Message):
     __slots__ = ("index", "field", "description")
@@ -55,15 +69,17 @@ class ConsumptionInterval(_message.Message):
     def __init__(self, charger_id: _Optional[str] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class ConsumptionSummary(_message.Message):
-    __slots__ = ("charger_id", "start_time", "end_time", "kwh_consumed_ac", "reading_count")
+    __slots__ = ("charger_id", "start_time", "end_time", "kwh_consumed_ac", "reading_count", "unknown_energy_count")
     CHARGER_ID_FIELD_NUMBER: _ClassVar[int]
     START_TIME_FIELD_NUMBER: _ClassVar[int]
     END_TIME_FIELD_NUMBER: _ClassVar[int]
     KWH_CONSUMED_AC_FIELD_NUMBER: _ClassVar[int]
     READING_COUNT_FIELD_NUMBER: _ClassVar[int]
+    UNKNOWN_ENERGY_COUNT_FIELD_NUMBER: _ClassVar[int]
     charger_id: str
     start_time: _timestamp_pb2.Timestamp
     end_time: _timestamp_pb2.Timestamp
     kwh_consumed_ac: float
     reading_count: int
-    def __init__(self, charger_id: _Optional[str] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., kwh_consumed_ac: _Optional[float] = ..., reading_count: _Optional[int] = ...) -> None: ...
+    unknown_energy_count: int
+    def __init__(self, charger_id: _Optional[str] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., kwh_consumed_ac: _Optional[float] = ..., reading_count: _Optional[int] = ..., unknown_energy_count: _Optional[int] = ...) -> None: ...

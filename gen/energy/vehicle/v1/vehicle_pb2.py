@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1f\x65nergy/vehicle/v1/vehicle.proto\x12\x11\x65nergy.vehicle.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa4\x01\n\x0eVehicleReading\x12\x12\n\nvehicle_id\x18\x01 \x01(\t\x12\x12\n\ncharger_id\x18\x02 \x01(\t\x12\x0b\n\x03soc\x18\x03 \x01(\x01\x12\x18\n\x10kwh_delivered_dc\x18\x04 \x01(\x01\x12\x14\n\x0c\x62\x61ttery_temp\x18\x05 \x01(\x01\x12-\n\ttimestamp\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xd4\x01\n\rVehicleStatus\x12\x12\n\nvehicle_id\x18\x01 \x01(\t\x12\x12\n\ncharger_id\x18\x02 \x01(\t\x12\x0b\n\x03soc\x18\x03 \x01(\x01\x12\x18\n\x10kwh_delivered_dc\x18\x04 \x01(\x01\x12\x14\n\x0c\x62\x61ttery_temp\x18\x05 \x01(\x01\x12-\n\ttimestamp\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"E\n\x10ReadingRejection\x12\r\n\x05index\x18\x01 \x01(\x03\x12\r\n\x05\x66ield\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\"\xea\x01\n\x0f\x43hargingSession\x12\x12\n\ncharger_id\x18\x01 \x01(\t\x12.\n\nstart_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x18\n\x10kwh_delivered_dc\x18\x04 \x01(\x01\x12\x15\n\rreading_count\x18\x05 \x01(\x03\x12\x18\n\x10\x62\x61ttery_temp_sum\x18\x06 \x01(\x01\x12\x1a\n\x12\x62\x61ttery_temp_count\x18\x07 \x01(\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1f\x65nergy/vehicle/v1/vehicle.proto\x12\x11\x65nergy.vehicle.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa7\x02\n\x0eVehicleReading\x12\x12\n\nvehicle_id\x18\x01 \x01(\t\x12\x12\n\ncharger_id\x18\x02 \x01(\t\x12\x10\n\x03soc\x18\x03 \x01(\x01H\x00\x88\x01\x01\x12\x1d\n\x10kwh_delivered_dc\x18\x04 \x01(\x01H\x01\x88\x01\x01\x12\x19\n\x0c\x62\x61ttery_temp\x18\x05 \x01(\x01H\x02\x88\x01\x01\x12-\n\ttimestamp\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12&\n\x19kwh_delivered_dc_register\x18\x07 \x01(\x01H\x03\x88\x01\x01\x42\x06\n\x04_socB\x13\n\x11_kwh_delivered_dcB\x0f\n\r_battery_tempB\x1c\n\x1a_kwh_delivered_dc_register\"\xd7\x02\n\rVehicleStatus\x12\x12\n\nvehicle_id\x18\x01 \x01(\t\x12\x12\n\ncharger_id\x18\x02 \x01(\t\x12\x10\n\x03soc\x18\x03 \x01(\x01H\x00\x88\x01\x01\x12\x1d\n\x10kwh_delivered_dc\x18\x04 \x01(\x01H\x01\x88\x01\x01\x12\x19\n\x0c\x62\x61ttery_temp\x18\x05 \x01(\x01H\x02\x88\x01\x01\x12-\n\ttimestamp\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12&\n\x19kwh_delivered_dc_register\x18\x08 \x01(\x01H\x03\x88\x01\x01\x42\x06\n\x04_socB\x13\n\x11_kwh_delivered_dcB\x0f\n\r_battery_tempB\x1c\n\x1a_kwh_delivered_dc_register\"D\n\x0fReadingConflict\x12\r\n\x05index\x18\x01 \x01(\x03\x12\r\n\x05\x66ield\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\"E\n\x10ReadingRejection\x12\r\n\x05index\x18\x01 \x01(\x03\x12\r\n\x05\x66ield\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\"\x88\x02\n\x0f\x43hargingSession\x12\x12\n\ncharger_id\x18\x01 \x01(\t\x12.\n\nstart_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x18\n\x10kwh_delivered_dc\x18\x04 \x01(\x01\x12\x15\n\rreading_count\x18\x05 \x01(\x03\x12\x18\n\x10\x62\x61ttery_temp_sum\x18\x06 \x01(\x01\x12\x1a\n\x12\x62\x61ttery_temp_count\x18\x07 \x01(\x03\x12\x1c\n\x14unknown_energy_count\x18\x08 \x01(\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,11 +33,13 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'energy.vehicle.v1.vehicle_p
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_VEHICLEREADING']._serialized_start=88
-  _globals['_VEHICLEREADING']._serialized_end=252
-  _globals['_VEHICLESTATUS']._serialized_start=255
-  _globals['_VEHICLESTATUS']._serialized_end=467
-  _globals['_READINGREJECTION']._serialized_start=469
-  _globals['_READINGREJECTION']._serialized_end=538
-  _globals['_CHARGINGSESSION']._serialized_start=541
-  _globals['_CHARGINGSESSION']._serialized_end=775
+  _globals['_VEHICLEREADING']._serialized_end=383
+  _globals['_VEHICLESTATUS']._serialized_start=386
+  _globals['_VEHICLESTATUS']._serialized_end=729
+  _globals['_READINGCONFLICT']._serialized_start=731
+  _globals['_READINGCONFLICT']._serialized_end=799
+  _globals['_READINGREJECTION']._serialized_start=801
+  _globals['_READINGREJECTION']._serialized_end=870
+  _globals['_CHARGINGSESSION']._serialized_start=873
+  _globals['_CHARGINGSESSION']._serialized_end=1137
 # @@protoc_insertion_point(module_scope)

@@ -9,23 +9,25 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class VehicleReading(_message.Message):
-    __slots__ = ("vehicle_id", "charger_id", "soc", "kwh_delivered_dc", "battery_temp", "timestamp")
+    __slots__ = ("vehicle_id", "charger_id", "soc", "kwh_delivered_dc", "battery_temp", "timestamp", "kwh_delivered_dc_register")
     VEHICLE_ID_FIELD_NUMBER: _ClassVar[int]
     CHARGER_ID_FIELD_NUMBER: _ClassVar[int]
     SOC_FIELD_NUMBER: _ClassVar[int]
     KWH_DELIVERED_DC_FIELD_NUMBER: _ClassVar[int]
     BATTERY_TEMP_FIELD_NUMBER: _ClassVar[int]
     TIMESTAMP_FIELD_NUMBER: _ClassVar[int]
+    KWH_DELIVERED_DC_REGISTER_FIELD_NUMBER: _ClassVar[int]
     vehicle_id: str
     charger_id: str
     soc: float
     kwh_delivered_dc: float
     battery_temp: float
     timestamp: _timestamp_pb2.Timestamp
-    def __init__(self, vehicle_id: _Optional[str] = ..., charger_id: _Optional[str] = ..., soc: _Optional[float] = ..., kwh_delivered_dc: _Optional[float] = ..., battery_temp: _Optional[float] = ..., timestamp: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    kwh_delivered_dc_register: float
+    def __init__(self, vehicle_id: _Optional[str] = ..., charger_id: _Optional[str] = ..., soc: _Optional[float] = ..., kwh_delivered_dc: _Optional[float] = ..., battery_temp: _Optional[float] = ..., timestamp: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., kwh_delivered_dc_register: _Optional[float] = ...) -> None: ...
 
 class VehicleStatus(_message.Message):
-    __slots__ = ("vehicle_id", "charger_id", "soc", "kwh_delivered_dc", "battery_temp", "timestamp", "update_time")
+    __slots__ = ("vehicle_id", "charger_id", "soc", "kwh_delivered_dc", "battery_temp", "timestamp", "update_time", "kwh_delivered_dc_register")
     VEHICLE_ID_FIELD_NUMBER: _ClassVar[int]
     CHARGER_ID_FIELD_NUMBER: _ClassVar[int]
     SOC_FIELD_NUMBER: _ClassVar[int]
@@ -33,6 +35,7 @@ class VehicleStatus(_message.Message):
     BATTERY_TEMP_FIELD_NUMBER: _ClassVar[int]
     TIMESTAMP_FIELD_NUMBER: _ClassVar[int]
     UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    KWH_DELIVERED_DC_REGISTER_FIELD_NUMBER: _ClassVar[int]
     vehicle_id: str
     charger_id: str
     soc: float
@@ -40,7 +43,18 @@ class VehicleStatus(_message.Message):
     battery_temp: float
     timestamp: _timestamp_pb2.Timestamp
     update_time: _timestamp_pb2.Timestamp
-    def __init__(self, vehicle_id: _Optional[str] = ..., charger_id: _Optional[str] = ..., soc: _Optional[float] = ..., kwh_delivered_dc: _Optional[float] = ..., battery_temp: _Optional[float] = ..., timestamp: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    kwh_delivered_dc_register: float
+    def __init__(self, vehicle_id: _Optional[str] = ..., charger_id: _Optional[str] = ..., soc: _Optional[float] = ..., kwh_delivered_dc: _Optional[float] = ..., battery_temp: _Optional[float] = ..., timestamp: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., kwh_delivered_dc_register: _Optional[float] = ...) -> None: ...
+
+class ReadingConflict(_message.Message):
+    __slots__ = ("index", "field", "description")
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    FIELD_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    index: int
+    field: str
+    description: str
+    def __init__(self, index: _Optional[int] = ..., field: _Optional[str] = ..., description: _Optional[str] = ...) -> None: ...
 
 class ReadingRejection(_message.Message):
     __slots__ = ("index", "field", "description")
@@ -53,7 +67,7 @@ class ReadingRejection(_message.Message):
     def __init__(self, index: _Optional[int] = ..., field: _Optional[str] = ..., description: _Optional[str] = ...) -> None: ...
 
 class ChargingSession(_message.Message):
-    __slots__ = ("charger_id", "start_time", "end_time", "kwh_delivered_dc", "reading_count", "battery_temp_sum", "battery_temp_count")
+    __slots__ = ("charger_id", "start_time", "end_time", "kwh_delivered_dc", "reading_count", "battery_temp_sum", "battery_temp_count", "unknown_energy_count")
     CHARGER_ID_FIELD_NUMBER: _ClassVar[int]
     START_TIME_FIELD_NUMBER: _ClassVar[int]
     END_TIME_FIELD_NUMBER: _ClassVar[int]
@@ -61,6 +75,7 @@ class ChargingSession(_message.Message):
     READING_COUNT_FIELD_NUMBER: _ClassVar[int]
     BATTERY_TEMP_SUM_FIELD_NUMBER: _ClassVar[int]
     BATTERY_TEMP_COUNT_FIELD_NUMBER: _ClassVar[int]
+    UNKNOWN_ENERGY_COUNT_FIELD_NUMBER: _ClassVar[int]
     charger_id: str
     start_time: _timestamp_pb2.Timestamp
     end_time: _timestamp_pb2.Timestamp
@@ -68,4 +83,5 @@ class ChargingSession(_message.Message):
     reading_count: int
     battery_temp_sum: float
     battery_temp_count: int
-    def __init__(self, charger_id: _Optional[str] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., kwh_delivered_dc: _Optional[float] = ..., reading_count: _Optional[int] = ..., battery_temp_sum: _Optional[float] = ..., battery_temp_count: _Optional[int] = ...) -> None: ...
+    unknown_energy_count: int
+    def __init__(self, charger_id: _Optional[str] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., kwh_delivered_dc: _Optional[float] = ..., reading_count: _Optional[int] = ..., battery_temp_sum: _Optional[float] = ..., battery_temp_count: _Optional[int] = ..., unknown_energy_count: _Optional[int] = ...) -> None: ...

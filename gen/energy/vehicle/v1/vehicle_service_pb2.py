@@ -27,33 +27,33 @@ from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\'energy/vehicle/v1/vehicle_service.proto\x12\x11\x65nergy.vehicle.v1\x1a\x1f\x65nergy/vehicle/v1/vehicle.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"J\n\x14IngestReadingRequest\x12\x32\n\x07reading\x18\x01 \x01(\x0b\x32!.energy.vehicle.v1.VehicleReading\"]\n\x15IngestReadingResponse\x12\x11\n\tduplicate\x18\x01 \x01(\x08\x12\x31\n\x07outcome\x18\x02 \x01(\x0e\x32 .energy.vehicle.v1.IngestOutcome\"L\n\x15IngestReadingsRequest\x12\x33\n\x08readings\x18\x01 \x03(\x0b\x32!.energy.vehicle.v1.VehicleReading\"\x89\x01\n\x16IngestReadingsResponse\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x03\x12\x12\n\nduplicates\x18\x02 \x01(\x03\x12\x10\n\x08rejected\x18\x03 \x01(\x03\x12\x37\n\nrejections\x18\x04 \x03(\x0b\x32#.energy.vehicle.v1.ReadingRejection\"C\n\x1aListVehicleStatusesRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"r\n\x1bListVehicleStatusesResponse\x12:\n\x10vehicle_statuses\x18\x01 \x03(\x0b\x32 .energy.vehicle.v1.VehicleStatus\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"-\n\x17GetVehicleStatusRequest\x12\x12\n\nvehicle_id\x18\x01 \x01(\t\"\xbf\x01\n\x1bListChargingSessionsRequest\x12\x12\n\nvehicle_id\x18\x01 \x01(\t\x12.\n\nstart_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\x0bsession_gap\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\"T\n\x1cListChargingSessionsResponse\x12\x34\n\x08sessions\x18\x01 \x03(\x0b\x32\".energy.vehicle.v1.ChargingSession*j\n\rIngestOutcome\x12\x1e\n\x1aINGEST_OUTCOME_UNSPECIFIED\x10\x00\x12\x1b\n\x17INGEST_OUTCOME_ACCEPTED\x10\x01\x12\x1c\n\x18INGEST_OUTCOME_DUPLICATE\x10\x02\x32\xae\x04\n\x0eVehicleService\x12\x62\n\rIngestReading\x12\'.energy.vehicle.v1.IngestReadingRequest\x1a(.energy.vehicle.v1.IngestReadingResponse\x12g\n\x0eIngestReadings\x12(.energy.vehicle.v1.IngestReadingsRequest\x1a).energy.vehicle.v1.IngestReadingsResponse(\x01\x12t\n\x13ListVehicleStatuses\x12-.energy.vehicle.v1.ListVehicleStatusesRequest\x1a..energy.vehicle.v1.ListVehicleStatusesResponse\x12`\n\x10GetVehicleStatus\x12*.energy.vehicle.v1.GetVehicleStatusRequest\x1a .energy.vehicle.v1.VehicleStatus\x12w\n\x14ListChargingSessions\x12..energy.vehicle.v1.ListChargingSessionsRequest\x1a/.energy.vehicle.v1.ListChargingSessionsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\'energy/vehicle/v1/vehicle_service.proto\x12\x11\x65nergy.vehicle.v1\x1a\x1f\x65nergy/vehicle/v1/vehicle.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"J\n\x14IngestReadingRequest\x12\x32\n\x07reading\x18\x01 \x01(\x0b\x32!.energy.vehicle.v1.VehicleReading\"\x93\x01\n\x15IngestReadingResponse\x12\x11\n\tduplicate\x18\x01 \x01(\x08\x12\x31\n\x07outcome\x18\x02 \x01(\x0e\x32 .energy.vehicle.v1.IngestOutcome\x12\x34\n\x08\x63onflict\x18\x03 \x01(\x0b\x32\".energy.vehicle.v1.ReadingConflict\"L\n\x15IngestReadingsRequest\x12\x33\n\x08readings\x18\x01 \x03(\x0b\x32!.energy.vehicle.v1.VehicleReading\"\xde\x01\n\x16IngestReadingsResponse\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x03\x12\x12\n\nduplicates\x18\x02 \x01(\x03\x12\x10\n\x08rejected\x18\x03 \x01(\x03\x12\x37\n\nrejections\x18\x04 \x03(\x0b\x32#.energy.vehicle.v1.ReadingRejection\x12\x11\n\tconflicts\x18\x05 \x01(\x03\x12@\n\x14\x63onflicting_readings\x18\x06 \x03(\x0b\x32\".energy.vehicle.v1.ReadingConflict\"C\n\x1aListVehicleStatusesRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"r\n\x1bListVehicleStatusesResponse\x12:\n\x10vehicle_statuses\x18\x01 \x03(\x0b\x32 .energy.vehicle.v1.VehicleStatus\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"-\n\x17GetVehicleStatusRequest\x12\x12\n\nvehicle_id\x18\x01 \x01(\t\"\xbf\x01\n\x1bListChargingSessionsRequest\x12\x12\n\nvehicle_id\x18\x01 \x01(\t\x12.\n\nstart_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\x0bsession_gap\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\"T\n\x1cListChargingSessionsResponse\x12\x34\n\x08sessions\x18\x01 \x03(\x0b\x32\".energy.vehicle.v1.ChargingSession*\x87\x01\n\rIngestOutcome\x12\x1e\n\x1aINGEST_OUTCOME_UNSPECIFIED\x10\x00\x12\x1b\n\x17INGEST_OUTCOME_ACCEPTED\x10\x01\x12\x1c\n\x18INGEST_OUTCOME_DUPLICATE\x10\x02\x12\x1b\n\x17INGEST_OUTCOME_CONFLICT\x10\x03\x32\xae\x04\n\x0eVehicleService\x12\x62\n\rIngestReading\x12\'.energy.vehicle.v1.IngestReadingRequest\x1a(.energy.vehicle.v1.IngestReadingResponse\x12g\n\x0eIngestReadings\x12(.energy.vehicle.v1.IngestReadingsRequest\x1a).energy.vehicle.v1.IngestReadingsResponse(\x01\x12t\n\x13ListVehicleStatuses\x12-.energy.vehicle.v1.ListVehicleStatusesRequest\x1a..energy.vehicle.v1.ListVehicleStatusesResponse\x12`\n\x10GetVehicleStatus\x12*.energy.vehicle.v1.GetVehicleStatusRequest\x1a .energy.vehicle.v1.VehicleStatus\x12w\n\x14ListChargingSessions\x12..energy.vehicle.v1.ListChargingSessionsRequest\x1a/.energy.vehicle.v1.ListChargingSessionsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'energy.vehicle.v1.vehicle_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_INGESTOUTCOME']._serialized_start=1061
-  _globals['_INGESTOUTCOME']._serialized_end=1167
+  _globals['_INGESTOUTCOME']._serialized_start=1202
+  _globals['_INGESTOUTCOME']._serialized_end=1337
   _globals['_INGESTREADINGREQUEST']._serialized_start=160
   _globals['_INGESTREADINGREQUEST']._serialized_end=234
-  _globals['_INGESTREADINGRESPONSE']._serialized_start=236
-  _globals['_INGESTREADINGRESPONSE']._serialized_end=329
-  _globals['_INGESTREADINGSREQUEST']._serialized_start=331
-  _globals['_INGESTREADINGSREQUEST']._serialized_end=407
-  _globals['_INGESTREADINGSRESPONSE']._serialized_start=410
-  _globals['_INGESTREADINGSRESPONSE']._serialized_end=547
-  _globals['_LISTVEHICLESTATUSESREQUEST']._serialized_start=549
-  _globals['_LISTVEHICLESTATUSESREQUEST']._serialized_end=616
-  _globals['_LISTVEHICLESTATUSESRESPONSE']._serialized_start=618
-  _globals['_LISTVEHICLESTATUSESRESPONSE']._serialized_end=732
-  _globals['_GETVEHICLESTATUSREQUEST']._serialized_start=734
-  _globals['_GETVEHICLESTATUSREQUEST']._serialized_end=779
-  _globals['_LISTCHARGINGSESSIONSREQUEST']._serialized_start=782
-  _globals['_LISTCHARGINGSESSIONSREQUEST']._serialized_end=973
-  _globals['_LISTCHARGINGSESSIONSRESPONSE']._serialized_start=975
-  _globals['_LISTCHARGINGSESSIONSRESPONSE']._serialized_end=1059
-  _globals['_VEHICLESERVICE']._serialized_start=1170
-  _globals['_VEHICLESERVICE']._serialized_end=1728
+  _globals['_INGESTREADINGRESPONSE']._serialized_start=237
+  _globals['_INGESTREADINGRESPONSE']._serialized_end=384
+  _globals['_INGESTREADINGSREQUEST']._serialized_start=386
+  _globals['_INGESTREADINGSREQUEST']._serialized_end=462
+  _globals['_INGESTREADINGSRESPONSE']._serialized_start=465
+  _globals['_INGESTREADINGSRESPONSE']._serialized_end=687
+  _globals['_LISTVEHICLESTATUSESREQUEST']._serialized_start=689
+  _globals['_LISTVEHICLESTATUSESREQUEST']._serialized_end=756
+  _globals['_LISTVEHICLESTATUSESRESPONSE']._serialized_start=758
+  _globals['_LISTVEHICLESTATUSESRESPONSE']._serialized_end=872
+  _globals['_GETVEHICLESTATUSREQUEST']._serialized_start=874
+  _globals['_GETVEHICLESTATUSREQUEST']._serialized_end=919
+  _globals['_LISTCHARGINGSESSIONSREQUEST']._serialized_start=922
+  _globals['_LISTCHARGINGSESSIONSREQUEST']._serialized_end=1113
+  _globals['_LISTCHARGINGSESSIONSRESPONSE']._serialized_start=1115
+  _globals['_LISTCHARGINGSESSIONSRESPONSE']._serialized_end=1199
+  _globals['_VEHICLESERVICE']._serialized_start=1340
+  _globals['_VEHICLESERVICE']._serialized_end=1898
 # @@protoc_insertion_point(module_scope)

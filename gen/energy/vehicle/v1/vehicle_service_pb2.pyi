@@ -17,9 +17,11 @@ class IngestOutcome(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     INGEST_OUTCOME_UNSPECIFIED: _ClassVar[IngestOutcome]
     INGEST_OUTCOME_ACCEPTED: _ClassVar[IngestOutcome]
     INGEST_OUTCOME_DUPLICATE: _ClassVar[IngestOutcome]
+    INGEST_OUTCOME_CONFLICT: _ClassVar[IngestOutcome]
 INGEST_OUTCOME_UNSPECIFIED: IngestOutcome
 INGEST_OUTCOME_ACCEPTED: IngestOutcome
 INGEST_OUTCOME_DUPLICATE: IngestOutcome
+INGEST_OUTCOME_CONFLICT: IngestOutcome
 
 class IngestReadingRequest(_message.Message):
     __slots__ = ("reading",)
@@ -28,12 +30,14 @@ class IngestReadingRequest(_message.Message):
     def __init__(self, reading: _Optional[_Union[_vehicle_pb2.VehicleReading, _Mapping]] = ...) -> None: ...
 
 class IngestReadingResponse(_message.Message):
-    __slots__ = ("duplicate", "outcome")
+    __slots__ = ("duplicate", "outcome", "conflict")
     DUPLICATE_FIELD_NUMBER: _ClassVar[int]
     OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    CONFLICT_FIELD_NUMBER: _ClassVar[int]
     duplicate: bool
     outcome: IngestOutcome
-    def __init__(self, duplicate: _Optional[bool] = ..., outcome: _Optional[_Union[IngestOutcome, str]] = ...) -> None: ...
+    conflict: _vehicle_pb2.ReadingConflict
+    def __init__(self, duplicate: _Optional[bool] = ..., outcome: _Optional[_Union[IngestOutcome, str]] = ..., conflict: _Optional[_Union[_vehicle_pb2.ReadingConflict, _Mapping]] = ...) -> None: ...
 
 class IngestReadingsRequest(_message.Message):
     __slots__ = ("readings",)
@@ -42,16 +46,20 @@ class IngestReadingsRequest(_message.Message):
     def __init__(self, readings: _Optional[_Iterable[_Union[_vehicle_pb2.VehicleReading, _Mapping]]] = ...) -> None: ...
 
 class IngestReadingsResponse(_message.Message):
-    __slots__ = ("accepted", "duplicates", "rejected", "rejections")
+    __slots__ = ("accepted", "duplicates", "rejected", "rejections", "conflicts", "conflicting_readings")
     ACCEPTED_FIELD_NUMBER: _ClassVar[int]
     DUPLICATES_FIELD_NUMBER: _ClassVar[int]
     REJECTED_FIELD_NUMBER: _ClassVar[int]
     REJECTIONS_FIELD_NUMBER: _ClassVar[int]
+    CONFLICTS_FIELD_NUMBER: _ClassVar[int]
+    CONFLICTING_READINGS_FIELD_NUMBER: _ClassVar[int]
     accepted: int
     duplicates: int
     rejected: int
     rejections: _containers.RepeatedCompositeFieldContainer[_vehicle_pb2.ReadingRejection]
-    def __init__(self, accepted: _Optional[int] = ..., duplicates: _Optional[int] = ..., rejected: _Optional[int] = ..., rejections: _Optional[_Iterable[_Union[_vehicle_pb2.ReadingRejection, _Mapping]]] = ...) -> None: ...
+    conflicts: int
+    conflicting_readings: _containers.RepeatedCompositeFieldContainer[_vehicle_pb2.ReadingConflict]
+    def __init__(self, accepted: _Optional[int] = ..., duplicates: _Optional[int] = ..., rejected: _Optional[int] = ..., rejections: _Optional[_Iterable[_Union[_vehicle_pb2.ReadingRejection, _Mapping]]] = ..., conflicts: _Optional[int] = ..., conflicting_readings: _Optional[_Iterable[_Union[_vehicle_pb2.ReadingConflict, _Mapping]]] = ...) -> None: ...
 
 class ListVehicleStatusesRequest(_message.Message):
     __slots__ = ("page_size", "page_token")
