@@ -84,20 +84,38 @@ def test_every_readme_grpcurl_example_runs(servers):
             outputs.setdefault(method, []).append(json.loads(result.stdout))
 
     # The same reading twice (12:00Z, then 14:00+02:00): stored, then a duplicate, both said.
+    # Then 16.0 kWh for the same charger and time: a conflict, and 15.5 stays.
     assert outputs["energy.meter.v1.MeterService/IngestReading"] == [
         {"outcome": "INGEST_OUTCOME_ACCEPTED"},
         {"duplicate": True, "outcome": "INGEST_OUTCOME_DUPLICATE"},
+        {
+            "outcome": "INGEST_OUTCOME_CONFLICT",
+            "conflict": {
+                "field": "kwh_consumed_ac",
+                "description": "stored with other values, not stored (first write wins): "
+                "kwh_consumed_ac stored 15.5, sent 16",
+            },
+        },
     ]
     assert outputs["energy.vehicle.v1.VehicleService/IngestReading"] == [
         {"outcome": "INGEST_OUTCOME_ACCEPTED"}
     ]
-    stream = outputs["energy.meter.v1.MeterService/IngestReadings"][0]
+    stream, registers = outputs["energy.meter.v1.MeterService/IngestReadings"]
     assert (stream["accepted"], stream["rejected"]) == ("2", "1")
     assert stream["rejections"][0]["index"] == "2"
+    assert registers == {"accepted": "3"}
+    # Registers 1520.25, 1520.5, 1521.0: 0.25 + 0.5 = 0.75 kWh, the first reading's unknown.
+    (summary,) = outputs["energy.meter.v1.MeterService/SummarizeConsumption"][0]["summaries"]
+    assert summary["kwh_consumed_ac"] == 0.75
+    assert (summary["reading_count"], summary["unknown_energy_count"]) == ("3", "1")
     status = outputs["energy.meter.v1.MeterService/GetChargerStatus"][0]
     assert status["meter_id"] == "CHG-001" and status["timestamp"] == "2026-02-10T12:02:00Z"
     listed = outputs["energy.meter.v1.MeterService/ListChargerStatuses"][0]
-    assert [s["meter_id"] for s in listed["charger_statuses"]] == ["CHG-001"]
+    assert [s["meter_id"] for s in listed["charger_statuses"]] == ["CHG-001", "CHG-REG"]
+    # The newest reading as sent: CHG-REG's is a register, its interval energy absent.
+    register_status = listed["charger_statuses"][1]
+    assert register_status["kwh_consumed_ac_register"] == 1521.0
+    assert "kwh_consumed_ac" not in register_status
     vehicles = outputs["energy.vehicle.v1.VehicleService/ListVehicleStatuses"][0]
     assert vehicles["vehicle_statuses"][0]["soc"] == 75
     assert outputs["grpc.health.v1.Health/Check"] == [{"status": "SERVING"}]
