@@ -142,6 +142,10 @@ def benchmark(server_url: str, plan: Plan, skip: set[str]) -> dict[str, Any]:
         fed = phases.ingest(meter.target, vehicle.target, config, plan.streams)
         assert fed.meter.accepted + fed.vehicle.accepted == readings, fed
         results["ingest_per_s"] = fed.rate
+        if "meter-forms" not in skip:
+            meter_rows, _ = phases.fleet_rows(config)
+            results["meter_forms"] = phases.meter_forms(meter.target, meter_rows, plan.streams)
+            del meter_rows
         if "per-request" not in skip:
             sample, _ = phases.fleet_rows(
                 FleetConfig(
@@ -233,6 +237,15 @@ def table(results: dict[str, Any]) -> str:
     rows.append(
         ("ingest: IngestReadings streams, both services", f"{results['ingest_per_s']:,.0f} /s")
     )
+    if "meter_forms" in results:
+        forms = results["meter_forms"]
+        for form in ("interval", "register"):
+            rows.append(
+                (
+                    f"meter {form} readings: pre-encoded streams, MeterService",
+                    f"{forms[f'{form}_per_s']:,.0f} /s",
+                )
+            )
     if "per_request_per_s" in results:
         rows.append(
             (
