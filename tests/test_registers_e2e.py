@@ -918,3 +918,156 @@ def test_vehicle_both_energy_forms_are_refused(vehicles: Vehicle) -> None:
     )
     assert (response.accepted, response.rejected) == (2, 1)
     assert [r.index for r in response.rejections] == [1]
+
+
+# --- more edges ----------------------------------------------------------------------------
+
+
+def test_a_repeated_conflict_in_one_stream_is_judged_against_the_stored_reading(
+    meters: Meter,
+) -> None:
+    at = moment(2026, 11, 25, 10)
+    meters.ingest_all([meter("CHG-KEPT", at, kwh=0.25)])
+    # One message: 0.75 twice (each against the stored 0.25: two conflicts, the second is not a
+    # duplicate of the first, which was not kept), then 0.25 (the stored one: a duplicate).
+    # A new key at+1m: 0.5, then 1.5 in the same message (a conflict with the kept 0.5).
+    response = meters.stream(
+        [
+            meter("CHG-KEPT", at, kwh=0.75),
+            meter("CHG-KEPT", at, kwh=0.75),
+            meter("CHG-KEPT", at, kwh=0.25),
+            meter("CHG-KEPT", at + MINUTE, kwh=0.5),
+            meter("CHG-KEPT", at + MINUTE, kwh=1.5),
+        ]
+    )
+    assert (response.accepted, response.duplicates, response.rejected, response.conflicts) == (
+        1,
+        1,
+        0,
+        3,
+    )
+    assert sorted(c.index for c in response.conflicting_readings) == [0, 1, 4]
+    # Stored: 0.25 + 0.5 = 0.75.
+    summary = meters.summarize("CHG-KEPT", at, at + HOUR)
+    assert (summary.kwh_consumed_ac, summary.reading_count) == (0.75, 2)
+
+
+def test_resends_with_unset_fields_are_duplicates(meters: Meter, vehicles: Vehicle) -> None:
+    at = moment(2026, 11, 25, 11)
+    # A register reading resent as sent: a duplicate (kwh_consumed_ac NULL both times).
+    assert meters.unary(meter("CHG-RS", at, register=42.5)).outcome == ACCEPTED
+    again = meters.unary(meter("CHG-RS", at, register=42.5))
+    assert (again.duplicate, again.outcome) == (True, DUPLICATE)
+    # Neither form is interval energy 0: the same as an explicit 0.0.
+    assert meters.unary(meter("CHG-RS", at + MINUTE)).outcome == ACCEPTED
+    zero = meters.unary(meter("CHG-RS", at + MINUTE, kwh=0.0))
+    assert (zero.duplicate, zero.outcome) == (True, DUPLICATE)
+    # A different register value is a conflict naming the register.
+    other = meters.unary(meter("CHG-RS", at, register=42.75))
+    assert (other.outcome, other.conflict.field) == (CONFLICT, "kwh_consumed_ac_register")
+
+    # A vehicle reading without soc or temperature resent: a duplicate (unknown = unknown).
+    bare = vehicle("VH-RS", "CHG-RS", at, register=1.5, soc=None, temp=None)
+    assert vehicles.unary(bare).outcome == V_ACCEPTED
+    resent = vehicles.unary(bare)
+    assert (resent.duplicate, resent.outcome) == (True, V_DUPLICATE)
+    streamed = vehicles.stream([bare])
+    assert (streamed.accepted, streamed.duplicates, streamed.conflicts) == (0, 1, 0)
+    # The same reading now reporting a temperature: a conflict on battery_temp.
+    warmer = vehicles.unary(vehicle("VH-RS", "CHG-RS", at, register=1.5, soc=None, temp=20.0))
+    assert (warmer.outcome, warmer.conflict.field) == (V_CONFLICT, "battery_temp")
+
+
+def test_performance_register_sessions_look_back_between_sessions(
+    meters: Meter, vehicles: Vehicle, analytics_factory: StartAnalytics
+) -> None:
+    ten = moment(2026, 11, 26, 10)
+    # CHG-TWO's register every minute 10:00..10:20: 100 + 0.25 k at 10:00 + k min, k = 0..20.
+    meters.ingest_all(
+        [meter("CHG-TWO", ten + k * MINUTE, register=100.0 + 0.25 * k) for k in range(21)]
+    )
+    # VH-TWO: session A 10:00..10:05, session B 10:15..10:20 (a 10-minute gap > 5 min),
+    # 0.25 kWh DC a minute.
+    vehicles.ingest_all(
+        [
+            vehicle("VH-TWO", "CHG-TWO", ten + k * MINUTE, dc=0.25)
+            for k in (*range(0, 6), *range(15, 21))
+        ]
+    )
+    analytics = analytics_factory()
+    performance = analytics.performance("VH-TWO", end=ten + HOUR, window=HOUR)
+    a, b = performance.sessions
+    # A: meter interval [09:59:30, 10:05:30): readings k = 0..5 (6); k = 0 has no previous
+    # register (unknown); k = 1..5 add 0.25 each: 1.25.
+    assert (a.energy_consumed_ac, a.meter_data_points) == (1.25, 6)
+    assert a.energy_delivered_dc == 6 * 0.25  # 1.5
+    # B: [10:14:30, 10:20:30): k = 15..20 (6); k = 15 looks back before the interval to k = 14
+    # (60 s, within reach): all six known, 6 x 0.25 = 1.5.
+    assert (b.energy_consumed_ac, b.meter_data_points) == (1.5, 6)
+    assert b.energy_delivered_dc == 1.5
+    # Totals: AC 1.25 + 1.5 = 2.75; DC 1.5 + 1.5 = 3.0; ratio 3.0 / 2.75; loss -0.25.
+    assert performance.total_energy_consumed_ac == 2.75
+    assert performance.total_energy_delivered_dc == 3.0
+    assert performance.efficiency_ratio == exact(3.0 / 2.75)
+    assert performance.energy_loss_kwh == -0.25
+    assert (performance.data_points, performance.meter_data_points) == (12, 12)
+
+
+def test_sessions_window_starting_mid_series_looks_back(vehicles: Vehicle) -> None:
+    vehicles.ingest_all(
+        [
+            vehicle("VH-MID", "CH-MID", m(0), register=0.5),
+            vehicle("VH-MID", "CH-MID", m(1), register=1.0),
+            vehicle("VH-MID", "CH-MID", m(2), register=1.5),
+        ]
+    )
+    # Window [minute 1, 60): minute 1 looks back to minute 0 (before the window):
+    # (1.0 - 0.5) + (1.5 - 1.0) = 1.0, none unknown; the session starts at minute 1.
+    (session,) = vehicles.sessions("VH-MID", m(1), m(60))
+    assert (ts_micros(session.start_time), ts_micros(session.end_time)) == (m(1), m(2))
+    assert session.kwh_delivered_dc == 1.0
+    assert (session.reading_count, session.unknown_energy_count) == (2, 0)
+
+
+def test_summaries_of_many_intervals_in_request_order(meters: Meter) -> None:
+    meters.ingest_all(
+        [meter("CH-MANY", m(k), register=2.0 + 0.5 * k) for k in range(5)]  # 2.0 … 4.0
+        + [meter("CH-OTHER", m(k), kwh=0.25) for k in range(5)]
+    )
+    response = meters.stub.SummarizeConsumption(
+        meter_service_pb2.SummarizeConsumptionRequest(
+            intervals=[
+                meter_pb2.ConsumptionInterval(
+                    charger_id=charger, start_time=ts(m(start)), end_time=ts(m(end))
+                )
+                for charger, start, end in (
+                    ("CH-MANY", 2, 5),  # k = 2, 3, 4: 0.5 x 3 = 1.5, looked back to k = 1
+                    ("CH-OTHER", 0, 5),  # 5 x 0.25 = 1.25
+                    ("CH-MANY", 0, 1),  # k = 0 alone: unknown, 0
+                    ("CH-NONE", 0, 5),  # no readings: 0
+                )
+            ]
+        ),
+        timeout=CALL_TIMEOUT,
+    )
+    got = [
+        (s.charger_id, s.kwh_consumed_ac, s.reading_count, s.unknown_energy_count)
+        for s in response.summaries
+    ]
+    assert got == [
+        ("CH-MANY", 1.5, 3, 0),
+        ("CH-OTHER", 1.25, 5, 0),
+        ("CH-MANY", 0.0, 1, 1),
+        ("CH-NONE", 0.0, 0, 0),
+    ]
+
+
+def test_non_finite_registers_are_refused(meters: Meter, vehicles: Vehicle) -> None:
+    at = moment(2026, 11, 24, 12)
+    for bad in (float("nan"), float("inf")):
+        with pytest.raises(grpc.RpcError) as caught:
+            meters.unary(meter("CH-NAN", at, register=bad))
+        assert list(field_violations(caught.value)) == ["reading.kwh_consumed_ac_register"]
+        with pytest.raises(grpc.RpcError) as caught:
+            vehicles.unary(vehicle("VH-NAN", "CH-NAN", at, register=bad))
+        assert list(field_violations(caught.value)) == ["reading.kwh_delivered_dc_register"]
