@@ -32,14 +32,24 @@ class ReadingContract:
     """The generated pieces a reading service answers with, found from its descriptors so that
     a kind names only its modules and its status message.
 
-    Raises ValueError at import when the service lacks the shared shape (IngestReading,
-    IngestReadings with `rejections`, an `outcome` enum, one List RPC of statuses)."""
+    Raises ValueError at import when the service lacks the shared shape: IngestReading,
+    IngestReadings answering `rejections`, an `outcome` enum with ACCEPTED and DUPLICATE, and
+    one List… RPC answering a repeated field of the status message."""
 
     def __init__(
         self, service_module: ModuleType, grpc_module: ModuleType, status_message: type[Any]
     ) -> None:
         (service,) = service_module.DESCRIPTOR.services_by_name.values()
         self.service_name: str = service.full_name
+        self.status_message = status_message
+        try:
+            self._find(service, grpc_module, status_message)
+        except (KeyError, AttributeError, TypeError) as missing:
+            raise ValueError(
+                f"{service.full_name} lacks the reading service's shape: {missing!r}"
+            ) from None
+
+    def _find(self, service: Any, grpc_module: ModuleType, status_message: type[Any]) -> None:
         self.add_to_server: Callable[[Any, Any], None] = getattr(
             grpc_module, f"add_{service.name}Servicer_to_server"
         )
@@ -47,21 +57,20 @@ class ReadingContract:
         self.ingest_response = GetMessageClass(methods["IngestReading"].output_type)
         self.stream_response = GetMessageClass(methods["IngestReadings"].output_type)
         rejection = self.stream_response.DESCRIPTOR.fields_by_name["rejections"].message_type
-        outcomes = self.ingest_response.DESCRIPTOR.fields_by_name["outcome"].enum_type
-        if rejection is None or outcomes is None:
-            raise ValueError(f"{service.full_name}: rejections or outcome is not a message/enum")
+        outcomes: Any = self.ingest_response.DESCRIPTOR.fields_by_name["outcome"].enum_type
         self.rejection = GetMessageClass(cast(Descriptor, rejection))
         self.outcome_accepted: int = outcomes.values_by_name["INGEST_OUTCOME_ACCEPTED"].number
         self.outcome_duplicate: int = outcomes.values_by_name["INGEST_OUTCOME_DUPLICATE"].number
-        self.status_message = status_message
+        # The List RPC by its name and its answer (a Batch… RPC may answer statuses too).
         listings = [
             (method.output_type, field.name)
             for method in service.methods
+            if method.name.startswith("List")
             for field in method.output_type.fields
             if field.message_type is status_message.DESCRIPTOR and field.is_repeated
         ]
         if len(listings) != 1:
-            raise ValueError(f"{service.full_name}: want one List RPC of {status_message}")
+            raise KeyError(f"one List RPC answering repeated {status_message.__name__}")
         (listing, self.list_field) = listings[0]
         self.list_response = GetMessageClass(listing)
 
@@ -88,6 +97,15 @@ class ReadingKind:
     rules: ReadingRules
     validate_batch: BatchValidator
     contract: ReadingContract
+
+    def __post_init__(self) -> None:
+        """ValueError when the status message lacks a field the status rows fill."""
+        fields = self.contract.status_message.DESCRIPTOR.fields_by_name
+        missing = [
+            name for name in (*self.status_fields, "timestamp", "update_time") if name not in fields
+        ]
+        if missing:
+            raise ValueError(f"{self.service}: the status message has no field {missing}")
 
     @property
     def id_field(self) -> str:
