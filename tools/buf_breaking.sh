@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # `buf breaking` for `make lint`: protos/ as they are in the working tree against protos/ at the
-# commit where this branch forked from main (main's tip when on main). The fork point, not
+# commit where this branch forked from main (on main itself: main before its last commit or
+# merge, HEAD^1). The fork point, not
 # main's tip: what main changed since is not this branch's doing, and a branch without a newer
 # main's RPC would otherwise be told it deleted it. The newest fork point among the local main
 # and every remote's main (refs/remotes/*/main) is used, so a clone where only origin/main
@@ -31,6 +32,17 @@ else
         exit 2
     fi
     which="where HEAD forked from $names"
+    # On main itself the fork point is HEAD, which would compare protos/ with themselves: compare
+    # with the first parent instead, main before its last commit or merge (what CI, which runs
+    # on main, has not checked yet).
+    if [[ "$(git rev-parse "$against")" == "$(git rev-parse HEAD)" ]]; then
+        if ! against=$(git rev-parse --verify --quiet "HEAD^1"); then
+            echo "buf breaking: HEAD is main's tip and its parent is not here (a shallow clone?" \
+                "git fetch --unshallow), or set BREAKING_AGAINST=<git ref>" >&2
+            exit 2
+        fi
+        which="main before its last commit or merge (HEAD^1)"
+    fi
 fi
 if ! commit=$(git rev-parse --verify --quiet "${against}^{commit}"); then
     echo "buf breaking: BREAKING_AGAINST=$against is not a commit here" >&2

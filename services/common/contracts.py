@@ -11,9 +11,13 @@ from google.protobuf.descriptor import ServiceDescriptor
 
 # Keyed by the short names of the CLI and the settings (`serve meter`, METER_LISTEN_ADDR).
 DESCRIPTORS: dict[str, ServiceDescriptor] = {
-    "meter": meter_service_pb2.DESCRIPTOR.services_by_name["MeterService"],
-    "vehicle": vehicle_service_pb2.DESCRIPTOR.services_by_name["VehicleService"],
-    "analytics": analytics_service_pb2.DESCRIPTOR.services_by_name["AnalyticsService"],
+    # Each service module declares one service; its name is taken, not written here.
+    short: next(iter(module.DESCRIPTOR.services_by_name.values()))
+    for short, module in (
+        ("meter", meter_service_pb2),
+        ("vehicle", vehicle_service_pb2),
+        ("analytics", analytics_service_pb2),
+    )
 }
 
 # Short name -> full proto name, e.g. "meter" -> "energy.meter.v1.MeterService": the name on the

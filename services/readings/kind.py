@@ -35,14 +35,25 @@ class ReadingContract:
     """The generated pieces a reading service answers with, found from its descriptors so that
     a kind names only its modules and its status message.
 
-    Raises ValueError at import when the service lacks the shared shape (IngestReading,
-    IngestReadings with `rejections`, an `outcome` enum, one List RPC of statuses)."""
+    Raises ValueError at import when the service lacks the shared shape: IngestReading,
+    IngestReadings answering `rejections` and `conflicting_readings`, an `outcome` enum with
+    ACCEPTED, DUPLICATE and CONFLICT, and one List… RPC answering a repeated field of the status
+    message."""
 
     def __init__(
         self, service_module: ModuleType, grpc_module: ModuleType, status_message: type[Any]
     ) -> None:
         (service,) = service_module.DESCRIPTOR.services_by_name.values()
         self.service_name: str = service.full_name
+        self.status_message = status_message
+        try:
+            self._find(service, grpc_module, status_message)
+        except (KeyError, AttributeError, TypeError) as missing:
+            raise ValueError(
+                f"{service.full_name} lacks the reading service's shape: {missing!r}"
+            ) from None
+
+    def _find(self, service: Any, grpc_module: ModuleType, status_message: type[Any]) -> None:
         self.add_to_server: Callable[[Any, Any], None] = getattr(
             grpc_module, f"add_{service.name}Servicer_to_server"
         )
@@ -52,9 +63,7 @@ class ReadingContract:
         fields = self.stream_response.DESCRIPTOR.fields_by_name
         rejection = fields["rejections"].message_type
         conflict = fields["conflicting_readings"].message_type
-        outcomes = self.ingest_response.DESCRIPTOR.fields_by_name["outcome"].enum_type
-        if rejection is None or conflict is None or outcomes is None:
-            raise ValueError(f"{service.full_name}: not the shape of a reading service")
+        outcomes: Any = self.ingest_response.DESCRIPTOR.fields_by_name["outcome"].enum_type
         self.rejection = GetMessageClass(cast(Descriptor, rejection))
         self.conflict = GetMessageClass(cast(Descriptor, conflict))
         # "accepted" → INGEST_OUTCOME_ACCEPTED's number, and so on for each outcome.
@@ -63,15 +72,18 @@ class ReadingContract:
             for value in outcomes.values
             if value.number
         }
-        self.status_message = status_message
+        if {"accepted", "duplicate", "conflict"} - set(self.outcomes):
+            raise KeyError("INGEST_OUTCOME_ACCEPTED, _DUPLICATE and _CONFLICT")
+        # The List RPC by its name and its answer (a Batch… RPC may answer statuses too).
         listings = [
             (method.output_type, field.name)
             for method in service.methods
+            if method.name.startswith("List")
             for field in method.output_type.fields
             if field.message_type is status_message.DESCRIPTOR and field.is_repeated
         ]
         if len(listings) != 1:
-            raise ValueError(f"{service.full_name}: want one List RPC of {status_message}")
+            raise KeyError(f"one List RPC answering repeated {status_message.__name__}")
         (listing, self.list_field) = listings[0]
         self.list_response = GetMessageClass(listing)
 
@@ -98,6 +110,15 @@ class ReadingKind:
     rules: ReadingRules
     validate_batch: BatchValidator
     contract: ReadingContract
+
+    def __post_init__(self) -> None:
+        """ValueError when the status message lacks a field the status rows fill."""
+        fields = self.contract.status_message.DESCRIPTOR.fields_by_name
+        missing = [
+            name for name in (*self.status_fields, "timestamp", "update_time") if name not in fields
+        ]
+        if missing:
+            raise ValueError(f"{self.service}: the status message has no field {missing}")
 
     @property
     def id_field(self) -> str:

@@ -3,8 +3,9 @@ back. Each kind's servicer inherits these and binds its status RPCs' names in a 
 
 from __future__ import annotations
 
+import keyword
 from collections.abc import Callable, Iterator
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 import grpc
 
@@ -21,16 +22,22 @@ def status_filler(kind: ReadingKind) -> Callable[[Any, StatusRow], None]:
     """fill(message, row): sets a status message from a StatusRow in place.
 
     Filling is about three times cheaper than building the message from keywords, and the
-    function is compiled for the kind's fields (as namedtuple and dataclasses do): a page of
-    10,000 statuses filled by a setattr loop took 50 % longer. An optional column's NULL leaves
-    its field unset (JSON omits it; HasField is False)."""
+    function is compiled for the kind's fields (as namedtuple and dataclasses do): filled by a
+    setattr loop, a page of 10,000 vehicle statuses took 16.0 ms instead of 10.8 (meter
+    statuses, with fewer fields: 13 % longer). An optional column's NULL leaves its field unset
+    (JSON omits it; HasField is False)."""
     optional = {column.name for column in kind.columns if column.optional}
     lines = []
     for index, name in enumerate(kind.status_fields):
-        if name in optional:  # NULL: unknown, or the energy form not sent; left unset
-            lines += [f"    if row[{index}] is not None:", f"        status.{name} = row[{index}]"]
+        # A field named like a Python keyword (protobuf allows `from`) is reached by setattr.
+        if name.isidentifier() and not keyword.iskeyword(name):
+            assign = f"status.{name} = row[{index}]"
         else:
-            lines.append(f"    status.{name} = row[{index}]")
+            assign = f"setattr(status, {name!r}, row[{index}])"
+        if name in optional:  # NULL: unknown, or the energy form not sent; left unset
+            lines += [f"    if row[{index}] is not None:", f"        {assign}"]
+        else:
+            lines.append(f"    {assign}")
     last = len(kind.status_fields)
     source = "\n".join(
         [
@@ -49,6 +56,19 @@ def status_filler(kind: ReadingKind) -> Callable[[Any, StatusRow], None]:
 Service = TypeVar("Service", bound=ReadingService[Any])
 
 
+class ReadingRequest(Protocol):
+    """IngestReadingRequest of either kind."""
+
+    reading: Any
+
+
+class PageRequest(Protocol):
+    """List…StatusesRequest of either kind (AIP-158)."""
+
+    page_size: int
+    page_token: str
+
+
 class ReadingServicer(Generic[Service]):
     """IngestReading, IngestReadings, and the Get…Status and List…Statuses bodies. A kind's
     servicer binds the last two to its RPC names and adds its own RPCs, which reach the kind's
@@ -62,7 +82,7 @@ class ReadingServicer(Generic[Service]):
         self._fill_status = status_filler(kind)
 
     @translate_errors
-    def IngestReading(self, request: Any, context: grpc.ServicerContext) -> Any:
+    def IngestReading(self, request: ReadingRequest, context: grpc.ServicerContext) -> Any:
         device = self._auth.ingesting_device(context, self._kind.device)
         result = self._readings.ingest_one(request.reading, device)
         contract = self._contract
@@ -104,7 +124,7 @@ class ReadingServicer(Generic[Service]):
         return status
 
     @translate_errors
-    def list_statuses(self, request: Any, context: grpc.ServicerContext) -> Any:
+    def list_statuses(self, request: PageRequest, context: grpc.ServicerContext) -> Any:
         """List…Statuses: one page (AIP-158) of status messages in id order."""
         self._auth.require_reader(context)
         rows, next_token = self._readings.list_statuses(request.page_size, request.page_token)

@@ -116,3 +116,35 @@ def test_the_group_commit_sql_follows_the_declared_columns() -> None:
     assert "INSERT INTO vehicle.vehicle_status AS current" in vehicle.write_sql
     assert "battery_temp = excluded.battery_temp" in vehicle.write_sql
     assert "INSERT INTO meter.charger_status AS current" in meter.write_sql
+
+
+def test_a_service_without_the_shared_shape_is_refused_naming_what_lacks() -> None:
+    from energy.analytics.v1 import analytics_service_pb2, analytics_service_pb2_grpc
+
+    from services.readings.kind import ReadingContract
+
+    with pytest.raises(ValueError, match="AnalyticsService lacks the reading service's shape"):
+        ReadingContract(analytics_service_pb2, analytics_service_pb2_grpc, meter_pb2.ChargerStatus)
+
+
+def test_a_kind_whose_columns_are_not_status_fields_is_refused_when_declared() -> None:
+    from dataclasses import replace
+
+    from services.readings.kind import Column
+
+    with pytest.raises(ValueError, match=r"the status message has no field \['volts'\]"):
+        replace(METER, columns=(Column("kwh_consumed_ac", "float8"), Column("volts", "float8")))
+
+
+@pytest.mark.parametrize("name", ["from", "pass", "lambda"])
+def test_the_status_filler_takes_field_names_that_are_python_keywords(name: str) -> None:
+    from types import SimpleNamespace
+
+    from google.protobuf.timestamp_pb2 import Timestamp
+
+    kind = SimpleNamespace(service="demo", status_fields=("demo_id", name), columns=())
+    fill = status_filler(kind)  # type: ignore[arg-type]
+    status = SimpleNamespace(timestamp=Timestamp(), update_time=Timestamp())
+    fill(status, ("D-1", 1.5, 1_000_000, 2_000_000))
+    assert getattr(status, name) == 1.5
+    assert (status.timestamp.seconds, status.update_time.seconds) == (1, 2)
