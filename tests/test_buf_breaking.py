@@ -23,7 +23,17 @@ def test_a_breaking_change_merged_into_main_fails_on_a_fresh_clone(tmp_path: Pat
     (upstream / "tools" / "buf_breaking.sh").write_text(
         (ROOT / "tools" / "buf_breaking.sh").read_text()
     )
-    git(upstream, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qam", "check script")
+    git(
+        upstream,
+        "-c",
+        "user.name=t",
+        "-c",
+        "user.email=t@t",
+        "commit",
+        "--allow-empty",
+        "-qam",
+        "check",
+    )
     proto = upstream / "protos" / "energy" / "meter" / "v1" / "meter.proto"
     proto.write_text(proto.read_text().replace("double voltage = 3;", "double voltage = 99;"))
     git(upstream, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qam", "renumber")
