@@ -54,7 +54,7 @@ class MeterServicer(ReadingServicer[MeterReadings], meter_service_pb2_grpc.Meter
                 if interval.HasField(name):
                     violations += time_violations([(path, getattr(interval, name))])
                 else:
-                    violations.append((path, "must be set"))
+                    violations.append((path, "must be set, got nothing"))
         if violations:
             raise InvalidArgument(violations)
         totals = self._readings.summarize(

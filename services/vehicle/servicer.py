@@ -50,7 +50,7 @@ class VehicleServicer(
         self._auth.require_reader(context)
         missing = [name for name in ("start_time", "end_time") if not request.HasField(name)]
         if missing:
-            raise InvalidArgument([(name, "must be set") for name in missing])
+            raise InvalidArgument([(name, "must be set, got nothing") for name in missing])
         require_times(
             [
                 ("start_time", request.start_time),
