@@ -24,6 +24,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
+from services.common.timeconv import micros_to_timestamp as ts
 from tests.conftest import InProcessServer, start_in_process
 
 pytestmark = pytest.mark.e2e
@@ -56,11 +57,6 @@ def exact(value: float) -> Any:
 
 
 # --- wire helpers ---------------------------------------------------------------------------
-
-
-def ts(micros: int) -> Timestamp:
-    seconds, rest = divmod(micros, MICROS)
-    return Timestamp(seconds=seconds, nanos=rest * 1000)
 
 
 def ts_micros(timestamp: Timestamp) -> int:
