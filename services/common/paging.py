@@ -31,10 +31,12 @@ def encode_token(last_key: str) -> str:
     return base64.urlsafe_b64encode(payload).decode().rstrip("=")
 
 
-# A token this service issues names one key (an id of at most 64 characters): anything much
-# longer was not issued here, and is refused before it is decoded.
-MAX_TOKEN_CHARS = 1024
+# A token this service issues names one key (an id of at most 64 characters; keys of up to
+# MAX_KEY_CHARS are honoured): anything longer than the longest token such a key can make was not
+# issued here, and is refused before it is decoded. JSON writes a character in at most 12 ASCII
+# characters (a surrogate pair, \ud83d\ude00), base64 makes 4 of every 3.
 MAX_KEY_CHARS = 256
+MAX_TOKEN_CHARS = 4 * -(-(12 * MAX_KEY_CHARS + len('{"after":""}')) // 3)
 _NOT_ISSUED = "is not a token this service issued"
 
 
