@@ -1,7 +1,14 @@
-"""Servicer tier for the correlation RPCs, driven through grpc_testing: SummarizeConsumption and
-ListChargingSessions over a real PostgreSQL, GetVehiclePerformance over real downstream servers."""
+"""Servicer tier for the correlation RPCs, driven through grpc_testing: SummarizeConsumption,
+AttributeConsumption, ListChargingSessions and ListChargerSessions over a real PostgreSQL,
+GetVehiclePerformance over real downstream servers. Expected figures are computed by hand from
+the rule (README, "How correlation works"): a reading covers the interval ending at its
+timestamp, back to its entity's previous reading within the reach, else one usual period (here
+always a minute)."""
 
 from __future__ import annotations
+
+import math
+from collections.abc import Sequence
 
 import grpc
 import grpc_testing
@@ -70,6 +77,41 @@ def seed(meter_target: str, vehicle_target: str) -> None:
 def unary(server, service, method: str, request, timeout: float | None = None):
     rpc = server.invoke_unary_unary(service.methods_by_name[method], (), request, timeout)
     return rpc.termination()
+
+
+def violations(server, service, method: str, request) -> list[str]:
+    """The fields an INVALID_ARGUMENT names. grpc_testing's abort drops the trailing metadata
+    that carries the google.rpc.BadRequest (the e2e tests read that), so they are read from the
+    details, which list them as "field: why; field: why"."""
+    _, _, code, details = unary(server, service, method, request)
+    assert code == grpc.StatusCode.INVALID_ARGUMENT, details
+    return [violation.split(": ", 1)[0] for violation in details.split("; ")]
+
+
+def ingest_vehicles(target: str, readings: Sequence[tuple[str, str, float, float, float]]) -> None:
+    """(vehicle, charger, minute, DC kWh, battery °C) readings, through VehicleService."""
+    with grpc.insecure_channel(target) as channel:
+        response = vehicle_service_pb2_grpc.VehicleServiceStub(channel).IngestReadings(
+            iter(
+                [
+                    vehicle_service_pb2.IngestReadingsRequest(
+                        readings=[
+                            vehicle_pb2.VehicleReading(
+                                vehicle_id=vehicle,
+                                charger_id=charger,
+                                soc=50,
+                                kwh_delivered_dc=dc,
+                                battery_temp=temp,
+                                timestamp=at(minute),
+                            )
+                            for vehicle, charger, minute, dc, temp in readings
+                        ]
+                    )
+                ]
+            ),
+            timeout=30,
+        )
+    assert (response.accepted, response.rejected) == (len(readings), 0)
 
 
 @pytest.fixture
@@ -145,13 +187,164 @@ def test_list_charging_sessions(vehicle_servicer):
     response, _, code, _ = unary(vehicle_servicer, VEHICLE, "ListChargingSessions", request)
     assert code == grpc.StatusCode.OK
     [session] = response.sessions
-    assert (session.charger_id, session.start_time, session.end_time) == ("CHG-1", at(0), at(9))
+    # Readings at minutes 0..9, a minute apart (usual period 60 s): the first covers minute -1..0,
+    # so the span is -1..9; DC 10 x 0.5 = 5.0; temperatures 10 x 30 = 300.
+    assert (session.charger_id, session.start_time, session.end_time) == ("CHG-1", at(-1), at(9))
     assert (session.reading_count, session.kwh_delivered_dc) == (10, 5.0)
     assert (session.battery_temp_sum, session.battery_temp_count) == (300.0, 10)
+    assert (session.vehicle_id, session.first_reading_time, session.last_reading_time) == (
+        "VH-A",
+        at(0),
+        at(9),
+    )
 
     request.vehicle_id = "VH-404"
     _, _, code, _ = unary(vehicle_servicer, VEHICLE, "ListChargingSessions", request)
     assert code == grpc.StatusCode.NOT_FOUND
+
+
+def _charger_sessions_request(charger_ids, start=-60.0, end=120.0):
+    return vehicle_service_pb2.ListChargerSessionsRequest(
+        charger_ids=charger_ids, start_time=at(start), end_time=at(end)
+    )
+
+
+def test_list_charger_sessions_gives_every_vehicle_by_charger_then_start(seeded, vehicle_servicer):
+    # Besides VH-A (minutes 0..9) and VH-B (30..39) on CHG-1: VH-C on CHG-2 at minutes 5..7
+    # (0.25 kWh, 40 °C), VH-A on CHG-2 at 40, 41 (1.0 kWh, 10 °C), VH-D on CHG-3 at 10.
+    _, vehicle_server = seeded
+    ingest_vehicles(
+        vehicle_server.target,
+        [("VH-C", "CHG-2", m, 0.25, 40.0) for m in (5, 6, 7)]
+        + [("VH-A", "CHG-2", m, 1.0, 10.0) for m in (40, 41)]
+        + [("VH-D", "CHG-3", 10, 0.5, 20.0)],
+    )
+    # CHG-9 was never named by a vehicle: no sessions, not an error; CHG-3 is not asked for.
+    request = _charger_sessions_request(["CHG-2", "CHG-9", "CHG-1"])
+    response, _, code, _ = unary(vehicle_servicer, VEHICLE, "ListChargerSessions", request)
+    assert code == grpc.StatusCode.OK
+    # Every reading covers the minute before it (a vehicle's previous reading on the same
+    # charger a minute earlier, or none: one usual minute). (charger, vehicle, start, end, DC,
+    # readings, temperature sum and count, first and last reading):
+    # VH-A on CHG-1: -1..9, 10 x 0.5 = 5.0, 10 x 30 = 300; VH-B: 29..39, 10 x 0.75 = 7.5, 200;
+    # VH-C on CHG-2: 4..7, 3 x 0.25 = 0.75, 120; VH-A on CHG-2: 39..41, 2 x 1.0 = 2.0, 20.
+    assert [
+        (
+            s.charger_id,
+            s.vehicle_id,
+            s.start_time,
+            s.end_time,
+            s.kwh_delivered_dc,
+            s.reading_count,
+            s.battery_temp_sum,
+            s.battery_temp_count,
+            s.first_reading_time,
+            s.last_reading_time,
+        )
+        for s in response.sessions
+    ] == [
+        ("CHG-1", "VH-A", at(-1), at(9), 5.0, 10, 300.0, 10, at(0), at(9)),
+        ("CHG-1", "VH-B", at(29), at(39), 7.5, 10, 200.0, 10, at(30), at(39)),
+        ("CHG-2", "VH-C", at(4), at(7), 0.75, 3, 120.0, 3, at(5), at(7)),
+        ("CHG-2", "VH-A", at(39), at(41), 2.0, 2, 20.0, 2, at(40), at(41)),
+    ]
+
+
+def test_list_charger_sessions_rejects_repeated_malformed_and_too_many_ids(vehicle_servicer):
+    def fields(charger_ids):
+        request = _charger_sessions_request(charger_ids)
+        return violations(vehicle_servicer, VEHICLE, "ListChargerSessions", request)
+
+    assert fields(["CHG-1", "CHG-2", "CHG-1"]) == ["charger_ids[2]"]
+    assert fields(["CHG-1", "bad id"]) == ["charger_ids[1]"]
+    assert fields([f"CHG-{i}" for i in range(1001)]) == ["charger_ids"]
+    # 1000 distinct ids are accepted.
+    request = _charger_sessions_request([f"CHG-{i}" for i in range(1000)])
+    response, _, code, _ = unary(vehicle_servicer, VEHICLE, "ListChargerSessions", request)
+    assert code == grpc.StatusCode.OK
+    assert len(response.sessions) == 2  # VH-A and VH-B on CHG-1
+
+
+def _span(start, end, dc=1.0, charger_id="CHG-1"):
+    return meter_pb2.SessionSpan(
+        charger_id=charger_id, start_time=at(start), end_time=at(end), kwh_delivered_dc=dc
+    )
+
+
+def _attribute_request(sessions, others=(), start=0.0, end=60.0):
+    return meter_service_pb2.AttributeConsumptionRequest(
+        sessions=sessions, other_sessions=others, start_time=at(start), end_time=at(end)
+    )
+
+
+def _attributed(meter_servicer, request):
+    response, _, code, details = unary(meter_servicer, METER, "AttributeConsumption", request)
+    assert code == grpc.StatusCode.OK, details
+    return [
+        (
+            c.charger_id,
+            c.start_time,
+            c.end_time,
+            c.kwh_consumed_ac,
+            c.reading_count,
+            c.covered_duration.seconds,
+        )
+        for c in response.consumptions
+    ]
+
+
+def test_attribute_consumption_splits_a_meter_interval_by_overlap(meter_servicer):
+    # CHG-1's meter reads 1.0 kWh at minutes 0..59, a minute apart: reading m covers m-1..m.
+    # Back-to-back sessions 10..20.25 and 20.25..30: the interval 20..21 overlaps the first by
+    # 15 s and the second by 45 s: 0.25 and 0.75. First: intervals ending 11..20 (10.0) + 0.25 =
+    # 10.25 from 11 readings, covering 10 min 15 s = 615 s; second: 0.75 + intervals ending
+    # 22..30 (9.0) = 9.75 from 10 readings, covering 45 + 540 = 585 s. Together 20.0, the meter's
+    # minutes 11..30, none twice.
+    first, second = _span(10, 20.25, 2.0), _span(20.25, 30, 3.0)
+    assert _attributed(meter_servicer, _attribute_request([first, second])) == [
+        ("CHG-1", at(10), at(20.25), 10.25, 11, 615),
+        ("CHG-1", at(20.25), at(30), 9.75, 10, 585),
+    ]
+    # The second as another vehicle's session: it still takes its share; only the first is
+    # answered.
+    assert _attributed(meter_servicer, _attribute_request([first], [second])) == [
+        ("CHG-1", at(10), at(20.25), 10.25, 11, 615),
+    ]
+    # Alone, the first takes all of the interval 20..21: 11.0.
+    assert _attributed(meter_servicer, _attribute_request([first])) == [
+        ("CHG-1", at(10), at(20.25), 11.0, 11, 615),
+    ]
+    # The window's start cuts an interval by time: in [10.5, 60), the session 10.5..12 gets
+    # the half of 10..11 inside (0.5) and 11..12 (1.0): 1.5 from 2 readings, covering 90 s.
+    assert _attributed(
+        meter_servicer, _attribute_request([_span(10.5, 12)], start=10.5, end=60)
+    ) == [("CHG-1", at(10.5), at(12), 1.5, 2, 90)]
+    # No session: nothing to answer.
+    assert _attributed(meter_servicer, _attribute_request([])) == []
+
+
+def test_attribute_consumption_rejects_bad_spans_naming_the_field(meter_servicer):
+    def fields(request):
+        return violations(meter_servicer, METER, "AttributeConsumption", request)
+
+    good = _span(10, 20)
+    assert fields(_attribute_request([good, _span(20, 30, -0.5)])) == [
+        "sessions[1].kwh_delivered_dc"
+    ]
+    assert fields(_attribute_request([_span(10, 20, math.nan)])) == ["sessions[0].kwh_delivered_dc"]
+    assert fields(_attribute_request([good], [_span(20, 30, math.inf)])) == [
+        "other_sessions[0].kwh_delivered_dc"
+    ]
+    # A span starting before the window [0, 60).
+    assert fields(_attribute_request([_span(-1, 5)])) == ["sessions[0].start_time"]
+    # A span ending before it starts.
+    assert fields(_attribute_request([good, _span(30, 20)])) == ["sessions[1].end_time"]
+    # Unset times: of a span, of the window.
+    unset = meter_pb2.SessionSpan(charger_id="CHG-1", start_time=at(10), kwh_delivered_dc=1.0)
+    assert fields(_attribute_request([good, unset])) == ["sessions[1].end_time"]
+    request = _attribute_request([good])
+    request.ClearField("start_time")
+    assert fields(request) == ["start_time"]
 
 
 def test_get_vehicle_performance_splits_a_shared_charger(analytics_servicer):
@@ -162,8 +355,9 @@ def test_get_vehicle_performance_splits_a_shared_charger(analytics_servicer):
         analytics_servicer, ANALYTICS, "GetVehiclePerformance", request, timeout=10
     )
     assert code == grpc.StatusCode.OK
-    # VH-B: minutes 30..39; AC window [29:30, 39:30) holds meter minutes 30..39 = 10 x 1.0 kWh;
-    # DC = 10 x 0.75 = 7.5; efficiency 0.75; loss 2.5.
+    # VH-B: readings at minutes 30..39, span 29..39 (the first covers the minute before it);
+    # the meter intervals ending 30..39 overlap it (29..30 .. 38..39), VH-A's session (-1..9)
+    # none of them: 10 x 1.0 kWh AC; DC = 10 x 0.75 = 7.5; efficiency 0.75; loss 2.5.
     assert performance.total_energy_consumed_ac == 10.0
     assert performance.total_energy_delivered_dc == 7.5
     assert performance.efficiency_ratio == 0.75

@@ -119,13 +119,19 @@ def test_every_readme_grpcurl_example_runs(servers):
     vehicles = outputs["energy.vehicle.v1.VehicleService/ListVehicleStatuses"][0]
     assert vehicles["vehicle_statuses"][0]["soc"] == 75
     assert outputs["grpc.health.v1.Health/Check"] == [{"status": "SERVING"}]
-    # VH-001 charged at 12:00 on CHG-001: the meter's 12:00 reading (15.5 kWh AC) is its session's
-    # AC; 12:01 and 12:02 lie beyond end + 30 s tolerance.
+    # VH-001 charged at 12:00 on CHG-001: its reading covers 11:59-12:00 (one usual minute), which
+    # the meter's 12:00 reading (15.5 kWh AC) covers too; 12:01 and 12:02 cover later minutes.
     day, six_hours = outputs["energy.analytics.v1.AnalyticsService/GetVehiclePerformance"]
     assert day["total_energy_consumed_ac"] == 15.5
     assert day["total_energy_delivered_dc"] == 14.2
     assert day["efficiency_ratio"] == pytest.approx(14.2 / 15.5)
     assert (day["data_points"], day["meter_data_points"]) == ("1", "1")
     assert day["start_time"] == "2026-02-10T00:00:00Z"
-    assert six_hours["start_time"] == "2026-02-10T12:00:00Z"
+    assert day["ac_coverage"] == 1.0 and "quality_flags" not in day
+    [session] = day["sessions"]
+    assert (session["start_time"], session["end_time"]) == (
+        "2026-02-10T11:59:00Z",
+        "2026-02-10T12:00:00Z",
+    )
+    assert six_hours["start_time"] == "2026-02-10T06:30:00Z"
     assert six_hours["total_energy_consumed_ac"] == 15.5

@@ -441,16 +441,17 @@ def test_vehicle_register_restarting_each_session(vehicles: Vehicle) -> None:
             vehicle("VH-1", "CH-1", m(23), register=0.75),
         ]
     )
-    sessions = vehicles.sessions("VH-1", m(0), m(60))
+    sessions = vehicles.sessions("VH-1", m(-1), m(60))
     assert len(sessions) == 2
     a, b = sessions
-    # A: first unknown; 1.0 - 0.5 = 0.5; 1.5 - 1.0 = 0.5 → kwh 1.0, unknown 1.
+    # A: first unknown; 1.0 - 0.5 = 0.5; 1.5 - 1.0 = 0.5 → kwh 1.0, unknown 1. A reading of
+    # unknown energy spans no time: the session starts at its timestamp, minute 0.
     assert a.charger_id == "CH-1"
     assert (ts_micros(a.start_time), ts_micros(a.end_time)) == (m(0), m(2))
     assert a.kwh_delivered_dc == 1.0
     assert (a.reading_count, a.unknown_energy_count) == (3, 1)
-    # B: minute 22 is 1200 s after minute 2 > 900 s: unknown (not the reset value 0.25);
-    # 0.75 - 0.25 = 0.5 → kwh 0.5, unknown 1.
+    # B: minute 22 is 1200 s after minute 2 > 900 s (the reach): a new session, and its energy
+    # unknown (not the reset value 0.25); 0.75 - 0.25 = 0.5 → kwh 0.5, unknown 1.
     assert b.charger_id == "CH-1"
     assert (ts_micros(b.start_time), ts_micros(b.end_time)) == (m(22), m(23))
     assert b.kwh_delivered_dc == 0.5
@@ -459,10 +460,15 @@ def test_vehicle_register_restarting_each_session(vehicles: Vehicle) -> None:
     assert (a.battery_temp_sum, a.battery_temp_count) == (75.0, 3)
     assert (b.battery_temp_sum, b.battery_temp_count) == (50.0, 2)
 
-    # A window starting at B: B's first looks back 900 s (to minute 7), finds nothing.
-    (only_b,) = vehicles.sessions("VH-1", m(22), m(60))
+    # A window starting a second before B: B's first looks back 900 s (to minute 7), finds
+    # nothing.
+    (only_b,) = vehicles.sessions("VH-1", m(21, 59), m(60))
     assert only_b.kwh_delivered_dc == 0.5
     assert (only_b.reading_count, only_b.unknown_energy_count) == (2, 1)
+    # A window starting at B's first reading: that reading belongs to the window before.
+    (rest_of_b,) = vehicles.sessions("VH-1", m(22), m(60))
+    assert (rest_of_b.reading_count, rest_of_b.unknown_energy_count) == (1, 0)
+    assert rest_of_b.kwh_delivered_dc == 0.5
 
     # The status is the newest reading as sent: its counter, no interval energy.
     status = vehicles.status("VH-1")
@@ -472,8 +478,8 @@ def test_vehicle_register_restarting_each_session(vehicles: Vehicle) -> None:
 
 
 def test_vehicle_register_restart_within_reach_counts_from_zero(vehicles: Vehicle) -> None:
-    # Session A: minutes 0, 1: 0.5, 1.0. Session B 10 minutes later (600 s > the 300 s session
-    # gap, but within the 900 s reach): minutes 11, 12: 0.25, 0.75.
+    # Minutes 0, 1: 0.5, 1.0; then 10 minutes later (600 s, within the 900 s reach) minutes 11,
+    # 12: 0.25, 0.75.
     vehicles.ingest_all(
         [
             vehicle("VH-2", "CH-2", m(0), register=0.5),
@@ -482,12 +488,13 @@ def test_vehicle_register_restart_within_reach_counts_from_zero(vehicles: Vehicl
             vehicle("VH-2", "CH-2", m(12), register=0.75),
         ]
     )
-    a, b = vehicles.sessions("VH-2", m(0), m(60))
-    # A: unknown + 0.5 = 0.5.
-    assert (a.kwh_delivered_dc, a.reading_count, a.unknown_energy_count) == (0.5, 2, 1)
-    # B: 0.25 < 1.0 is a restart, counted from zero: 0.25; then 0.75 - 0.25 = 0.5 → 0.75.
-    assert (ts_micros(b.start_time), ts_micros(b.end_time)) == (m(11), m(12))
-    assert (b.kwh_delivered_dc, b.reading_count, b.unknown_energy_count) == (0.75, 2, 0)
+    # Minute 11's interval reaches back to minute 1 (within the reach): no uncovered gap, one
+    # session, minute 0 to 12. Unknown + 0.5; 0.25 < 1.0 is a restart, counted from zero: 0.25;
+    # then 0.75 - 0.25 = 0.5 → 1.25.
+    (session,) = vehicles.sessions("VH-2", m(-1), m(60))
+    assert (ts_micros(session.start_time), ts_micros(session.end_time)) == (m(0), m(12))
+    assert (session.kwh_delivered_dc, session.reading_count) == (1.25, 4)
+    assert session.unknown_energy_count == 1
 
 
 def test_vehicle_register_previous_is_on_the_same_charger(vehicles: Vehicle) -> None:
@@ -501,21 +508,15 @@ def test_vehicle_register_previous_is_on_the_same_charger(vehicles: Vehicle) -> 
             vehicle("VH-3", "CH-A", m(4), register=11.0),
         ]
     )
-    first_a, on_b, second_a = vehicles.sessions("VH-3", m(0), m(60))
-    # CH-A: unknown, 10.5 - 10.0 = 0.5.
-    assert (first_a.charger_id, first_a.kwh_delivered_dc, first_a.unknown_energy_count) == (
-        "CH-A",
-        0.5,
-        1,
-    )
-    # CH-B: its own first (4.0 is not a reset of CH-A's 10.5): unknown; 4.25 - 4.0 = 0.25.
+    on_a, on_b = vehicles.sessions("VH-3", m(-1), m(60))
+    # CH-A: minutes 0, 1, 4 (minute 4's interval reaches back to minute 1 on CH-A, 180 s: one
+    # session); unknown, 10.5 - 10.0 = 0.5, 11.0 - 10.5 = 0.5 → 1.0.
+    assert (on_a.charger_id, on_a.kwh_delivered_dc, on_a.unknown_energy_count) == ("CH-A", 1.0, 1)
+    assert (ts_micros(on_a.start_time), ts_micros(on_a.end_time)) == (m(0), m(4))
+    # CH-B: its own first (4.0 is not a reset of CH-A's 10.5): unknown; 4.25 - 4.0 = 0.25. Its
+    # readings lie among CH-A's: AnalyticsService flags both VEHICLE_ON_TWO_CHARGERS.
     assert (on_b.charger_id, on_b.kwh_delivered_dc, on_b.unknown_energy_count) == ("CH-B", 0.25, 1)
-    # Back on CH-A at minute 4: previous on CH-A is 10.5 at minute 1 (180 s): 11.0 - 10.5 = 0.5.
-    assert (second_a.charger_id, second_a.kwh_delivered_dc, second_a.unknown_energy_count) == (
-        "CH-A",
-        0.5,
-        0,
-    )
+    assert (ts_micros(on_b.start_time), ts_micros(on_b.end_time)) == (m(2), m(3))
 
 
 # --- 3. mixed forms on one charger -----------------------------------------------------------
@@ -582,9 +583,10 @@ def test_register_sent_as_register_correlates_by_difference(
     analytics = analytics_factory()
     performance = analytics.performance("VH-REG", end=noon + HOUR, window=HOUR)
 
-    # One session 12:01..12:30; its meter interval [12:00:30, 12:30:30) holds all 30 register
-    # readings; the first has no previous (unknown), the others add 0.2 each:
-    # AC = 126.0 - 120.2 = 29 x 0.2 = 5.8.  DC = 30 x 0.18 = 5.4.
+    # One session spanning 12:00..12:30 (its first reading's interval starts a minute before).
+    # The meter's 30 register readings cover the same minutes; the first (12:00-12:01) has no
+    # previous (unknown), the others add 0.2 each: AC = 126.0 - 120.2 = 29 x 0.2 = 5.8, over
+    # 29 of the 30 minutes (coverage 29/30). DC = 30 x 0.18 = 5.4.
     assert performance.total_energy_consumed_ac == exact(5.8)
     assert performance.total_energy_delivered_dc == exact(5.4)
     assert performance.efficiency_ratio == exact(5.4 / 5.8)
@@ -593,11 +595,13 @@ def test_register_sent_as_register_correlates_by_difference(
     # Summing the registers themselves would give 30 x 120 + 0.2 x (1 + … + 30)
     # = 3600 + 0.2 x 465 = 3693 kWh: nowhere near.
     assert performance.total_energy_consumed_ac < 10.0
-    assert (performance.data_points, performance.meter_data_points) == (30, 30)
+    assert (performance.data_points, performance.meter_data_points) == (30, 29)
+    assert performance.ac_coverage == exact(29 / 30)
+    assert list(performance.quality_flags) == []  # 0.967 is not below 0.95
     (session,) = performance.sessions
     assert session.charger_id == "CHG-REG"
     assert (ts_micros(session.start_time), ts_micros(session.end_time)) == (
-        noon + MINUTE,
+        noon,
         noon + 30 * MINUTE,
     )
     assert session.energy_consumed_ac == exact(5.8)
@@ -978,35 +982,41 @@ def test_performance_register_sessions_look_back_between_sessions(
     meters: Meter, vehicles: Vehicle, analytics_factory: StartAnalytics
 ) -> None:
     ten = moment(2026, 11, 26, 10)
-    # CHG-TWO's register every minute 10:00..10:20: 100 + 0.25 k at 10:00 + k min, k = 0..20.
+    # CHG-TWO's register every minute 10:00..10:30: 100 + 0.25 k at 10:00 + k min, k = 0..30.
     meters.ingest_all(
-        [meter("CHG-TWO", ten + k * MINUTE, register=100.0 + 0.25 * k) for k in range(21)]
+        [meter("CHG-TWO", ten + k * MINUTE, register=100.0 + 0.25 * k) for k in range(31)]
     )
-    # VH-TWO: session A 10:00..10:05, session B 10:15..10:20 (a 10-minute gap > 5 min),
-    # 0.25 kWh DC a minute.
+    # VH-TWO: session A 10:00..10:05, session B 10:25..10:30 (20 minutes apart, beyond the 900 s
+    # reach: two sessions), 0.25 kWh DC a minute.
     vehicles.ingest_all(
         [
             vehicle("VH-TWO", "CHG-TWO", ten + k * MINUTE, dc=0.25)
-            for k in (*range(0, 6), *range(15, 21))
+            for k in (*range(0, 6), *range(25, 31))
         ]
     )
     analytics = analytics_factory()
-    performance = analytics.performance("VH-TWO", end=ten + HOUR, window=HOUR)
+    # The window [09:30, 11:00) holds every reading's interval (one stamped 10:00 exactly would
+    # belong to a window starting at 10:00 no more).
+    performance = analytics.performance("VH-TWO", end=ten + HOUR, window=90 * MINUTE)
     a, b = performance.sessions
-    # A: meter interval [09:59:30, 10:05:30): readings k = 0..5 (6); k = 0 has no previous
-    # register (unknown); k = 1..5 add 0.25 each: 1.25.
-    assert (a.energy_consumed_ac, a.meter_data_points) == (1.25, 6)
+    # A spans 09:59..10:05: the meter's k = 0 covers 09:59..10:00 with no previous register
+    # (unknown, not covered); k = 1..5 add 0.25 each: 1.25 over 300 of 360 s.
+    assert (a.energy_consumed_ac, a.meter_data_points) == (1.25, 5)
+    assert a.ac_coverage == exact(300 / 360)
     assert a.energy_delivered_dc == 6 * 0.25  # 1.5
-    # B: [10:14:30, 10:20:30): k = 15..20 (6); k = 15 looks back before the interval to k = 14
-    # (60 s, within reach): all six known, 6 x 0.25 = 1.5.
+    # B spans 10:24..10:30: k = 25 looks back to k = 24 (60 s, within reach): all six known,
+    # 6 x 0.25 = 1.5, all 360 s covered.
     assert (b.energy_consumed_ac, b.meter_data_points) == (1.5, 6)
+    assert b.ac_coverage == 1.0
     assert b.energy_delivered_dc == 1.5
-    # Totals: AC 1.25 + 1.5 = 2.75; DC 1.5 + 1.5 = 3.0; ratio 3.0 / 2.75; loss -0.25.
+    # Totals: AC 1.25 + 1.5 = 2.75; DC 1.5 + 1.5 = 3.0; ratio 3.0 / 2.75 (above 1: flagged, as
+    # is the partial coverage 660 / 720); loss -0.25.
     assert performance.total_energy_consumed_ac == 2.75
     assert performance.total_energy_delivered_dc == 3.0
     assert performance.efficiency_ratio == exact(3.0 / 2.75)
     assert performance.energy_loss_kwh == -0.25
-    assert (performance.data_points, performance.meter_data_points) == (12, 12)
+    assert performance.ac_coverage == exact(660 / 720)
+    assert (performance.data_points, performance.meter_data_points) == (12, 11)
 
 
 def test_sessions_window_starting_mid_series_looks_back(vehicles: Vehicle) -> None:
@@ -1017,12 +1027,18 @@ def test_sessions_window_starting_mid_series_looks_back(vehicles: Vehicle) -> No
             vehicle("VH-MID", "CH-MID", m(2), register=1.5),
         ]
     )
-    # Window [minute 1, 60): minute 1 looks back to minute 0 (before the window):
-    # (1.0 - 0.5) + (1.5 - 1.0) = 1.0, none unknown; the session starts at minute 1.
+    # Window [minute 0:30, 60): minute 1 looks back to minute 0 (before the window): its
+    # interval (0, 1] has 1.0 - 0.5 = 0.5, half of it inside the window: 0.25; minute 2 adds
+    # 1.5 - 1.0 = 0.5 → 0.75, none unknown; the span starts at the window's start.
+    (session,) = vehicles.sessions("VH-MID", m(0, 30), m(60))
+    assert (ts_micros(session.start_time), ts_micros(session.end_time)) == (m(0, 30), m(2))
+    assert session.kwh_delivered_dc == 0.75
+    assert (session.reading_count, session.unknown_energy_count) == (2, 0)
+    # Window [minute 1, 60): minute 1's interval ends at the window's start (the window before
+    # has it): only minute 2's 0.5.
     (session,) = vehicles.sessions("VH-MID", m(1), m(60))
     assert (ts_micros(session.start_time), ts_micros(session.end_time)) == (m(1), m(2))
-    assert session.kwh_delivered_dc == 1.0
-    assert (session.reading_count, session.unknown_energy_count) == (2, 0)
+    assert (session.kwh_delivered_dc, session.reading_count) == (0.5, 1)
 
 
 def test_summaries_of_many_intervals_in_request_order(meters: Meter) -> None:

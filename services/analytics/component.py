@@ -30,7 +30,7 @@ class AnalyticsComponent:
         performance = VehiclePerformanceService(
             Downstream(*self._channels),
             session_gap_us=round(settings.session_gap_seconds * MICROS),
-            tolerance_us=round(settings.correlation_tolerance_seconds * MICROS),
+            reach_us=round(settings.max_reading_interval_seconds * MICROS),
             downstream_timeout=settings.downstream_timeout_seconds,
         )
         self.servicer = AnalyticsServicer(performance, Authorizer.from_settings(settings))

@@ -3,42 +3,20 @@ to them. gRPC failures become domain errors here; every call carries a deadline.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 
 import grpc
 from energy.meter.v1 import meter_pb2, meter_service_pb2, meter_service_pb2_grpc
-from energy.vehicle.v1 import vehicle_service_pb2, vehicle_service_pb2_grpc
-from google.protobuf.duration_pb2 import Duration
+from energy.vehicle.v1 import vehicle_pb2, vehicle_service_pb2, vehicle_service_pb2_grpc
 
-from services.analytics.correlation import Consumption, Interval, Session
+from services.analytics.correlation import Consumption, Session
 from services.common.errors import DeadlineExceeded, NotFound, Unavailable
-from services.common.timeconv import micros_to_timestamp, timestamp_to_micros
-
-# MeterService takes at most 10,000 intervals and 62 interval-days per SummarizeConsumption
-# call (services/meter/service.py); a call here carries at most half of each. The intervals of
-# one window are clipped to it (at most 31 days each) and one vehicle's sessions never overlap,
-# so a 31-day window needs one call, two when the tolerances add up past 31 days.
-INTERVALS_PER_CALL = 5_000
-SPAN_PER_CALL_US = 31 * 24 * 3600 * 1_000_000
-
-
-def _calls(intervals: Sequence[Interval]) -> list[Sequence[Interval]]:
-    """The intervals in order, cut into calls of at most INTERVALS_PER_CALL intervals and
-    SPAN_PER_CALL_US of total length (a longer interval goes alone)."""
-    calls: list[Sequence[Interval]] = []
-    first, span = 0, 0
-    for index, interval in enumerate(intervals):
-        length = interval.end_us - interval.start_us
-        if index > first and (
-            index - first >= INTERVALS_PER_CALL or span + length > SPAN_PER_CALL_US
-        ):
-            calls.append(intervals[first:index])
-            first, span = index, 0
-        span += length
-    if first < len(intervals):
-        calls.append(intervals[first:])
-    return calls
+from services.common.timeconv import (
+    duration_to_micros,
+    micros_to_duration,
+    micros_to_timestamp,
+    timestamp_to_micros,
+)
 
 
 def _translate(error: grpc.RpcError, service: str) -> Exception:
@@ -54,6 +32,30 @@ def _translate(error: grpc.RpcError, service: str) -> Exception:
     return RuntimeError(f"{service} answered {code.name}: {details}")
 
 
+def _session(message: vehicle_pb2.ChargingSession) -> Session:
+    return Session(
+        vehicle_id=message.vehicle_id,
+        charger_id=message.charger_id,
+        start_us=timestamp_to_micros(message.start_time),
+        end_us=timestamp_to_micros(message.end_time),
+        kwh_delivered_dc=message.kwh_delivered_dc,
+        reading_count=message.reading_count,
+        battery_temp_sum=message.battery_temp_sum,
+        battery_temp_count=message.battery_temp_count,
+        first_reading_us=timestamp_to_micros(message.first_reading_time),
+        last_reading_us=timestamp_to_micros(message.last_reading_time),
+    )
+
+
+def _span(session: Session) -> meter_pb2.SessionSpan:
+    return meter_pb2.SessionSpan(
+        charger_id=session.charger_id,
+        start_time=micros_to_timestamp(session.start_us),
+        end_time=micros_to_timestamp(session.end_us),
+        kwh_delivered_dc=max(session.kwh_delivered_dc, 0.0),
+    )
+
+
 class Downstream:
     def __init__(self, vehicle_channel: grpc.Channel, meter_channel: grpc.Channel) -> None:
         self._vehicles = vehicle_service_pb2_grpc.VehicleServiceStub(vehicle_channel)
@@ -62,50 +64,61 @@ class Downstream:
     def sessions(
         self, vehicle_id: str, start_us: int, end_us: int, gap_us: int, timeout: float
     ) -> list[Session]:
-        gap = Duration(seconds=gap_us // 1_000_000, nanos=(gap_us % 1_000_000) * 1000)
+        """The vehicle's sessions in [start_us, end_us), ordered by start."""
         request = vehicle_service_pb2.ListChargingSessionsRequest(
             vehicle_id=vehicle_id,
             start_time=micros_to_timestamp(start_us),
             end_time=micros_to_timestamp(end_us),
-            session_gap=gap,
+            session_gap=micros_to_duration(gap_us),
         )
         try:
             response = self._vehicles.ListChargingSessions(request, timeout=timeout)
         except grpc.RpcError as error:
             raise _translate(error, "VehicleService") from None
-        return [
-            Session(
-                charger_id=s.charger_id,
-                start_us=timestamp_to_micros(s.start_time),
-                end_us=timestamp_to_micros(s.end_time),
-                kwh_delivered_dc=s.kwh_delivered_dc,
-                reading_count=s.reading_count,
-                battery_temp_sum=s.battery_temp_sum,
-                battery_temp_count=s.battery_temp_count,
-            )
-            for s in response.sessions
-        ]
+        return [_session(s) for s in response.sessions]
 
-    def consumption(self, intervals: Sequence[Interval], timeout: float) -> list[Consumption]:
-        """As few calls as MeterService's limits allow (one for any realistic window)."""
-        deadline = time.monotonic() + timeout
-        found: list[Consumption] = []
-        for chunk in _calls(intervals):
-            request = meter_service_pb2.SummarizeConsumptionRequest(
-                intervals=[
-                    meter_pb2.ConsumptionInterval(
-                        charger_id=interval.charger_id,
-                        start_time=micros_to_timestamp(interval.start_us),
-                        end_time=micros_to_timestamp(interval.end_us),
-                    )
-                    for interval in chunk
-                ]
+    def charger_sessions(
+        self, charger_ids: Sequence[str], start_us: int, end_us: int, gap_us: int, timeout: float
+    ) -> list[Session]:
+        """Every vehicle's sessions on the chargers in [start_us, end_us): one call."""
+        request = vehicle_service_pb2.ListChargerSessionsRequest(
+            charger_ids=charger_ids,
+            start_time=micros_to_timestamp(start_us),
+            end_time=micros_to_timestamp(end_us),
+            session_gap=micros_to_duration(gap_us),
+        )
+        try:
+            response = self._vehicles.ListChargerSessions(request, timeout=timeout)
+        except grpc.RpcError as error:
+            raise _translate(error, "VehicleService") from None
+        return [_session(s) for s in response.sessions]
+
+    def attribute(
+        self,
+        sessions: Sequence[Session],
+        others: Sequence[Session],
+        start_us: int,
+        end_us: int,
+        timeout: float,
+    ) -> list[Consumption]:
+        """The AC MeterService attributes to each of `sessions`, in order: one call."""
+        request = meter_service_pb2.AttributeConsumptionRequest(
+            sessions=[_span(s) for s in sessions],
+            other_sessions=[_span(s) for s in others],
+            start_time=micros_to_timestamp(start_us),
+            end_time=micros_to_timestamp(end_us),
+        )
+        try:
+            response = self._meters.AttributeConsumption(request, timeout=timeout)
+        except grpc.RpcError as error:
+            raise _translate(error, "MeterService") from None
+        return [
+            Consumption(
+                kwh_consumed_ac=c.kwh_consumed_ac,
+                reading_count=c.reading_count,
+                covered_us=duration_to_micros(c.covered_duration),
+                implausible_count=c.implausible_reading_count,
+                unknown_energy_count=c.unknown_energy_count,
             )
-            try:
-                response = self._meters.SummarizeConsumption(
-                    request, timeout=max(deadline - time.monotonic(), 0.0)
-                )
-            except grpc.RpcError as error:
-                raise _translate(error, "MeterService") from None
-            found += [Consumption(s.kwh_consumed_ac, s.reading_count) for s in response.summaries]
-        return found
+            for c in response.consumptions
+        ]

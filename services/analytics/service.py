@@ -1,10 +1,12 @@
-"""AnalyticsService use cases: one call for the sessions, one for all their AC energy."""
+"""AnalyticsService use cases: GetVehiclePerformance in three downstream calls whatever the
+number of sessions (the vehicle's sessions, the other vehicles' on its chargers, the AC
+attributed to all of them)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from services.analytics.correlation import Performance, attribution_intervals, compose
+from services.analytics.correlation import Performance, arrange, compose, near
 from services.analytics.downstream import Downstream
 from services.common.errors import DeadlineExceeded, InvalidArgument
 from services.common.timeconv import MICROS, MIN_TIMESTAMP_MICROS, now_micros
@@ -20,13 +22,15 @@ class VehiclePerformanceService:
         downstream: Downstream,
         *,
         session_gap_us: int,
-        tolerance_us: int,
+        reach_us: int,
         downstream_timeout: float,
         clock: Callable[[], int] = now_micros,
     ) -> None:
         self._downstream = downstream
         self._gap_us = session_gap_us
-        self._tolerance_us = tolerance_us
+        # A reading interval is at most twice the reach long (see MeterService and
+        # VehicleService): sessions farther apart cannot share one, nor cut each other.
+        self._margin_us = 2 * reach_us
         self._timeout = downstream_timeout
         self._clock = clock
 
@@ -51,8 +55,21 @@ class VehiclePerformanceService:
         sessions = self._downstream.sessions(
             vehicle_id, start_us, end_us, self._gap_us, self._budget(time_remaining)
         )
-        intervals = attribution_intervals(sessions, start_us, end_us, self._tolerance_us)
-        consumption = self._downstream.consumption(intervals, self._budget(time_remaining))
+        if not sessions:
+            return compose(vehicle_id, start_us, end_us, [], [])
+        chargers = sorted({session.charger_id for session in sessions})
+        on_chargers = self._downstream.charger_sessions(
+            chargers, start_us, end_us, self._gap_us, self._budget(time_remaining)
+        )
+        # Cut on each charger from all its sessions, then only those that can share a meter
+        # interval with the vehicle's are sent.
+        sessions, others = arrange(
+            sessions, [s for s in on_chargers if s.vehicle_id != vehicle_id], self._margin_us
+        )
+        others = near(others, sessions, self._margin_us)
+        consumption = self._downstream.attribute(
+            sessions, others, start_us, end_us, self._budget(time_remaining)
+        )
         return compose(vehicle_id, start_us, end_us, sessions, consumption)
 
     def _budget(self, time_remaining: Callable[[], float | None]) -> float:

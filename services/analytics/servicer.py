@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import grpc
 from energy.analytics.v1 import analytics_pb2, analytics_service_pb2, analytics_service_pb2_grpc
 
-from services.analytics.correlation import Figures, Performance
+from services.analytics.correlation import Figures, Performance, Quality
 from services.analytics.service import VehiclePerformanceService
 from services.common.errors import translate_errors
 from services.common.security import OPEN, Authorizer
 from services.common.timeconv import duration_to_micros, micros_to_timestamp, timestamp_to_micros
 from services.common.validation import require_times
+
+# Quality.X is QualityFlag QUALITY_FLAG_X on the wire.
+_WIRE_FLAGS = {
+    flag: cast(
+        analytics_pb2.QualityFlag,
+        analytics_pb2.QualityFlag.Value(f"QUALITY_FLAG_{flag.name}"),
+    )
+    for flag in Quality
+}
 
 
 def _set_figures(
@@ -18,9 +29,12 @@ def _set_figures(
     figures: Figures,
 ) -> None:
     """The fields VehiclePerformance and SessionPerformance share; unset stays unset."""
-    message.energy_loss_kwh = figures.energy_loss_kwh
     message.data_points = figures.data_points
     message.meter_data_points = figures.meter_data_points
+    message.ac_coverage = figures.ac_coverage
+    message.quality_flags.extend(_WIRE_FLAGS[flag] for flag in figures.flags)
+    if figures.energy_loss_kwh is not None:
+        message.energy_loss_kwh = figures.energy_loss_kwh
     if figures.efficiency_ratio is not None:
         message.efficiency_ratio = figures.efficiency_ratio
     if figures.avg_battery_temperature is not None:
@@ -32,18 +46,20 @@ def performance_message(performance: Performance) -> analytics_pb2.VehiclePerfor
         vehicle_id=performance.vehicle_id,
         start_time=micros_to_timestamp(performance.start_us),
         end_time=micros_to_timestamp(performance.end_us),
-        total_energy_consumed_ac=performance.totals.energy_consumed_ac,
         total_energy_delivered_dc=performance.totals.energy_delivered_dc,
     )
+    if performance.totals.energy_consumed_ac is not None:
+        message.total_energy_consumed_ac = performance.totals.energy_consumed_ac
     _set_figures(message, performance.totals)
     for item in performance.sessions:
         session = message.sessions.add(
             charger_id=item.session.charger_id,
             start_time=micros_to_timestamp(item.session.start_us),
             end_time=micros_to_timestamp(item.session.end_us),
-            energy_consumed_ac=item.figures.energy_consumed_ac,
             energy_delivered_dc=item.figures.energy_delivered_dc,
         )
+        if item.figures.energy_consumed_ac is not None:
+            session.energy_consumed_ac = item.figures.energy_consumed_ac
         _set_figures(session, item.figures)
     return message
 

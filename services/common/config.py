@@ -111,6 +111,9 @@ class Settings:
     # Energy from registers: a register reading more than this after the previous one of its
     # entity has no known interval energy (the count restarts there).
     max_reading_interval_seconds: float = 900.0
+    # A meter interval implying more power than this is implausible (e.g. Wh sent as kWh): the
+    # correlation excludes it and flags it (MeterService).
+    max_charger_power_kw: float = 1000.0
 
     # A device's stream is held until its end: bounded in bytes received and in streams open.
     max_device_stream_bytes: int = 16 * 1024 * 1024
@@ -118,7 +121,6 @@ class Settings:
 
     # Correlation (AnalyticsService).
     session_gap_seconds: float = 300.0
-    correlation_tolerance_seconds: float = 30.0
     downstream_timeout_seconds: float = 5.0
 
     # Security (all off by default): TLS for the servers, mutual TLS when a client CA is set,
@@ -172,6 +174,9 @@ class Settings:
             "db_pool_timeout_seconds",
             "max_read_seconds",
             "max_expensive_reads",
+            "max_reading_interval_seconds",
+            "max_charger_power_kw",
+            "session_gap_seconds",
         )
         for name in positive:
             if getattr(self, name) <= 0:

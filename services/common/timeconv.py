@@ -74,6 +74,12 @@ def duration_to_micros(duration: Duration) -> int:
     return duration.seconds * MICROS + duration.nanos // 1000
 
 
+def micros_to_duration(micros: int) -> Duration:
+    """A Duration of `micros` >= 0 microseconds."""
+    seconds, rest = divmod(micros, MICROS)
+    return Duration(seconds=seconds, nanos=rest * 1000)
+
+
 def micros_to_datetime(micros: int) -> datetime:
     return datetime.fromtimestamp(micros / MICROS, UTC)
 

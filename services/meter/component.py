@@ -14,4 +14,6 @@ SERVICE_NAME = METER.contract.service_name
 
 
 def build(settings: Settings) -> DatabaseComponent:
-    return build_reading_component(settings, METER, MeterRepository, MeterReadings, MeterServicer)
+    return build_reading_component(
+        settings, METER, MeterRepository.from_settings, MeterReadings, MeterServicer
+    )

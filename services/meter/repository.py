@@ -3,19 +3,28 @@ status SQL is the shared one (services.readings.repository), made from the METER
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import NamedTuple, Self
 
 from sqlalchemy import text
+from sqlalchemy.engine import Engine
 
+from services.common.config import Settings
+from services.common.reads import ReadGate
 from services.meter.kind import METER
+from services.readings.kind import ReadingKind
 from services.readings.repository import (
+    DEFAULT_REACH_US,
     TIMESTAMPTZ_SQL,
     StatusRepository,
+    reading_intervals_sql,
     reading_table,
     register_energy_sql,
 )
 
 READINGS_TABLE = reading_table(METER)
+DEFAULT_MAX_POWER_KW = 1000.0
+# A charger's usual period in AttributeConsumption: the median gap of this many readings.
+PERIOD_SAMPLE = 101
 
 
 class ConsumptionRow(NamedTuple):
@@ -26,8 +35,54 @@ class ConsumptionRow(NamedTuple):
     unknown_energy_count: int
 
 
+class AttributionRow(NamedTuple):
+    """The AC attributed to one session: kWh, the meter readings attributed, seconds of the span
+    covered by known, plausible meter intervals, readings excluded as implausible, readings of
+    unknown energy."""
+
+    kwh_consumed_ac: float
+    reading_count: int
+    covered_seconds: float
+    implausible_count: int
+    unknown_energy_count: int
+
+
+class SpanColumns(NamedTuple):
+    """Sessions as parallel arrays: charger ids, span starts and ends (micros), DC kWh."""
+
+    charger_ids: list[str]
+    starts_us: list[int]
+    ends_us: list[int]
+    kwh_delivered_dc: list[float]
+
+
 class MeterRepository(StatusRepository):
-    """The charger statuses, and the AC energy sums of SummarizeConsumption."""
+    """The charger statuses, the AC energy sums of SummarizeConsumption and the attributions of
+    AttributeConsumption. `max_power_kw` (MAX_CHARGER_POWER_KW): a meter interval implying more
+    is implausible and excluded from attributions."""
+
+    def __init__(
+        self,
+        kind: ReadingKind,
+        engine: Engine,
+        reads: ReadGate | None = None,
+        reach_us: int = DEFAULT_REACH_US,
+        max_power_kw: float = DEFAULT_MAX_POWER_KW,
+    ) -> None:
+        super().__init__(kind, engine, reads, reach_us)
+        self._max_power_kw = max_power_kw
+
+    @classmethod
+    def from_settings(
+        cls, kind: ReadingKind, engine: Engine, reads: ReadGate, settings: Settings
+    ) -> Self:
+        return cls(
+            kind,
+            engine,
+            reads,
+            round(settings.max_reading_interval_seconds * 1_000_000),
+            settings.max_charger_power_kw,
+        )
 
     def summarize(
         self, meter_ids: list[str], starts_us: list[int], ends_us: list[int]
@@ -43,6 +98,42 @@ class MeterRepository(StatusRepository):
         with self._reads.connection(expensive=True) as connection:
             rows = connection.execute(_SUMMARIZE_SQL, params).all()
         return [ConsumptionRow(float(row[0]), int(row[1]), int(row[2])) for row in rows]
+
+    def attribute(
+        self,
+        sessions: SpanColumns,
+        others: SpanColumns,
+        window_start_us: int,
+        window_end_us: int,
+    ) -> list[AttributionRow]:
+        """The AC attributed to each of `sessions`, in their order: each meter interval's energy
+        inside the window [window_start_us, window_end_us), split among the sessions and
+        `others` on its charger that overlap it (see _ATTRIBUTE_SQL). Intervals implying more
+        than the maximum power are excluded and counted."""
+        params = {
+            "ids": sessions.charger_ids,
+            "starts": sessions.starts_us,
+            "ends": sessions.ends_us,
+            "dcs": sessions.kwh_delivered_dc,
+            "other_ids": others.charger_ids,
+            "other_starts": others.starts_us,
+            "other_ends": others.ends_us,
+            "other_dcs": others.kwh_delivered_dc,
+            "start_us": window_start_us,
+            "end_us": window_end_us,
+            "start_s": window_start_us / 1_000_000,
+            "end_s": window_end_us / 1_000_000,
+            "lookaround_us": self._lookaround_us,
+            "max_kwh_per_s": self._max_power_kw / 3600,
+            "reach_s": self._reach_us / 1_000_000,
+            "lookaround_s": self._lookaround_us / 1_000_000,
+        }
+        with self._reads.connection(expensive=True) as connection:
+            rows = connection.execute(_ATTRIBUTE_SQL, params).all()
+        return [
+            AttributionRow(float(row[0]), int(row[1]), float(row[2]), int(row[3]), int(row[4]))
+            for row in rows
+        ]
 
 
 # Every interval in one statement: the arrays are unnested in request order and each interval
@@ -76,5 +167,136 @@ _SUMMARIZE_SQL = text(
         ) AS energies
     ) AS totals
     ORDER BY wanted.position
+    """
+)
+
+
+# The correlation rule's AC side in one statement, times in epoch seconds (double precision).
+# - `spans`: the sessions asked about (with their position) and the others on their chargers.
+# - `active`: each charger's time cut at every span's start and end into segments, each with the
+#   sessions covering it and their share: all of it for one session; several (concurrent) share
+#   by their average DC power (equally when none has DC).
+# - `ranges` / `scanned`: each charger's readings around the sessions asked about (runs of them
+#   closer than twice the lookaround read as one range), `intervals` their intervals and energy,
+#   the usual period taken from the readings at the window's start (`window_gaps`).
+# - `touching`: each (session asked about, meter interval overlapping it): coverage and counts.
+# - `split`: each known, plausible interval's energy inside the window goes to the sessions
+#   overlapping it in proportion to their share of the time the sessions cover in it.
+_ATTRIBUTE_SQL = text(
+    f"""
+    WITH wanted AS (
+        SELECT position, charger_id, start_us::float8 / 1000000 AS s,
+               end_us::float8 / 1000000 AS e, dc
+        FROM unnest(CAST(:ids AS text[]), CAST(:starts AS int8[]), CAST(:ends AS int8[]),
+                    CAST(:dcs AS float8[]))
+             WITH ORDINALITY AS w(charger_id, start_us, end_us, dc, position)
+    ), spans AS (
+        SELECT position, charger_id, s, e, dc FROM wanted
+        UNION ALL
+        SELECT NULL, charger_id, start_us::float8 / 1000000, end_us::float8 / 1000000, dc
+        FROM unnest(CAST(:other_ids AS text[]), CAST(:other_starts AS int8[]),
+                    CAST(:other_ends AS int8[]), CAST(:other_dcs AS float8[]))
+             AS o(charger_id, start_us, end_us, dc)
+        WHERE charger_id IN (SELECT charger_id FROM wanted)
+    ), points AS (
+        SELECT DISTINCT charger_id, p FROM spans CROSS JOIN LATERAL (VALUES (s), (e)) AS v(p)
+    ), segments AS (
+        SELECT charger_id, p AS g_start,
+               lead(p) OVER (PARTITION BY charger_id ORDER BY p) AS g_end
+        FROM points
+    ), covering AS (
+        SELECT g.charger_id, g.g_start, g.g_end, sp.position, sp.dc / (sp.e - sp.s) AS rate,
+               count(*) OVER segment AS sessions, sum(sp.dc / (sp.e - sp.s)) OVER segment AS rates
+        FROM segments g
+        JOIN spans sp ON sp.charger_id = g.charger_id AND sp.s <= g.g_start AND sp.e >= g.g_end
+        WHERE g.g_end > g.g_start AND sp.e > sp.s
+        WINDOW segment AS (PARTITION BY g.charger_id, g.g_start)
+    ), active AS (
+        SELECT charger_id, g_start, g_end, position, sessions,
+               CASE WHEN sessions = 1 THEN 1.0
+                    WHEN rates > 0 THEN rate / rates
+                    ELSE 1.0 / sessions END AS share
+        FROM covering
+    ), islands AS (
+        SELECT charger_id, s, e,
+               count(*) FILTER (WHERE previous_e IS NULL OR s - previous_e > 2 * :lookaround_s)
+                   OVER (PARTITION BY charger_id ORDER BY s) AS island
+        FROM (
+            SELECT charger_id, s, e,
+                   max(e) OVER (PARTITION BY charger_id ORDER BY s
+                                ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS previous_e
+            FROM wanted
+        ) AS ordered
+    ), ranges AS (
+        SELECT charger_id, round((min(s) - :lookaround_s) * 1000000)::int8 AS lo_us,
+               round((max(e) + :lookaround_s) * 1000000)::int8 AS hi_us
+        FROM islands GROUP BY charger_id, island
+    ), scanned AS (
+        SELECT r.charger_id, m.read_time, m.kwh_consumed_ac AS energy,
+               m.kwh_consumed_ac_register AS register
+        FROM ranges r
+        CROSS JOIN LATERAL (
+            SELECT read_time, kwh_consumed_ac, kwh_consumed_ac_register
+            FROM meter.meter_readings
+            WHERE meter_id = r.charger_id
+              AND read_time >= {TIMESTAMPTZ_SQL.format(us="r.lo_us")}
+              AND read_time <= {TIMESTAMPTZ_SQL.format(us="r.hi_us")}
+        ) AS m
+    ), window_gaps AS (
+        -- The usual period must be the same for every request about this window (see
+        -- reading_intervals_sql), and cheap: the gaps of the charger's first PERIOD_SAMPLE
+        -- readings from the lookaround before the window's start (an index range scan).
+        SELECT c.charger_id, g.gap
+        FROM (SELECT DISTINCT charger_id FROM wanted) AS c
+        CROSS JOIN LATERAL (
+            SELECT date_part('epoch', read_time)
+                   - date_part('epoch', lag(read_time) OVER (ORDER BY read_time)) AS gap
+            FROM (
+                SELECT read_time FROM meter.meter_readings
+                WHERE meter_id = c.charger_id
+                  AND read_time >= {TIMESTAMPTZ_SQL.format(us="(:start_us - :lookaround_us)")}
+                  AND read_time <= {TIMESTAMPTZ_SQL.format(us="(:end_us + :lookaround_us)")}
+                ORDER BY read_time LIMIT {PERIOD_SAMPLE}
+            ) AS sample
+        ) AS g
+    ), {reading_intervals_sql("charger_id", gaps="window_gaps")},
+    judged AS (
+        SELECT charger_id, t, chained_start AS i_start, kwh,
+               kwh IS NOT NULL AND kwh <= :max_kwh_per_s * (t - chained_start) AS usable
+        FROM intervals
+    ), touching AS (
+        SELECT w.position, j.*, least(j.t, w.e) - greatest(j.i_start, w.s) AS overlap
+        FROM wanted w
+        JOIN judged j ON j.charger_id = w.charger_id AND j.t > w.s AND j.i_start < w.e
+    ), usable AS (
+        SELECT DISTINCT charger_id, t, i_start,
+               kwh * (least(t, :end_s) - greatest(i_start, :start_s)) / (t - i_start) AS kwh
+        FROM touching WHERE usable
+    ), pieces AS (
+        SELECT u.charger_id, u.t, u.kwh, a.position, a.share, a.sessions,
+               least(a.g_end, u.t) - greatest(a.g_start, u.i_start) AS overlap
+        FROM usable u
+        JOIN active a ON a.charger_id = u.charger_id AND a.g_start < u.t AND a.g_end > u.i_start
+    ), split AS (
+        SELECT position,
+               kwh * overlap * share
+                   / sum(overlap / sessions) OVER (PARTITION BY charger_id, t) AS kwh
+        FROM pieces
+    ), attributed AS (
+        SELECT position, sum(kwh) AS kwh FROM split WHERE position IS NOT NULL GROUP BY position
+    ), judged_per_session AS (
+        SELECT position,
+               count(*) FILTER (WHERE usable) AS readings,
+               coalesce(sum(overlap) FILTER (WHERE usable), 0) AS covered,
+               count(*) FILTER (WHERE kwh IS NOT NULL AND NOT usable) AS implausible,
+               count(*) FILTER (WHERE kwh IS NULL) AS unknown
+        FROM touching GROUP BY position
+    )
+    SELECT coalesce(a.kwh, 0), coalesce(j.readings, 0), coalesce(j.covered, 0),
+           coalesce(j.implausible, 0), coalesce(j.unknown, 0)
+    FROM wanted w
+    LEFT JOIN attributed a USING (position)
+    LEFT JOIN judged_per_session j USING (position)
+    ORDER BY w.position
     """
 )

@@ -3,9 +3,16 @@ knows neither gRPC nor SQL."""
 
 from __future__ import annotations
 
+import math
+
 from services.common.errors import InvalidArgument
 from services.common.validation import id_problem
-from services.meter.repository import ConsumptionRow, MeterRepository
+from services.meter.repository import (
+    AttributionRow,
+    ConsumptionRow,
+    MeterRepository,
+    SpanColumns,
+)
 from services.readings.service import ReadingService
 
 MAX_INTERVALS = 10_000
@@ -15,6 +22,9 @@ MAX_INTERVALS = 10_000
 # 89,280 index entries, tens of milliseconds; 10,000 intervals of 31 days would be 446M.
 DAY_US = 24 * 3600 * 1_000_000
 MAX_INTERVAL_DAYS = 62
+# AttributeConsumption: sessions of one window (AnalyticsService's largest: 31 days) in all.
+MAX_ATTRIBUTION_SESSIONS = 10_000
+MAX_WINDOW_DAYS = 31
 
 
 class MeterReadings(ReadingService[MeterRepository]):
@@ -57,3 +67,66 @@ class MeterReadings(ReadingService[MeterRepository]):
         if not meter_ids:
             return []
         return self._repository.summarize(meter_ids, starts_us, ends_us)
+
+    def attribute(
+        self,
+        sessions: SpanColumns,
+        others: SpanColumns,
+        window_start_us: int,
+        window_end_us: int,
+    ) -> list[AttributionRow]:
+        """The AC attributed to each of `sessions` (see MeterRepository.attribute).
+
+        INVALID_ARGUMENT naming the field: a window that ends before it starts or lasts more
+        than MAX_WINDOW_DAYS, more than MAX_ATTRIBUTION_SESSIONS sessions in all, a malformed
+        charger id, a span ending before it starts or reaching outside the window, a DC
+        energy that is negative or not finite."""
+        count = len(sessions.charger_ids) + len(others.charger_ids)
+        if count > MAX_ATTRIBUTION_SESSIONS:
+            raise InvalidArgument(
+                [
+                    (
+                        "sessions",
+                        f"at most {MAX_ATTRIBUTION_SESSIONS} with other_sessions, got {count}",
+                    )
+                ]
+            )
+        if window_end_us < window_start_us:
+            raise InvalidArgument([("end_time", "must not be before start_time")])
+        if window_end_us - window_start_us > MAX_WINDOW_DAYS * DAY_US:
+            raise InvalidArgument(
+                [("end_time", f"must be at most {MAX_WINDOW_DAYS} days after start_time")]
+            )
+        violations = [
+            *_span_violations("sessions", sessions, window_start_us, window_end_us),
+            *_span_violations("other_sessions", others, window_start_us, window_end_us),
+        ]
+        if violations:
+            raise InvalidArgument(violations)
+        if not sessions.charger_ids:
+            return []
+        return self._repository.attribute(sessions, others, window_start_us, window_end_us)
+
+
+def _span_violations(
+    field: str, spans: SpanColumns, window_start_us: int, window_end_us: int
+) -> list[tuple[str, str]]:
+    violations = []
+    for index, (charger_id, start, end, dc) in enumerate(zip(*spans, strict=True)):
+        path = f"{field}[{index}]"
+        problem = id_problem(charger_id)
+        if problem:
+            violations.append((f"{path}.charger_id", problem))
+        if end < start:
+            violations.append((f"{path}.end_time", "must not be before start_time"))
+        for name, outside in (
+            ("start_time", start < window_start_us),
+            ("end_time", end > window_end_us),
+        ):
+            if outside:
+                violations.append(
+                    (f"{path}.{name}", "the span must lie within the window [start_time, end_time]")
+                )
+        if not math.isfinite(dc) or dc < 0:
+            violations.append((f"{path}.kwh_delivered_dc", f"must be finite and >= 0, got {dc!r}"))
+    return violations

@@ -13,9 +13,11 @@ from services.common.timeconv import (
     MAX_TIMESTAMP_SECONDS,
     MICROS,
     MIN_TIMESTAMP_SECONDS,
+    micros_to_duration,
     timestamp_to_micros,
 )
 from services.common.validation import time_violations
+from services.meter.repository import SpanColumns
 from services.meter.service import MeterReadings
 from services.readings.servicer import ReadingServicer
 
@@ -30,6 +32,31 @@ def _valid_span_seconds(intervals: Sequence[meter_pb2.ConsumptionInterval]) -> i
         if MIN_TIMESTAMP_SECONDS <= start <= end <= MAX_TIMESTAMP_SECONDS:
             total += end - start
     return total
+
+
+def _spans(
+    field: str, spans: Sequence[meter_pb2.SessionSpan]
+) -> tuple[SpanColumns, list[tuple[str, str]]]:
+    """The spans as columns, and the violations of their times (unset or out of range)."""
+    violations = []
+    for index, span in enumerate(spans):
+        for name in ("start_time", "end_time"):
+            path = f"{field}[{index}].{name}"
+            if span.HasField(name):
+                violations += time_violations([(path, getattr(span, name))])
+            else:
+                violations.append((path, "must be set, got nothing"))
+    if violations:
+        return SpanColumns([], [], [], []), violations
+    return (
+        SpanColumns(
+            [span.charger_id for span in spans],
+            [timestamp_to_micros(span.start_time) for span in spans],
+            [timestamp_to_micros(span.end_time) for span in spans],
+            [span.kwh_delivered_dc for span in spans],
+        ),
+        [],
+    )
 
 
 class MeterServicer(ReadingServicer[MeterReadings], meter_service_pb2_grpc.MeterServiceServicer):
@@ -73,5 +100,45 @@ class MeterServicer(ReadingServicer[MeterReadings], meter_service_pb2_grpc.Meter
                     unknown_energy_count=total.unknown_energy_count,
                 )
                 for interval, total in zip(intervals, totals, strict=True)
+            ]
+        )
+
+    @translate_errors
+    def AttributeConsumption(
+        self,
+        request: meter_service_pb2.AttributeConsumptionRequest,
+        context: grpc.ServicerContext,
+    ) -> meter_service_pb2.AttributeConsumptionResponse:
+        self._auth.require_reader(context)
+        violations = []
+        for name in ("start_time", "end_time"):
+            if request.HasField(name):
+                violations += time_violations([(name, getattr(request, name))])
+            else:
+                violations.append((name, "must be set, got nothing"))
+        sessions, problems = _spans("sessions", request.sessions)
+        others, other_problems = _spans("other_sessions", request.other_sessions)
+        violations += problems + other_problems
+        if violations:
+            raise InvalidArgument(violations)
+        rows = self._readings.attribute(
+            sessions,
+            others,
+            timestamp_to_micros(request.start_time),
+            timestamp_to_micros(request.end_time),
+        )
+        return meter_service_pb2.AttributeConsumptionResponse(
+            consumptions=[
+                meter_pb2.SessionConsumption(
+                    charger_id=span.charger_id,
+                    start_time=span.start_time,
+                    end_time=span.end_time,
+                    kwh_consumed_ac=row.kwh_consumed_ac,
+                    reading_count=row.reading_count,
+                    covered_duration=micros_to_duration(round(row.covered_seconds * MICROS)),
+                    implausible_reading_count=row.implausible_count,
+                    unknown_energy_count=row.unknown_energy_count,
+                )
+                for span, row in zip(request.sessions, rows, strict=True)
             ]
         )

@@ -25,12 +25,12 @@ Service = TypeVar("Service", bound=ReadingService[Any])
 def build_reading_component(
     settings: Settings,
     kind: ReadingKind,
-    repository: Callable[[ReadingKind, Engine, ReadGate, int], Repository],
+    repository: Callable[[ReadingKind, Engine, ReadGate, Settings], Repository],
     service: Callable[[ReadingKind, Repository, Ingestor], Service],
     servicer: Callable[[ReadingKind, Service, Authorizer], ReadingServicer[Service]],
 ) -> DatabaseComponent:
-    """`repository`, `service` and `servicer` make the kind's own layers (each extends the
-    shared one with the kind's own RPCs)."""
+    """`repository` (a repository's from_settings), `service` and `servicer` make the kind's own
+    layers (each extends the shared one with the kind's own RPCs)."""
     engine, reads = build_reads(settings, kind.service)
     ingestor, writers = build_ingestor(
         settings, kind.service, reading_table(kind), kind.rules, kind.validate_batch
@@ -42,9 +42,7 @@ def build_reading_component(
             kind,
             service(
                 kind,
-                repository(
-                    kind, engine, reads, round(settings.max_reading_interval_seconds * 1_000_000)
-                ),
+                repository(kind, engine, reads, settings),
                 ingestor,
             ),
             Authorizer.from_settings(settings),

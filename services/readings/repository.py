@@ -3,11 +3,12 @@ from a kind's declaration. Each kind's own repository adds its kind-specific que
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Self
 
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
+from services.common.config import Settings
 from services.common.group_commit import ReadingTable
 from services.common.reads import ReadGate
 from services.readings.kind import ReadingKind
@@ -111,10 +112,74 @@ def register_energy_sql(value: str, previous: str, gap: str) -> str:
     )
 
 
+DEFAULT_LOOKAROUND_US = 2 * DEFAULT_REACH_US
+
+
+def reading_intervals_sql(partition: str, extra: str = "", gaps: str = "") -> str:
+    """CTEs that give each reading of a `scanned` CTE its interval and energy: the correlation
+    rule's view of a reading, shared by both kinds.
+
+    `scanned` has the `partition` columns (one entity: a meter, or a vehicle on one charger),
+    `read_time`, `energy` (interval kWh or NULL), `register` (cumulative kWh or NULL) and the
+    `extra` columns, which pass through. The last CTE, `intervals`, has them with, in epoch
+    seconds (double precision): `t` (the reading's time), `previous_t` (the entity's previous
+    reading), `chained_start` (the interval's start: `previous_t` when within the reach, else one
+    usual period before `t`) and `kwh` (its energy: the interval energy, or the register's
+    difference from the previous register reading within the reach, a decrease counting from
+    zero; NULL when unknown).
+
+    An entity's usual period is the median of the gaps between its readings that are at most
+    `:lookaround_s` (longer ones are silences), 60 s with none; its reach is the larger of
+    `:reach_s` and twice the period, at most `:lookaround_s`. The gaps are those of the scanned
+    readings, or of `gaps` when given (a CTE with the `partition` columns and `gap` in seconds):
+    the period must not depend on which part of an entity's readings a request scans, or two
+    requests would cut one reading's interval differently. The caller scans `:lookaround_s`
+    beyond what it needs on both sides, so that every previous reading within the reach and
+    every reading whose interval reaches into its range is there."""
+    extra = f", {extra}" if extra else ""
+    gaps = gaps or "(SELECT *, t - previous_t AS gap FROM lagged)"
+    return f"""
+    lagged AS (
+        SELECT {partition}{extra}, energy, register,
+               date_part('epoch', read_time) AS t,
+               date_part('epoch', lag(read_time) OVER entity) AS previous_t,
+               lag(register) OVER registers AS previous_register,
+               date_part('epoch', lag(read_time) OVER registers) AS previous_register_t
+        FROM scanned
+        WINDOW entity AS (PARTITION BY {partition} ORDER BY read_time),
+               registers AS (PARTITION BY {partition}, register IS NULL ORDER BY read_time)
+    ), periods AS (
+        SELECT {partition}, percentile_cont(0.5) WITHIN GROUP (ORDER BY gap) AS period
+        FROM {gaps} AS gaps
+        WHERE gap <= :lookaround_s
+        GROUP BY {partition}
+    ), shaped AS (
+        SELECT l.*, coalesce(p.period, 60.0) AS period,
+               least(greatest(:reach_s, 2 * coalesce(p.period, 60.0)), :lookaround_s) AS reach
+        FROM lagged l LEFT JOIN periods p USING ({partition})
+    ), intervals AS (
+        SELECT *,
+               CASE WHEN t - previous_t <= reach THEN previous_t ELSE t - period END
+                   AS chained_start,
+               CASE WHEN energy IS NOT NULL THEN energy
+                    WHEN previous_register IS NULL OR t - previous_register_t > reach THEN NULL
+                    WHEN register >= previous_register THEN register - previous_register
+                    ELSE register END AS kwh
+        FROM shaped
+    )"""
+
+
+def seconds_to_micros_sql(seconds: str) -> str:
+    """SQL of integer microseconds since the epoch from epoch seconds (double precision)."""
+    return f"round({seconds} * 1000000)::int8"
+
+
 class StatusRepository:
     """The hot table of one kind: each id's newest reading. Every read goes through `reads`
     (a statement timeout, a bounded pool: see ReadGate). `reach_us` (MAX_READING_INTERVAL_SECONDS)
-    is how far back a register reading looks for the previous one of its entity."""
+    is how far back a register reading looks for the previous one of its entity; twice it is
+    how far beyond a range the correlation reads look (an entity's usual period is taken up to
+    that long)."""
 
     def __init__(
         self,
@@ -125,6 +190,8 @@ class StatusRepository:
     ) -> None:
         self._reads = reads or ReadGate(engine)
         self._reach_us = reach_us
+        # How far beyond a range the correlation reads reach (see reading_intervals_sql).
+        self._lookaround_us = 2 * reach_us
         self._table = f"{kind.service}.{kind.status_table}"
         self._key = kind.id_field
         self._columns = ", ".join(
@@ -134,6 +201,12 @@ class StatusRepository:
                 MICROS_SQL.format(col="update_time"),
             )
         )
+
+    @classmethod
+    def from_settings(
+        cls, kind: ReadingKind, engine: Engine, reads: ReadGate, settings: Settings
+    ) -> Self:
+        return cls(kind, engine, reads, round(settings.max_reading_interval_seconds * 1_000_000))
 
     def get_status(self, entity_id: str) -> StatusRow | None:
         query = text(f"SELECT {self._columns} FROM {self._table} WHERE {self._key} = :id")

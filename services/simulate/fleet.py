@@ -8,11 +8,16 @@ vehicles are dealt out to its chargers afresh; in between, each charger's time i
 sessions of 20 minutes to 4 hours on a 10-minute grid, and at every cut the vehicles of the
 chargers cut at that moment change places. So chargers are shared over the day and vehicles
 move between them. A plugged vehicle charges at the charger's power until it reaches its target
-state of charge (and not in the minute before it leaves: it is unplugging): the charger draws
-AC = DC / efficiency, with its own efficiency between 0.85 and 0.95. With as many vehicles as
+state of charge (but not in the minute it arrives, nor in the minute before it leaves: it is
+plugging in, unplugging): the charger draws AC = DC / efficiency, with its own efficiency
+between 0.85 and 0.95. With as many vehicles as
 chargers (a multiple of 20) every vehicle is plugged in all the time, which gives the scale
-floor: 10,000 + 10,000 entities x 1,440 minutes = 14.4M readings a day per stream. Clocks
-differ by up to 20 s per device, inside the 30 s correlation tolerance.
+floor: 10,000 + 10,000 entities x 1,440 minutes = 14.4M readings a day per stream. Each device
+reports at its own second of the minute (up to 20 s past it): a reading at minute m carries the
+energy of that minute. Because the minutes on either side of a move draw nothing, a meter
+interval that straddles two vehicles' sessions holds no energy of either, so the correlation
+recovers each charger's efficiency exactly. The first minute of a run is a plug-in minute too
+(the run does not know what came before).
 
 Why groups: runs of different sizes into one database must agree on where a vehicle is, or it
 shows up on two chargers at once. So where a vehicle is at a minute depends only on the seed,
@@ -156,6 +161,8 @@ class Fleet:
         # occupant[c]: the vehicle at charger c; charger_of[v]: the charger of vehicle v.
         self.occupant = [0] * size
         self.charger_of = [0] * size
+        # The chargers whose vehicle arrived this minute (it plugs in, nothing is drawn).
+        self.arriving: set[int] = set()
         # Per group, the current block's spells and the next block's first: minute -> seat.
         self._upcoming: list[dict[int, list[int]]] = [{} for _ in range(self.groups)]
 
@@ -169,9 +176,12 @@ class Fleet:
         rng = self._rngs[group]
         for j, slot in enumerate(seat):
             v, c = base + j, base + slot
-            if moved and self.charger_of[v] != c:  # driving here used some charge
+            if not moved:
+                self.arriving.add(c)
+            elif self.charger_of[v] != c:  # driving here used some charge
                 self.soc[v] = max(5.0, self.soc[v] - rng.uniform(5.0, 40.0))
                 self.target_soc[v] = rng.uniform(80.0, 100.0)
+                self.arriving.add(c)
             self.occupant[c] = v
             self.charger_of[v] = c
 
@@ -254,7 +264,7 @@ class Fleet:
                     v = self.occupant[c]
                     ac = dc = 0.0
                     soc = self.soc[v]
-                    if soc < self.target_soc[v] and c not in leaving:
+                    if soc < self.target_soc[v] and c not in leaving and c not in self.arriving:
                         ac = self.power_kw[c] / 60.0
                         dc = ac * self._efficiency[c]
                         soc = min(100.0, soc + 100.0 * dc / self.capacity_kwh[v])
@@ -277,4 +287,5 @@ class Fleet:
                                 )
                             )
                         meters.append((ids[c], base + self.charger_offset_us[c], ac, voltage))
+            self.arriving.clear()
             yield Minute(index, meters, vehicles)

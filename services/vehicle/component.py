@@ -15,5 +15,5 @@ SERVICE_NAME = VEHICLE.contract.service_name
 
 def build(settings: Settings) -> DatabaseComponent:
     return build_reading_component(
-        settings, VEHICLE, VehicleRepository, VehicleReadings, VehicleServicer
+        settings, VEHICLE, VehicleRepository.from_settings, VehicleReadings, VehicleServicer
     )

@@ -3,16 +3,17 @@ status SQL is the shared one (services.readings.repository), made from the VEHIC
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from sqlalchemy import text
+from sqlalchemy.sql.elements import TextClause
 
 from services.readings.repository import (
-    MICROS_SQL,
     TIMESTAMPTZ_SQL,
     StatusRepository,
+    reading_intervals_sql,
     reading_table,
-    register_energy_sql,
+    seconds_to_micros_sql,
 )
 from services.vehicle.kind import VEHICLE
 
@@ -20,29 +21,53 @@ READINGS_TABLE = reading_table(VEHICLE)
 
 
 class VehicleRepository(StatusRepository):
-    """The vehicle statuses, and the charging sessions of ListChargingSessions."""
+    """The vehicle statuses, and the charging sessions of ListChargingSessions and
+    ListChargerSessions."""
 
     def list_sessions(
         self, vehicle_id: str, start_us: int, end_us: int, gap_us: int
     ) -> list[SessionRow]:
-        """The vehicle's charging sessions made of its readings in [start_us, end_us)."""
+        """The vehicle's charging sessions whose readings' intervals reach into
+        [start_us, end_us), ordered by start."""
+        return self._sessions(
+            _VEHICLE_SESSIONS_SQL, {"vehicle_id": vehicle_id}, start_us, end_us, gap_us
+        )
+
+    def list_charger_sessions(
+        self, charger_ids: list[str], start_us: int, end_us: int, gap_us: int
+    ) -> list[SessionRow]:
+        """Every vehicle's sessions on the chargers in [start_us, end_us), ordered by charger
+        then start; each vehicle's sessions are those list_sessions gives it."""
+        return self._sessions(
+            _CHARGER_SESSIONS_SQL, {"charger_ids": charger_ids}, start_us, end_us, gap_us
+        )
+
+    def _sessions(
+        self, query: TextClause, scope: dict[str, Any], start_us: int, end_us: int, gap_us: int
+    ) -> list[SessionRow]:
         params = {
-            "vehicle_id": vehicle_id,
+            **scope,
             "start_us": start_us,
             "end_us": end_us,
-            "gap_us": gap_us,
-            "reach_us": self._reach_us,
+            "start_s": start_us / 1_000_000,
+            "end_s": end_us / 1_000_000,
+            "gap_s": gap_us / 1_000_000,
+            "reach_s": self._reach_us / 1_000_000,
+            "lookaround_us": self._lookaround_us,
+            "lookaround_s": self._lookaround_us / 1_000_000,
         }
         with self._reads.connection(expensive=True) as connection:
-            rows = connection.execute(_SESSIONS_SQL, params).all()
+            rows = connection.execute(query, params).all()
         return [SessionRow(*row) for row in rows]
 
 
 class SessionRow(NamedTuple):
-    """One charging session: its charger, first and last reading (micros), DC energy (kWh),
-    readings, the sum and count of the battery temperatures reported, and the readings of
-    unknown energy."""
+    """One charging session: its vehicle and charger, its span (micros, cut to the window), DC
+    energy (kWh, cut to the window by time), readings in the window, the sum and count of the
+    battery temperatures reported, the readings of unknown energy, and the times of its first
+    and last readings (micros, not cut)."""
 
+    vehicle_id: str
     charger_id: str
     start_micros: int
     end_micros: int
@@ -51,51 +76,61 @@ class SessionRow(NamedTuple):
     battery_temp_sum: float
     battery_temp_count: int
     unknown_energy_count: int
+    first_reading_micros: int
+    last_reading_micros: int
 
 
-# Gaps and islands in one statement: a reading opens a new session when it is the first, when
-# its charger differs from the previous reading's, or when the gap to it exceeds session_gap;
-# a running count of those openings numbers the sessions. Readings from `reach` before the
-# start are read only so that a register reading finds the previous one on its charger.
-_SESSIONS_SQL = text(
-    f"""
-    WITH lagged AS (
-        SELECT charger_id, read_time, kwh_delivered_dc, kwh_delivered_dc_register, battery_temp,
-               lag(kwh_delivered_dc_register) OVER registers AS previous_register,
-               lag(read_time) OVER registers AS previous_register_time
-        FROM vehicle.vehicle_readings
-        WHERE vehicle_id = :vehicle_id
-          AND read_time >= {TIMESTAMPTZ_SQL.format(us="(:start_us - :reach_us)")}
-          AND read_time < {TIMESTAMPTZ_SQL.format(us=":end_us")}
-        WINDOW registers AS (
-            PARTITION BY charger_id, kwh_delivered_dc_register IS NULL ORDER BY read_time)
-    ), readings AS (
-        SELECT charger_id, read_time, battery_temp,
-               coalesce(kwh_delivered_dc, {
-        register_energy_sql(
-            "kwh_delivered_dc_register", "previous_register", "read_time - previous_register_time"
+def _sessions_sql(scope: str, order: str) -> TextClause:
+    """Gaps and islands over the readings of `scope` (a WHERE condition on
+    vehicle.vehicle_readings), one entity being a vehicle on one charger. Each reading gets its
+    interval (reading_intervals_sql); a reading whose energy is unknown spans no time (the count
+    starts at it). A reading opens a session when it is its entity's first, or when its interval
+    starts more than session_gap after the previous reading. Readings are read from lookaround
+    before the window (to find the previous ones) to lookaround after it (whose intervals reach
+    back into it), and every figure is cut to the window [start, end) by time."""
+    return text(
+        f"""
+        WITH scanned AS (
+            SELECT vehicle_id, charger_id, read_time, battery_temp,
+                   kwh_delivered_dc AS energy, kwh_delivered_dc_register AS register
+            FROM vehicle.vehicle_readings
+            WHERE {scope}
+              AND read_time >= {TIMESTAMPTZ_SQL.format(us="(:start_us - :lookaround_us)")}
+              AND read_time <= {TIMESTAMPTZ_SQL.format(us="(:end_us + :lookaround_us)")}
+        ), {reading_intervals_sql("vehicle_id, charger_id", "battery_temp")},
+        numbered AS (
+            SELECT *,
+                   CASE WHEN kwh IS NULL THEN t ELSE chained_start END AS span_start,
+                   count(*) FILTER (
+                       WHERE previous_t IS NULL OR chained_start - previous_t > :gap_s
+                   ) OVER (PARTITION BY vehicle_id, charger_id ORDER BY t) AS session
+            FROM intervals
+        ), cut AS (
+            SELECT *,
+                   greatest(least(t, :end_s) - greatest(span_start, :start_s), 0)
+                       / nullif(t - span_start, 0) AS inside,
+                   (least(t, :end_s) > greatest(span_start, :start_s)
+                    OR (t = span_start AND t > :start_s AND t <= :end_s)) AS in_window
+            FROM numbered
         )
-    }) AS energy,
-               lag(charger_id) OVER by_time AS previous_charger,
-               lag(read_time) OVER by_time AS previous_time
-        FROM lagged
-        WHERE read_time >= {TIMESTAMPTZ_SQL.format(us=":start_us")}
-        WINDOW by_time AS (ORDER BY read_time)
-    ), numbered AS (
-        SELECT *, count(*) FILTER (
-                   WHERE previous_time IS NULL
-                      OR previous_charger <> charger_id
-                      OR read_time - previous_time > :gap_us * interval '1 microsecond'
-               ) OVER (ORDER BY read_time) AS session
-        FROM readings
+        SELECT vehicle_id, charger_id,
+               {seconds_to_micros_sql("greatest(min(span_start), :start_s)")},
+               {seconds_to_micros_sql("least(max(t), :end_s)")},
+               coalesce(sum(kwh * inside), 0),
+               count(*) FILTER (WHERE in_window),
+               coalesce(sum(battery_temp) FILTER (WHERE in_window), 0),
+               count(battery_temp) FILTER (WHERE in_window),
+               count(*) FILTER (WHERE in_window AND kwh IS NULL),
+               {seconds_to_micros_sql("min(t)")},
+               {seconds_to_micros_sql("max(t)")}
+        FROM cut
+        GROUP BY vehicle_id, charger_id, session
+        HAVING bool_or(in_window)
+        ORDER BY {order}
+        """
     )
-    SELECT charger_id,
-           {MICROS_SQL.format(col="min(read_time)")},
-           {MICROS_SQL.format(col="max(read_time)")},
-           coalesce(sum(energy), 0), count(*), coalesce(sum(battery_temp), 0),
-           count(battery_temp), count(*) - count(energy)
-    FROM numbered
-    GROUP BY session, charger_id
-    ORDER BY session
-    """
-)
+
+
+_VEHICLE_SESSIONS_SQL = _sessions_sql("vehicle_id = :vehicle_id", "3, 2")
+# The (charger_id, read_time) index finds every vehicle's readings on the chargers.
+_CHARGER_SESSIONS_SQL = _sessions_sql("charger_id = ANY(CAST(:charger_ids AS text[]))", "2, 3, 1")

@@ -3,8 +3,12 @@ bound to its names, and ListChargingSessions."""
 
 from __future__ import annotations
 
+from typing import Protocol
+
 import grpc
 from energy.vehicle.v1 import vehicle_pb2, vehicle_service_pb2, vehicle_service_pb2_grpc
+from google.protobuf.duration_pb2 import Duration
+from google.protobuf.timestamp_pb2 import Timestamp
 
 from services.common.errors import InvalidArgument, translate_errors
 from services.common.timeconv import (
@@ -22,6 +26,7 @@ DEFAULT_SESSION_GAP_US = 5 * 60 * 1_000_000
 
 def session_message(row: SessionRow) -> vehicle_pb2.ChargingSession:
     return vehicle_pb2.ChargingSession(
+        vehicle_id=row.vehicle_id,
         charger_id=row.charger_id,
         start_time=micros_to_timestamp(row.start_micros),
         end_time=micros_to_timestamp(row.end_micros),
@@ -30,7 +35,40 @@ def session_message(row: SessionRow) -> vehicle_pb2.ChargingSession:
         battery_temp_sum=row.battery_temp_sum,
         battery_temp_count=row.battery_temp_count,
         unknown_energy_count=row.unknown_energy_count,
+        first_reading_time=micros_to_timestamp(row.first_reading_micros),
+        last_reading_time=micros_to_timestamp(row.last_reading_micros),
     )
+
+
+class _WindowRequest(Protocol):
+    """What ListChargingSessions and ListChargerSessions requests share."""
+
+    start_time: Timestamp
+    end_time: Timestamp
+    session_gap: Duration
+
+    def HasField(self, name: str) -> bool: ...
+
+
+def _window(request: _WindowRequest) -> tuple[int, int, int]:
+    """(start_us, end_us, gap_us) of a sessions request; INVALID_ARGUMENT for unset or
+    out-of-range times."""
+    missing = [name for name in ("start_time", "end_time") if not request.HasField(name)]
+    if missing:
+        raise InvalidArgument([(name, "must be set, got nothing") for name in missing])
+    require_times(
+        [
+            ("start_time", request.start_time),
+            ("end_time", request.end_time),
+            ("session_gap", request.session_gap),
+        ]
+    )
+    gap_us = (
+        duration_to_micros(request.session_gap)
+        if request.HasField("session_gap")
+        else DEFAULT_SESSION_GAP_US
+    )
+    return timestamp_to_micros(request.start_time), timestamp_to_micros(request.end_time), gap_us
 
 
 class VehicleServicer(
@@ -48,27 +86,21 @@ class VehicleServicer(
         context: grpc.ServicerContext,
     ) -> vehicle_service_pb2.ListChargingSessionsResponse:
         self._auth.require_reader(context)
-        missing = [name for name in ("start_time", "end_time") if not request.HasField(name)]
-        if missing:
-            raise InvalidArgument([(name, "must be set, got nothing") for name in missing])
-        require_times(
-            [
-                ("start_time", request.start_time),
-                ("end_time", request.end_time),
-                ("session_gap", request.session_gap),
-            ]
-        )
-        gap_us = (
-            duration_to_micros(request.session_gap)
-            if request.HasField("session_gap")
-            else DEFAULT_SESSION_GAP_US
-        )
-        sessions = self._readings.list_sessions(
-            request.vehicle_id,
-            timestamp_to_micros(request.start_time),
-            timestamp_to_micros(request.end_time),
-            gap_us,
-        )
+        sessions = self._readings.list_sessions(request.vehicle_id, *_window(request))
         return vehicle_service_pb2.ListChargingSessionsResponse(
+            sessions=[session_message(row) for row in sessions]
+        )
+
+    @translate_errors
+    def ListChargerSessions(
+        self,
+        request: vehicle_service_pb2.ListChargerSessionsRequest,
+        context: grpc.ServicerContext,
+    ) -> vehicle_service_pb2.ListChargerSessionsResponse:
+        self._auth.require_reader(context)
+        sessions = self._readings.list_charger_sessions(
+            list(request.charger_ids), *_window(request)
+        )
+        return vehicle_service_pb2.ListChargerSessionsResponse(
             sessions=[session_message(row) for row in sessions]
         )

@@ -13,8 +13,20 @@ VEHICLE = "energy.vehicle.v1.VehicleService"
 ANALYTICS = "energy.analytics.v1.AnalyticsService"
 
 EXPECTED_UNARY = {
-    METER: {"IngestReading", "ListChargerStatuses", "GetChargerStatus", "SummarizeConsumption"},
-    VEHICLE: {"IngestReading", "ListVehicleStatuses", "GetVehicleStatus", "ListChargingSessions"},
+    METER: {
+        "IngestReading",
+        "ListChargerStatuses",
+        "GetChargerStatus",
+        "SummarizeConsumption",
+        "AttributeConsumption",
+    },
+    VEHICLE: {
+        "IngestReading",
+        "ListVehicleStatuses",
+        "GetVehicleStatus",
+        "ListChargingSessions",
+        "ListChargerSessions",
+    },
     ANALYTICS: {"GetVehiclePerformance"},
 }
 

@@ -2,6 +2,7 @@ import datetime
 
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from collections.abc import Iterable as _Iterable, Mapping as _Mapping
@@ -9,8 +10,25 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class QualityFlag(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    QUALITY_FLAG_UNSPECIFIED: _ClassVar[QualityFlag]
+    QUALITY_FLAG_METER_DATA_MISSING: _ClassVar[QualityFlag]
+    QUALITY_FLAG_METER_DATA_PARTIAL: _ClassVar[QualityFlag]
+    QUALITY_FLAG_CONCURRENT_SESSIONS: _ClassVar[QualityFlag]
+    QUALITY_FLAG_IMPLAUSIBLE_METER_DATA: _ClassVar[QualityFlag]
+    QUALITY_FLAG_VEHICLE_ON_TWO_CHARGERS: _ClassVar[QualityFlag]
+    QUALITY_FLAG_EFFICIENCY_OUT_OF_RANGE: _ClassVar[QualityFlag]
+QUALITY_FLAG_UNSPECIFIED: QualityFlag
+QUALITY_FLAG_METER_DATA_MISSING: QualityFlag
+QUALITY_FLAG_METER_DATA_PARTIAL: QualityFlag
+QUALITY_FLAG_CONCURRENT_SESSIONS: QualityFlag
+QUALITY_FLAG_IMPLAUSIBLE_METER_DATA: QualityFlag
+QUALITY_FLAG_VEHICLE_ON_TWO_CHARGERS: QualityFlag
+QUALITY_FLAG_EFFICIENCY_OUT_OF_RANGE: QualityFlag
+
 class VehiclePerformance(_message.Message):
-    __slots__ = ("vehicle_id", "start_time", "end_time", "total_energy_consumed_ac", "total_energy_delivered_dc", "efficiency_ratio", "energy_loss_kwh", "avg_battery_temperature", "data_points", "meter_data_points", "sessions")
+    __slots__ = ("vehicle_id", "start_time", "end_time", "total_energy_consumed_ac", "total_energy_delivered_dc", "efficiency_ratio", "energy_loss_kwh", "avg_battery_temperature", "data_points", "meter_data_points", "sessions", "ac_coverage", "quality_flags")
     VEHICLE_ID_FIELD_NUMBER: _ClassVar[int]
     START_TIME_FIELD_NUMBER: _ClassVar[int]
     END_TIME_FIELD_NUMBER: _ClassVar[int]
@@ -22,6 +40,8 @@ class VehiclePerformance(_message.Message):
     DATA_POINTS_FIELD_NUMBER: _ClassVar[int]
     METER_DATA_POINTS_FIELD_NUMBER: _ClassVar[int]
     SESSIONS_FIELD_NUMBER: _ClassVar[int]
+    AC_COVERAGE_FIELD_NUMBER: _ClassVar[int]
+    QUALITY_FLAGS_FIELD_NUMBER: _ClassVar[int]
     vehicle_id: str
     start_time: _timestamp_pb2.Timestamp
     end_time: _timestamp_pb2.Timestamp
@@ -33,10 +53,12 @@ class VehiclePerformance(_message.Message):
     data_points: int
     meter_data_points: int
     sessions: _containers.RepeatedCompositeFieldContainer[SessionPerformance]
-    def __init__(self, vehicle_id: _Optional[str] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., total_energy_consumed_ac: _Optional[float] = ..., total_energy_delivered_dc: _Optional[float] = ..., efficiency_ratio: _Optional[float] = ..., energy_loss_kwh: _Optional[float] = ..., avg_battery_temperature: _Optional[float] = ..., data_points: _Optional[int] = ..., meter_data_points: _Optional[int] = ..., sessions: _Optional[_Iterable[_Union[SessionPerformance, _Mapping]]] = ...) -> None: ...
+    ac_coverage: float
+    quality_flags: _containers.RepeatedScalarFieldContainer[QualityFlag]
+    def __init__(self, vehicle_id: _Optional[str] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., total_energy_consumed_ac: _Optional[float] = ..., total_energy_delivered_dc: _Optional[float] = ..., efficiency_ratio: _Optional[float] = ..., energy_loss_kwh: _Optional[float] = ..., avg_battery_temperature: _Optional[float] = ..., data_points: _Optional[int] = ..., meter_data_points: _Optional[int] = ..., sessions: _Optional[_Iterable[_Union[SessionPerformance, _Mapping]]] = ..., ac_coverage: _Optional[float] = ..., quality_flags: _Optional[_Iterable[_Union[QualityFlag, str]]] = ...) -> None: ...
 
 class SessionPerformance(_message.Message):
-    __slots__ = ("charger_id", "start_time", "end_time", "energy_consumed_ac", "energy_delivered_dc", "efficiency_ratio", "energy_loss_kwh", "avg_battery_temperature", "data_points", "meter_data_points")
+    __slots__ = ("charger_id", "start_time", "end_time", "energy_consumed_ac", "energy_delivered_dc", "efficiency_ratio", "energy_loss_kwh", "avg_battery_temperature", "data_points", "meter_data_points", "ac_coverage", "quality_flags")
     CHARGER_ID_FIELD_NUMBER: _ClassVar[int]
     START_TIME_FIELD_NUMBER: _ClassVar[int]
     END_TIME_FIELD_NUMBER: _ClassVar[int]
@@ -47,6 +69,8 @@ class SessionPerformance(_message.Message):
     AVG_BATTERY_TEMPERATURE_FIELD_NUMBER: _ClassVar[int]
     DATA_POINTS_FIELD_NUMBER: _ClassVar[int]
     METER_DATA_POINTS_FIELD_NUMBER: _ClassVar[int]
+    AC_COVERAGE_FIELD_NUMBER: _ClassVar[int]
+    QUALITY_FLAGS_FIELD_NUMBER: _ClassVar[int]
     charger_id: str
     start_time: _timestamp_pb2.Timestamp
     end_time: _timestamp_pb2.Timestamp
@@ -57,4 +81,6 @@ class SessionPerformance(_message.Message):
     avg_battery_temperature: float
     data_points: int
     meter_data_points: int
-    def __init__(self, charger_id: _Optional[str] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., energy_consumed_ac: _Optional[float] = ..., energy_delivered_dc: _Optional[float] = ..., efficiency_ratio: _Optional[float] = ..., energy_loss_kwh: _Optional[float] = ..., avg_battery_temperature: _Optional[float] = ..., data_points: _Optional[int] = ..., meter_data_points: _Optional[int] = ...) -> None: ...
+    ac_coverage: float
+    quality_flags: _containers.RepeatedScalarFieldContainer[QualityFlag]
+    def __init__(self, charger_id: _Optional[str] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., energy_consumed_ac: _Optional[float] = ..., energy_delivered_dc: _Optional[float] = ..., efficiency_ratio: _Optional[float] = ..., energy_loss_kwh: _Optional[float] = ..., avg_battery_temperature: _Optional[float] = ..., data_points: _Optional[int] = ..., meter_data_points: _Optional[int] = ..., ac_coverage: _Optional[float] = ..., quality_flags: _Optional[_Iterable[_Union[QualityFlag, str]]] = ...) -> None: ...

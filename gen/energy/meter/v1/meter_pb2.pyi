@@ -1,5 +1,6 @@
 import datetime
 
+from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
@@ -83,3 +84,35 @@ class ConsumptionSummary(_message.Message):
     reading_count: int
     unknown_energy_count: int
     def __init__(self, charger_id: _Optional[str] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., kwh_consumed_ac: _Optional[float] = ..., reading_count: _Optional[int] = ..., unknown_energy_count: _Optional[int] = ...) -> None: ...
+
+class SessionSpan(_message.Message):
+    __slots__ = ("charger_id", "start_time", "end_time", "kwh_delivered_dc")
+    CHARGER_ID_FIELD_NUMBER: _ClassVar[int]
+    START_TIME_FIELD_NUMBER: _ClassVar[int]
+    END_TIME_FIELD_NUMBER: _ClassVar[int]
+    KWH_DELIVERED_DC_FIELD_NUMBER: _ClassVar[int]
+    charger_id: str
+    start_time: _timestamp_pb2.Timestamp
+    end_time: _timestamp_pb2.Timestamp
+    kwh_delivered_dc: float
+    def __init__(self, charger_id: _Optional[str] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., kwh_delivered_dc: _Optional[float] = ...) -> None: ...
+
+class SessionConsumption(_message.Message):
+    __slots__ = ("charger_id", "start_time", "end_time", "kwh_consumed_ac", "reading_count", "covered_duration", "implausible_reading_count", "unknown_energy_count")
+    CHARGER_ID_FIELD_NUMBER: _ClassVar[int]
+    START_TIME_FIELD_NUMBER: _ClassVar[int]
+    END_TIME_FIELD_NUMBER: _ClassVar[int]
+    KWH_CONSUMED_AC_FIELD_NUMBER: _ClassVar[int]
+    READING_COUNT_FIELD_NUMBER: _ClassVar[int]
+    COVERED_DURATION_FIELD_NUMBER: _ClassVar[int]
+    IMPLAUSIBLE_READING_COUNT_FIELD_NUMBER: _ClassVar[int]
+    UNKNOWN_ENERGY_COUNT_FIELD_NUMBER: _ClassVar[int]
+    charger_id: str
+    start_time: _timestamp_pb2.Timestamp
+    end_time: _timestamp_pb2.Timestamp
+    kwh_consumed_ac: float
+    reading_count: int
+    covered_duration: _duration_pb2.Duration
+    implausible_reading_count: int
+    unknown_energy_count: int
+    def __init__(self, charger_id: _Optional[str] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., kwh_consumed_ac: _Optional[float] = ..., reading_count: _Optional[int] = ..., covered_duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., implausible_reading_count: _Optional[int] = ..., unknown_energy_count: _Optional[int] = ...) -> None: ...

@@ -1,4 +1,7 @@
+import datetime
+
 from energy.meter.v1 import meter_pb2 as _meter_pb2
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
@@ -90,3 +93,21 @@ class SummarizeConsumptionResponse(_message.Message):
     SUMMARIES_FIELD_NUMBER: _ClassVar[int]
     summaries: _containers.RepeatedCompositeFieldContainer[_meter_pb2.ConsumptionSummary]
     def __init__(self, summaries: _Optional[_Iterable[_Union[_meter_pb2.ConsumptionSummary, _Mapping]]] = ...) -> None: ...
+
+class AttributeConsumptionRequest(_message.Message):
+    __slots__ = ("sessions", "other_sessions", "start_time", "end_time")
+    SESSIONS_FIELD_NUMBER: _ClassVar[int]
+    OTHER_SESSIONS_FIELD_NUMBER: _ClassVar[int]
+    START_TIME_FIELD_NUMBER: _ClassVar[int]
+    END_TIME_FIELD_NUMBER: _ClassVar[int]
+    sessions: _containers.RepeatedCompositeFieldContainer[_meter_pb2.SessionSpan]
+    other_sessions: _containers.RepeatedCompositeFieldContainer[_meter_pb2.SessionSpan]
+    start_time: _timestamp_pb2.Timestamp
+    end_time: _timestamp_pb2.Timestamp
+    def __init__(self, sessions: _Optional[_Iterable[_Union[_meter_pb2.SessionSpan, _Mapping]]] = ..., other_sessions: _Optional[_Iterable[_Union[_meter_pb2.SessionSpan, _Mapping]]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class AttributeConsumptionResponse(_message.Message):
+    __slots__ = ("consumptions",)
+    CONSUMPTIONS_FIELD_NUMBER: _ClassVar[int]
+    consumptions: _containers.RepeatedCompositeFieldContainer[_meter_pb2.SessionConsumption]
+    def __init__(self, consumptions: _Optional[_Iterable[_Union[_meter_pb2.SessionConsumption, _Mapping]]] = ...) -> None: ...

@@ -61,6 +61,11 @@ class MeterServiceStub:
                 request_serializer=energy_dot_meter_dot_v1_dot_meter__service__pb2.SummarizeConsumptionRequest.SerializeToString,
                 response_deserializer=energy_dot_meter_dot_v1_dot_meter__service__pb2.SummarizeConsumptionResponse.FromString,
                 _registered_method=True)
+        self.AttributeConsumption = channel.unary_unary(
+                '/energy.meter.v1.MeterService/AttributeConsumption',
+                request_serializer=energy_dot_meter_dot_v1_dot_meter__service__pb2.AttributeConsumptionRequest.SerializeToString,
+                response_deserializer=energy_dot_meter_dot_v1_dot_meter__service__pb2.AttributeConsumptionResponse.FromString,
+                _registered_method=True)
 
 
 class MeterServiceServicer:
@@ -113,6 +118,21 @@ class MeterServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AttributeConsumption(self, request, context):
+        """Attributes the chargers' AC energy to charging sessions in one call, computed in SQL; used
+        by AnalyticsService. Each reading's interval ends at its timestamp and starts at the
+        charger's previous reading when that is within the reach (the larger of
+        MAX_READING_INTERVAL_SECONDS and twice the charger's usual period), else one usual period
+        earlier; its energy goes to the sessions overlapping it (see SessionConsumption). Returns
+        INVALID_ARGUMENT for a malformed id, an unset time, a time outside
+        0001-01-01T00:00:00Z..9999-12-31T23:59:59Z, a span outside the window or ending before it
+        starts, a negative or non-finite kwh_delivered_dc, more than 10000 sessions in all or a
+        window longer than 31 days.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_MeterServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -140,6 +160,11 @@ def add_MeterServiceServicer_to_server(servicer, server):
                     servicer.SummarizeConsumption,
                     request_deserializer=energy_dot_meter_dot_v1_dot_meter__service__pb2.SummarizeConsumptionRequest.FromString,
                     response_serializer=energy_dot_meter_dot_v1_dot_meter__service__pb2.SummarizeConsumptionResponse.SerializeToString,
+            ),
+            'AttributeConsumption': grpc.unary_unary_rpc_method_handler(
+                    servicer.AttributeConsumption,
+                    request_deserializer=energy_dot_meter_dot_v1_dot_meter__service__pb2.AttributeConsumptionRequest.FromString,
+                    response_serializer=energy_dot_meter_dot_v1_dot_meter__service__pb2.AttributeConsumptionResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -278,6 +303,33 @@ class MeterService:
             '/energy.meter.v1.MeterService/SummarizeConsumption',
             energy_dot_meter_dot_v1_dot_meter__service__pb2.SummarizeConsumptionRequest.SerializeToString,
             energy_dot_meter_dot_v1_dot_meter__service__pb2.SummarizeConsumptionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AttributeConsumption(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/energy.meter.v1.MeterService/AttributeConsumption',
+            energy_dot_meter_dot_v1_dot_meter__service__pb2.AttributeConsumptionRequest.SerializeToString,
+            energy_dot_meter_dot_v1_dot_meter__service__pb2.AttributeConsumptionResponse.FromString,
             options,
             channel_credentials,
             insecure,

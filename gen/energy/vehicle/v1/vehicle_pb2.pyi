@@ -67,7 +67,7 @@ class ReadingRejection(_message.Message):
     def __init__(self, index: _Optional[int] = ..., field: _Optional[str] = ..., description: _Optional[str] = ...) -> None: ...
 
 class ChargingSession(_message.Message):
-    __slots__ = ("charger_id", "start_time", "end_time", "kwh_delivered_dc", "reading_count", "battery_temp_sum", "battery_temp_count", "unknown_energy_count")
+    __slots__ = ("charger_id", "start_time", "end_time", "kwh_delivered_dc", "reading_count", "battery_temp_sum", "battery_temp_count", "unknown_energy_count", "vehicle_id", "first_reading_time", "last_reading_time")
     CHARGER_ID_FIELD_NUMBER: _ClassVar[int]
     START_TIME_FIELD_NUMBER: _ClassVar[int]
     END_TIME_FIELD_NUMBER: _ClassVar[int]
@@ -76,6 +76,9 @@ class ChargingSession(_message.Message):
     BATTERY_TEMP_SUM_FIELD_NUMBER: _ClassVar[int]
     BATTERY_TEMP_COUNT_FIELD_NUMBER: _ClassVar[int]
     UNKNOWN_ENERGY_COUNT_FIELD_NUMBER: _ClassVar[int]
+    VEHICLE_ID_FIELD_NUMBER: _ClassVar[int]
+    FIRST_READING_TIME_FIELD_NUMBER: _ClassVar[int]
+    LAST_READING_TIME_FIELD_NUMBER: _ClassVar[int]
     charger_id: str
     start_time: _timestamp_pb2.Timestamp
     end_time: _timestamp_pb2.Timestamp
@@ -84,4 +87,7 @@ class ChargingSession(_message.Message):
     battery_temp_sum: float
     battery_temp_count: int
     unknown_energy_count: int
-    def __init__(self, charger_id: _Optional[str] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., kwh_delivered_dc: _Optional[float] = ..., reading_count: _Optional[int] = ..., battery_temp_sum: _Optional[float] = ..., battery_temp_count: _Optional[int] = ..., unknown_energy_count: _Optional[int] = ...) -> None: ...
+    vehicle_id: str
+    first_reading_time: _timestamp_pb2.Timestamp
+    last_reading_time: _timestamp_pb2.Timestamp
+    def __init__(self, charger_id: _Optional[str] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., kwh_delivered_dc: _Optional[float] = ..., reading_count: _Optional[int] = ..., battery_temp_sum: _Optional[float] = ..., battery_temp_count: _Optional[int] = ..., unknown_energy_count: _Optional[int] = ..., vehicle_id: _Optional[str] = ..., first_reading_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_reading_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...

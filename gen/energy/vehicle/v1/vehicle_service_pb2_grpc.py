@@ -61,6 +61,11 @@ class VehicleServiceStub:
                 request_serializer=energy_dot_vehicle_dot_v1_dot_vehicle__service__pb2.ListChargingSessionsRequest.SerializeToString,
                 response_deserializer=energy_dot_vehicle_dot_v1_dot_vehicle__service__pb2.ListChargingSessionsResponse.FromString,
                 _registered_method=True)
+        self.ListChargerSessions = channel.unary_unary(
+                '/energy.vehicle.v1.VehicleService/ListChargerSessions',
+                request_serializer=energy_dot_vehicle_dot_v1_dot_vehicle__service__pb2.ListChargerSessionsRequest.SerializeToString,
+                response_deserializer=energy_dot_vehicle_dot_v1_dot_vehicle__service__pb2.ListChargerSessionsResponse.FromString,
+                _registered_method=True)
 
 
 class VehicleServiceServicer:
@@ -105,10 +110,22 @@ class VehicleServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListChargingSessions(self, request, context):
-        """Lists a vehicle's charging sessions that have readings in [start_time, end_time),
-        computed in SQL (gaps and islands). Returns INVALID_ARGUMENT for a malformed id, an unset
+        """Lists a vehicle's charging sessions whose readings' intervals reach into
+        [start_time, end_time), ordered by start_time, computed in SQL (gaps and islands). Returns INVALID_ARGUMENT for a malformed id, an unset
         time, a time outside 0001-01-01T00:00:00Z..9999-12-31T23:59:59Z, an end before the start or a
         non-positive session_gap; NOT_FOUND if the vehicle never reported.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListChargerSessions(self, request, context):
+        """Lists the charging sessions of every vehicle on the given chargers in [start_time,
+        end_time), by the rule of ListChargingSessions, ordered by charger_id then start_time; used by
+        AnalyticsService to keep back-to-back sessions apart and to find concurrent ones. Returns
+        INVALID_ARGUMENT for a malformed or repeated charger id, more than 1000 chargers, an unset
+        time, a time outside 0001-01-01T00:00:00Z..9999-12-31T23:59:59Z, an end before the start or
+        more than 31 days after it, or a non-positive session_gap.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -141,6 +158,11 @@ def add_VehicleServiceServicer_to_server(servicer, server):
                     servicer.ListChargingSessions,
                     request_deserializer=energy_dot_vehicle_dot_v1_dot_vehicle__service__pb2.ListChargingSessionsRequest.FromString,
                     response_serializer=energy_dot_vehicle_dot_v1_dot_vehicle__service__pb2.ListChargingSessionsResponse.SerializeToString,
+            ),
+            'ListChargerSessions': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListChargerSessions,
+                    request_deserializer=energy_dot_vehicle_dot_v1_dot_vehicle__service__pb2.ListChargerSessionsRequest.FromString,
+                    response_serializer=energy_dot_vehicle_dot_v1_dot_vehicle__service__pb2.ListChargerSessionsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -279,6 +301,33 @@ class VehicleService:
             '/energy.vehicle.v1.VehicleService/ListChargingSessions',
             energy_dot_vehicle_dot_v1_dot_vehicle__service__pb2.ListChargingSessionsRequest.SerializeToString,
             energy_dot_vehicle_dot_v1_dot_vehicle__service__pb2.ListChargingSessionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListChargerSessions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/energy.vehicle.v1.VehicleService/ListChargerSessions',
+            energy_dot_vehicle_dot_v1_dot_vehicle__service__pb2.ListChargerSessionsRequest.SerializeToString,
+            energy_dot_vehicle_dot_v1_dot_vehicle__service__pb2.ListChargerSessionsResponse.FromString,
             options,
             channel_credentials,
             insecure,
