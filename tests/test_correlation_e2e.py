@@ -87,14 +87,11 @@ def check(
 # --- the worked cases -------------------------------------------------------------------------
 
 
-def test_a_15_minute_meter_beside_a_vehicle_reporting_every_minute(
-    meter_server: InProcessServer, vehicle_server: InProcessServer, analytics: Analytics
+def ingest_15_minute_meter_and_minute_vehicle(
+    meter_server: InProcessServer, vehicle_server: InProcessServer
 ) -> None:
-    # A billing meter's 15-minute intervals: 3.0 kWh to 10:15, 3.0 to 10:30, 2.0 to 10:45. The
-    # vehicle reports 0.18 kWh a minute 10:01..10:40: its session spans 10:00..10:40 (its first
-    # reading's interval starts a minute earlier). All three meter intervals overlap it and no
-    # other session: AC 3 + 3 + 2 = 8.0 (the 10:30-10:45 interval's energy was drawn inside the
-    # session), DC 40 * 0.18 = 7.2, efficiency 0.9. Meter intervals cover all of 10:00..10:40.
+    """CHG-15M's 15-minute intervals: 3.0 kWh to 10:15, 3.0 to 10:30, 2.0 to 10:45; VH-15M on it
+    reports 0.18 kWh a minute 10:01..10:40."""
     ingest_meters(
         meter_server,
         [
@@ -107,6 +104,17 @@ def test_a_15_minute_meter_beside_a_vehicle_reporting_every_minute(
         vehicle_server,
         [vehicle("VH-15M", "CHG-15M", t, 0.18) for t in every(at(10, 1), MINUTE, 40)],
     )
+
+
+def test_a_15_minute_meter_beside_a_vehicle_reporting_every_minute(
+    meter_server: InProcessServer, vehicle_server: InProcessServer, analytics: Analytics
+) -> None:
+    # A billing meter's 15-minute intervals: 3.0 kWh to 10:15, 3.0 to 10:30, 2.0 to 10:45. The
+    # vehicle reports 0.18 kWh a minute 10:01..10:40: its session spans 10:00..10:40 (its first
+    # reading's interval starts a minute earlier). All three meter intervals overlap it and no
+    # other session: AC 3 + 3 + 2 = 8.0 (the 10:30-10:45 interval's energy was drawn inside the
+    # session), DC 40 * 0.18 = 7.2, efficiency 0.9. Meter intervals cover all of 10:00..10:40.
+    ingest_15_minute_meter_and_minute_vehicle(meter_server, vehicle_server)
     response = analytics.performance("VH-15M", end=at(12), window=4 * HOUR)
     [session] = response.sessions
     assert span(session) == ("CHG-15M", at(10), at(10, 40))
@@ -121,18 +129,7 @@ def test_a_window_edge_cuts_a_15_minute_interval_by_time(
     # The same meter and vehicle, asked about the window ending at 10:35: the 10:30-10:45 meter
     # interval counts for its 5 minutes inside, 2.0 * 5 / 15; AC 3 + 3 + 2/3 = 6.6667. The
     # vehicle's readings 10:01..10:35 are inside: DC 35 * 0.18 = 6.3. Span 10:00..10:35.
-    ingest_meters(
-        meter_server,
-        [
-            meter("CHG-15M", at(10, 15), 3.0),
-            meter("CHG-15M", at(10, 30), 3.0),
-            meter("CHG-15M", at(10, 45), 2.0),
-        ],
-    )
-    ingest_vehicles(
-        vehicle_server,
-        [vehicle("VH-15M", "CHG-15M", t, 0.18) for t in every(at(10, 1), MINUTE, 40)],
-    )
+    ingest_15_minute_meter_and_minute_vehicle(meter_server, vehicle_server)
     response = analytics.performance("VH-15M", end=at(10, 35), window=HOUR)
     [session] = response.sessions
     assert span(session) == ("CHG-15M", at(10), at(10, 35))

@@ -1,5 +1,5 @@
 """gRPC entrypoint of MeterService: the shared reading RPCs (services.readings.servicer) bound
-to its names, and SummarizeConsumption."""
+to its names, SummarizeConsumption and AttributeConsumption."""
 
 from __future__ import annotations
 
@@ -34,18 +34,30 @@ def _valid_span_seconds(intervals: Sequence[meter_pb2.ConsumptionInterval]) -> i
     return total
 
 
+def _time_range_violations(
+    prefix: str,
+    message: meter_pb2.ConsumptionInterval
+    | meter_pb2.SessionSpan
+    | meter_service_pb2.AttributeConsumptionRequest,
+) -> list[tuple[str, str]]:
+    """(field path, why) for a message's start_time and end_time that are unset or out of the
+    Timestamp range; `prefix` leads the path ("intervals[3]." ...)."""
+    violations = []
+    for name in ("start_time", "end_time"):
+        if message.HasField(name):
+            violations += time_violations([(prefix + name, getattr(message, name))])
+        else:
+            violations.append((prefix + name, "must be set, got nothing"))
+    return violations
+
+
 def _spans(
     field: str, spans: Sequence[meter_pb2.SessionSpan]
 ) -> tuple[SpanColumns, list[tuple[str, str]]]:
     """The spans as columns, and the violations of their times (unset or out of range)."""
     violations = []
     for index, span in enumerate(spans):
-        for name in ("start_time", "end_time"):
-            path = f"{field}[{index}].{name}"
-            if span.HasField(name):
-                violations += time_violations([(path, getattr(span, name))])
-            else:
-                violations.append((path, "must be set, got nothing"))
+        violations += _time_range_violations(f"{field}[{index}].", span)
     if violations:
         return SpanColumns([], [], [], []), violations
     return (
@@ -60,7 +72,8 @@ def _spans(
 
 
 class MeterServicer(ReadingServicer[MeterReadings], meter_service_pb2_grpc.MeterServiceServicer):
-    """MeterService: the shared ingest and status RPCs, and SummarizeConsumption."""
+    """MeterService: the shared ingest and status RPCs, SummarizeConsumption and
+    AttributeConsumption."""
 
     GetChargerStatus = ReadingServicer.get_status
     ListChargerStatuses = ReadingServicer.list_statuses
@@ -76,12 +89,7 @@ class MeterServicer(ReadingServicer[MeterReadings], meter_service_pb2_grpc.Meter
         self._readings.check_work(len(intervals), _valid_span_seconds(intervals) * MICROS)
         violations = []
         for index, interval in enumerate(intervals):
-            for name in ("start_time", "end_time"):
-                path = f"intervals[{index}].{name}"
-                if interval.HasField(name):
-                    violations += time_violations([(path, getattr(interval, name))])
-                else:
-                    violations.append((path, "must be set, got nothing"))
+            violations += _time_range_violations(f"intervals[{index}].", interval)
         if violations:
             raise InvalidArgument(violations)
         totals = self._readings.summarize(
@@ -110,12 +118,7 @@ class MeterServicer(ReadingServicer[MeterReadings], meter_service_pb2_grpc.Meter
         context: grpc.ServicerContext,
     ) -> meter_service_pb2.AttributeConsumptionResponse:
         self._auth.require_reader(context)
-        violations = []
-        for name in ("start_time", "end_time"):
-            if request.HasField(name):
-                violations += time_violations([(name, getattr(request, name))])
-            else:
-                violations.append((name, "must be set, got nothing"))
+        violations = _time_range_violations("", request)
         sessions, problems = _spans("sessions", request.sessions)
         others, other_problems = _spans("other_sessions", request.other_sessions)
         violations += problems + other_problems
