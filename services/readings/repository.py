@@ -101,18 +101,17 @@ def reading_table(kind: ReadingKind) -> ReadingTable:
 DEFAULT_REACH_US = 900 * 1_000_000
 
 
-def register_energy_sql(value: str, previous: str, gap: str) -> str:
+def register_energy_sql(
+    value: str, previous: str, gap: str, reach: str = ":reach_us * interval '1 microsecond'"
+) -> str:
     """SQL of the energy of a register reading's interval, in kWh: `value` minus the previous
     register reading's `previous`, or `value` itself when it went down (a reset counts from
     zero, as Prometheus' increase() does); NULL (unknown) when there is no previous reading
-    within the reach (`:reach_us`), `gap` being the time since it."""
+    within `reach` (by default `:reach_us`), `gap` being the time since it."""
     return (
-        f"CASE WHEN {previous} IS NULL OR {gap} > :reach_us * interval '1 microsecond' "
+        f"CASE WHEN {previous} IS NULL OR {gap} > {reach} "
         f"THEN NULL WHEN {value} >= {previous} THEN {value} - {previous} ELSE {value} END"
     )
-
-
-DEFAULT_LOOKAROUND_US = 2 * DEFAULT_REACH_US
 
 
 def reading_intervals_sql(partition: str, extra: str = "", gaps: str = "") -> str:
@@ -161,10 +160,9 @@ def reading_intervals_sql(partition: str, extra: str = "", gaps: str = "") -> st
         SELECT *,
                CASE WHEN t - previous_t <= reach THEN previous_t ELSE t - period END
                    AS chained_start,
-               CASE WHEN energy IS NOT NULL THEN energy
-                    WHEN previous_register IS NULL OR t - previous_register_t > reach THEN NULL
-                    WHEN register >= previous_register THEN register - previous_register
-                    ELSE register END AS kwh
+               coalesce(energy, {
+        register_energy_sql("register", "previous_register", "t - previous_register_t", "reach")
+    }) AS kwh
         FROM shaped
     )"""
 
