@@ -1030,12 +1030,15 @@ def test_list_charging_sessions(vehicle_server: InProcessServer) -> None:
             # reach, so the CHG-L1 session goes on, covering t+13 min..t+15 min
             vehicle("EV-L", "CHG-L1", t + 15 * MINUTE, 2.0, 70.0),
             vehicle("EV-L", "CHG-L1", t + 16 * MINUTE, 8.0, 80.0),  # exactly at the end: in
-            # 20 min later: beyond the reach; it covers one usual minute, t+35..t+36 min,
-            # leaving 19 min (1140 s) uncovered since t+16 min
+            # 20 min later: beyond the reach; it covers one usual period, t+34.5..t+36 min,
+            # leaving 18.5 min (1110 s) uncovered since t+16 min
             vehicle("EV-L", "CHG-L1", t + 36 * MINUTE, 0.125, 90.0),
         ],
     )
-    # CHG-L1's gaps: 60, 60, 60, 600, 60, 120, 60, 1200 s; median (usual period) 60 s, reach 900 s.
+    # The reach is 900 s. The usual period where it matters: at t-1 min (no previous reading),
+    # CHG-L1's gaps within 30 min of it, 60, 60, 60, 600 s: 60 s; at t+36 min, its gaps within
+    # 30 min, 60, 120, 60, 1200 s: 90 s. The CHG-L2 reading is one stray reading elsewhere: the
+    # CHG-L1 session goes on across it.
     with vehicle_server.channel() as channel:
         stub = vehicle_service_pb2_grpc.VehicleServiceStub(channel)
 
@@ -1083,17 +1086,17 @@ def test_list_charging_sessions(vehicle_server: InProcessServer) -> None:
             ("CHG-L1", t + 30 * SECOND, t + 15 * MINUTE + 30 * SECOND, 7.25, 6, 290.0, 6),
             expected[1],
         ]
-        # An hour from t: the reading at t+36 min is a third session, t+35..t+36 min, 0.125.
+        # An hour from t: the reading at t+36 min is a third session, t+34.5..t+36 min, 0.125.
         hour = t + HOUR
-        late = ("CHG-L1", t + 35 * MINUTE, t + 36 * MINUTE, 0.125, 1, 90.0, 1)
+        late = ("CHG-L1", t + 34 * MINUTE + 30 * SECOND, t + 36 * MINUTE, 0.125, 1, 90.0, 1)
         assert sessions(_sessions_request("EV-L", t, hour)) == [*expected, late]
-        # A gap of 1140 s exactly joins it (the boundary continues a session): t..t+36 min,
+        # A gap of 1110 s exactly joins it (the boundary continues a session): t..t+36 min,
         # 11.5 + 0.125 = 11.625 DC, 7 readings, 290 + 90 = 380 °C; 1 µs less splits it again.
-        assert sessions(_sessions_request("EV-L", t, hour, 1140 * SECOND)) == [
+        assert sessions(_sessions_request("EV-L", t, hour, 1110 * SECOND)) == [
             ("CHG-L1", t, t + 36 * MINUTE, 11.625, 7, 380.0, 7),
             expected[1],
         ]
-        assert sessions(_sessions_request("EV-L", t, hour, 1140 * SECOND - 1)) == [
+        assert sessions(_sessions_request("EV-L", t, hour, 1110 * SECOND - 1)) == [
             *expected,
             late,
         ]

@@ -265,6 +265,75 @@ def test_list_charger_sessions_rejects_repeated_malformed_and_too_many_ids(vehic
     assert len(response.sessions) == 2  # VH-A and VH-B on CHG-1
 
 
+def _range(charger_id, start, end):
+    return vehicle_service_pb2.ChargerTimeRange(
+        charger_id=charger_id, start_time=at(start), end_time=at(end)
+    )
+
+
+def _brief(response):
+    return [
+        (s.charger_id, s.vehicle_id, s.start_time, s.end_time, s.kwh_delivered_dc)
+        for s in response.sessions
+    ]
+
+
+def test_list_charger_sessions_around_ranges_finds_the_vehicles_read_there(
+    seeded, vehicle_servicer
+):
+    # As above: VH-A on CHG-1 at minutes 0..9 and on CHG-2 at 40, 41; VH-B on CHG-1 at 30..39;
+    # VH-C on CHG-2 at 5..7.
+    _, vehicle_server = seeded
+    ingest_vehicles(
+        vehicle_server.target,
+        [("VH-C", "CHG-2", m, 0.25, 40.0) for m in (5, 6, 7)]
+        + [("VH-A", "CHG-2", m, 1.0, 10.0) for m in (40, 41)],
+    )
+    request = _charger_sessions_request([])
+    # CHG-1 from minute 20 to 45 holds VH-B's readings, not VH-A's; CHG-2 from 0 to 10 holds
+    # VH-C's, not VH-A's (40, 41). Each found vehicle's sessions on that charger are what the
+    # whole window gives them.
+    request.ranges.extend([_range("CHG-1", 20, 45), _range("CHG-2", 0, 10)])
+    response, _, code, _ = unary(vehicle_servicer, VEHICLE, "ListChargerSessions", request)
+    assert code == grpc.StatusCode.OK
+    assert _brief(response) == [
+        ("CHG-1", "VH-B", at(29), at(39), 7.5),
+        ("CHG-2", "VH-C", at(4), at(7), 0.75),
+    ]
+    # The range's ends count (inclusive): CHG-2 from 7 to 40 finds VH-C by its reading at 7 and
+    # VH-A by its reading at 40, read from 30 minutes before (minute 10: its reading at 9 on
+    # CHG-1 is not read), its first interval one usual minute long as over the whole window.
+    del request.ranges[:]
+    request.ranges.append(_range("CHG-2", 7, 40))
+    response, _, code, _ = unary(vehicle_servicer, VEHICLE, "ListChargerSessions", request)
+    assert _brief(response) == [
+        ("CHG-2", "VH-C", at(4), at(7), 0.75),
+        ("CHG-2", "VH-A", at(39), at(41), 2.0),
+    ]
+    # The caller's own vehicle left out.
+    request.excluded_vehicle_id = "VH-A"
+    response, _, code, _ = unary(vehicle_servicer, VEHICLE, "ListChargerSessions", request)
+    assert _brief(response) == [("CHG-2", "VH-C", at(4), at(7), 0.75)]
+
+
+def test_list_charger_sessions_rejects_malformed_ranges_and_excluded_vehicle(vehicle_servicer):
+    def fields(ranges, excluded=""):
+        request = _charger_sessions_request([])
+        request.ranges.extend(ranges)
+        request.excluded_vehicle_id = excluded
+        return violations(vehicle_servicer, VEHICLE, "ListChargerSessions", request)
+
+    assert fields([_range("CHG-1", 0, 10), _range("bad id", 0, 10)]) == ["ranges[1].charger_id"]
+    assert fields([_range("CHG-1", 10, 9)]) == ["ranges[0].end_time"]
+    unset = vehicle_service_pb2.ChargerTimeRange(charger_id="CHG-1", end_time=at(5))
+    assert fields([unset]) == ["ranges[0].start_time"]
+    outside = _range("CHG-1", 0, 10)
+    outside.end_time.seconds = 253402300800  # 10000-01-01: past the Timestamp range
+    assert fields([outside]) == ["ranges[0].end_time"]
+    assert fields([_range("CHG-1", 0, 10)], excluded="VH A") == ["excluded_vehicle_id"]
+    assert fields([_range(f"CHG-{i}", 0, 10) for i in range(1001)]) == ["ranges"]
+
+
 def _span(start, end, dc=1.0, charger_id="CHG-1"):
     return meter_pb2.SessionSpan(
         charger_id=charger_id, start_time=at(start), end_time=at(end), kwh_delivered_dc=dc

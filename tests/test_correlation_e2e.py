@@ -180,6 +180,48 @@ def test_back_to_back_vehicles_on_one_charger_never_share_a_meter_interval(
     assert a.total_energy_consumed_ac + b.total_energy_consumed_ac == exact(30.0 + 7.0 + tail)
 
 
+def test_a_vehicle_that_charges_elsewhere_and_comes_back_starts_a_new_session(
+    meter_server: InProcessServer, vehicle_server: InProcessServer, analytics: Analytics
+) -> None:
+    # VH-AWAY charges on CHG-RA 10:01..10:10, on CHG-RB 10:12..10:15, and back on CHG-RA
+    # 10:21..10:30, 0.9 kWh DC a minute; VH-MID charges on CHG-RA 10:12..10:19 in between. Back
+    # on CHG-RA at 10:21, VH-AWAY's previous reading there (10:10) is within the reach, but it
+    # reported on CHG-RB since: its interval is one usual minute (CHG-RA's gaps around it are
+    # 60 s, and one of 660 s), not 11 minutes over VH-MID's session. CHG-RA's meter reads 1.0
+    # kWh a minute 10:01..10:30, CHG-RB's 10:12..10:15.
+    ingest_meters(
+        meter_server,
+        [meter("CHG-RA", t, 1.0) for t in every(at(10, 1), MINUTE, 30)]
+        + [meter("CHG-RB", t, 1.0) for t in every(at(10, 12), MINUTE, 4)],
+    )
+    ingest_vehicles(
+        vehicle_server,
+        [vehicle("VH-AWAY", "CHG-RA", t, 0.9) for t in every(at(10, 1), MINUTE, 10)]
+        + [vehicle("VH-AWAY", "CHG-RB", t, 0.9) for t in every(at(10, 12), MINUTE, 4)]
+        + [vehicle("VH-AWAY", "CHG-RA", t, 0.9) for t in every(at(10, 21), MINUTE, 10)]
+        + [vehicle("VH-MID", "CHG-RA", t, 0.9) for t in every(at(10, 12), MINUTE, 8)],
+    )
+    away = analytics.performance("VH-AWAY", end=at(11), window=2 * HOUR)
+    mid = analytics.performance("VH-MID", end=at(11), window=2 * HOUR)
+    # Three sessions, none flagged: CHG-RA 10:00..10:10 takes the meter minutes to 10:10 (10.0
+    # AC, 9.0 DC); CHG-RB 10:11..10:15 its four minutes (4.0, 3.6); CHG-RA 10:20..10:30 the
+    # minutes (10:20, 10:21] .. (10:29, 10:30] (10.0, 9.0).
+    assert [span(s) for s in away.sessions] == [
+        ("CHG-RA", at(10), at(10, 10)),
+        ("CHG-RB", at(10, 11), at(10, 15)),
+        ("CHG-RA", at(10, 20), at(10, 30)),
+    ]
+    check(away.sessions[0], ac=10.0, dc=9.0, coverage=1.0, meter_points=10)
+    check(away.sessions[1], ac=4.0, dc=3.6, coverage=1.0, meter_points=4)
+    check(away.sessions[2], ac=10.0, dc=9.0, coverage=1.0, meter_points=10)
+    check(away, ac=24.0, dc=21.6, coverage=1.0)
+    # VH-MID, 10:11..10:19, alone on CHG-RA then: its eight meter minutes (8.0, 7.2), no flag.
+    [session] = mid.sessions
+    assert span(session) == ("CHG-RA", at(10, 11), at(10, 19))
+    check(session, ac=8.0, dc=7.2, coverage=1.0, meter_points=8)
+    # CHG-RA gave 10 + 8 + 10 of its 30 kWh; (10:10, 10:11] and (10:19, 10:20] are standby.
+
+
 def test_a_session_on_a_charger_that_never_reported_has_no_ac_figures(
     meter_server: InProcessServer, vehicle_server: InProcessServer, analytics: Analytics
 ) -> None:

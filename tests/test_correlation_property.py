@@ -7,9 +7,9 @@ over every vehicle's GetVehiclePerformance for one window) never exceeds what it
 in the window. That bound is computed here by hand from the generated readings, by the rule's
 meter side alone (README, "How correlation works"): each meter reading covers the interval back
 to the meter's previous reading when that is within the reach (900 s, or twice the meter's usual
-period if larger), else one usual period; the part of it inside the window [start, end) counts,
-in proportion to time. And the figures are coherent: coverage within [0, 1], efficiency only
-with AC, loss exactly when AC.
+period around the reading if larger), else one usual period; the part of it inside the window
+[start, end) counts, in proportion to time. And the figures are coherent: coverage within
+[0, 1], efficiency only with AC, loss exactly when AC.
 
 Each fleet is drawn from a seed (its ids carry the seed): 1-3 chargers whose meters report every
 10 s, 1, 5 or 15 min (a little jitter, sometimes a silence longer than the reach), a few vehicles
@@ -238,10 +238,11 @@ def a_meter_period_seen_differently() -> Fleet:
     s from 10:00. VH-X charges 08:31..09:52 (a reading a minute, span 08:30..09:52), VH-Y
     09:56..11:00 (span 09:55..11:00); the window is [08:30, 11:00).
 
-    MeterService takes the usual period over the readings it scans around the sessions asked
-    about: 920 s for VH-X (its scan holds three 920 s gaps and one 880 s one), 880 s for VH-Y.
-    The 10:00 interval is (09:44:40, 10:00] in VH-X's request, VH-X taking 440 / 740 of it;
-    and (09:45:20, 10:00] in VH-Y's, VH-Y taking 300 / 700: 1.0232 of it in all."""
+    MeterService once took the usual period over the readings it scanned around the sessions
+    asked about (now it takes it around each reading, whoever asks): 920 s for VH-X (its scan
+    holds three 920 s gaps and one 880 s one), 880 s for VH-Y. The 10:00 interval was
+    (09:44:40, 10:00] in VH-X's request, VH-X taking 440 / 740 of it; and (09:45:20, 10:00] in
+    VH-Y's, VH-Y taking 300 / 700: 1.0232 of it in all."""
     charger = "CHG-JITTER"
     before = every(at(9) - 7 * 920 * SECOND, 920 * SECOND, at(9))
     after = every(at(10), 880 * SECOND, at(12))
@@ -271,15 +272,24 @@ FLEET_MAKERS: dict[str, Callable[[], Fleet]] = {
 # --- the property -----------------------------------------------------------------------------
 
 
+def usual_period(points: list[MeterPoint], t: int) -> float:
+    """The meter's usual period at `t`: the median gap between its readings within LOOKAROUND of
+    `t` (gaps longer than LOOKAROUND are silences), a minute with none."""
+    near = [p for p, _ in points if t - LOOKAROUND <= p <= t + LOOKAROUND]
+    around = [later - earlier for earlier, later in itertools.pairwise(near)]
+    return statistics.median([gap for gap in around if gap <= LOOKAROUND] or [MINUTE])
+
+
 def measured(points: list[MeterPoint], start: int, end: int) -> float:
     """What a meter measured in [start, end), by hand: each reading's interval goes back to the
-    previous reading when that is within the reach, else one usual period (the median of the
-    gaps of at most LOOKAROUND); the part of it inside the window counts, in proportion."""
-    period = statistics.median([gap for gap in gaps(points) if gap <= LOOKAROUND] or [MINUTE])
-    reach = min(max(REACH, 2 * period), LOOKAROUND)
+    previous reading when that is within the reach (REACH, or twice the usual period there if
+    larger, at most LOOKAROUND), else one usual period; the part of it inside the window
+    counts, in proportion."""
     total = 0.0
     previous: int | None = None
     for t, kwh in points:
+        period = usual_period(points, t)
+        reach = min(max(REACH, 2 * period), LOOKAROUND)
         begin = previous if previous is not None and t - previous <= reach else t - period
         inside = min(t, end) - max(begin, start)
         if inside > 0:

@@ -497,26 +497,35 @@ def test_vehicle_register_restart_within_reach_counts_from_zero(vehicles: Vehicl
     assert session.unknown_energy_count == 1
 
 
-def test_vehicle_register_previous_is_on_the_same_charger(vehicles: Vehicle) -> None:
-    # Minutes 0, 1 on CH-A: 10.0, 10.5; minutes 2, 3 on CH-B: 4.0, 4.25; minute 4 on CH-A: 11.0.
+def test_vehicle_register_previous_is_the_vehicles_wherever_it_was(vehicles: Vehicle) -> None:
+    # A lifetime register: minutes 0, 1 on CH-A: 10.0, 10.5; minutes 2, 3 on CH-B: 10.75,
+    # 11.0; minute 4 back on CH-A: 11.25. Each difference is from the vehicle's previous
+    # register reading, on whichever charger: unknown, 0.5, 0.25, 0.25, 0.25, 1.25 in all, as
+    # the register rose (from CH-A's minute 1, minute 4 would count CH-B's 0.5 again).
     vehicles.ingest_all(
         [
             vehicle("VH-3", "CH-A", m(0), register=10.0),
             vehicle("VH-3", "CH-A", m(1), register=10.5),
-            vehicle("VH-3", "CH-B", m(2), register=4.0),
-            vehicle("VH-3", "CH-B", m(3), register=4.25),
-            vehicle("VH-3", "CH-A", m(4), register=11.0),
+            vehicle("VH-3", "CH-B", m(2), register=10.75),
+            vehicle("VH-3", "CH-B", m(3), register=11.0),
+            vehicle("VH-3", "CH-A", m(4), register=11.25),
         ]
     )
-    on_a, on_b = vehicles.sessions("VH-3", m(-1), m(60))
-    # CH-A: minutes 0, 1, 4 (minute 4's interval reaches back to minute 1 on CH-A, 180 s: one
-    # session); unknown, 10.5 - 10.0 = 0.5, 11.0 - 10.5 = 0.5 → 1.0.
-    assert (on_a.charger_id, on_a.kwh_delivered_dc, on_a.unknown_energy_count) == ("CH-A", 1.0, 1)
-    assert (ts_micros(on_a.start_time), ts_micros(on_a.end_time)) == (m(0), m(4))
-    # CH-B: its own first (4.0 is not a reset of CH-A's 10.5): unknown; 4.25 - 4.0 = 0.25. Its
-    # readings lie among CH-A's: AnalyticsService flags both VEHICLE_ON_TWO_CHARGERS.
-    assert (on_b.charger_id, on_b.kwh_delivered_dc, on_b.unknown_energy_count) == ("CH-B", 0.25, 1)
-    assert (ts_micros(on_b.start_time), ts_micros(on_b.end_time)) == (m(2), m(3))
+    first_a, on_b, back_on_a = vehicles.sessions("VH-3", m(-1), m(60))
+    # CH-A, minutes 0 and 1: the first reading's energy unknown, so the span starts at it.
+    assert (first_a.charger_id, first_a.kwh_delivered_dc, first_a.unknown_energy_count) == (
+        "CH-A",
+        0.5,
+        1,
+    )
+    assert (ts_micros(first_a.start_time), ts_micros(first_a.end_time)) == (m(0), m(1))
+    # CH-B, minutes 2 and 3: its first interval one usual period (60 s on CH-B) long.
+    assert (on_b.charger_id, on_b.kwh_delivered_dc, on_b.unknown_energy_count) == ("CH-B", 0.5, 0)
+    assert (ts_micros(on_b.start_time), ts_micros(on_b.end_time)) == (m(1), m(3))
+    # CH-A, minute 4: the vehicle reported twice on CH-B since minute 1, so it came back: a new
+    # session, one usual period long, CH-A's gaps around it being 60 and 180 s (median 120 s).
+    assert (back_on_a.charger_id, back_on_a.kwh_delivered_dc) == ("CH-A", 0.25)
+    assert (ts_micros(back_on_a.start_time), ts_micros(back_on_a.end_time)) == (m(2), m(4))
 
 
 # --- 3. mixed forms on one charger -----------------------------------------------------------

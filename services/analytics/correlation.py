@@ -141,6 +141,36 @@ def separate(
     return result
 
 
+@dataclass(frozen=True)
+class ChargerSpan:
+    """A time range [start_us, end_us] on one charger."""
+
+    charger_id: str
+    start_us: int
+    end_us: int
+
+
+def surroundings(own: Sequence[Session], margin_us: int) -> list[ChargerSpan]:
+    """Where other vehicles' sessions can matter to `own`, by charger, overlapping ranges
+    merged: a session that comes within `margin_us` of one of them has a reading on its charger
+    from `margin_us` before it to twice that after it (its span ends at its last reading and
+    starts at most `margin_us` before its first)."""
+    ranges = sorted((s.charger_id, s.start_us - margin_us, s.end_us + 2 * margin_us) for s in own)
+    merged: list[ChargerSpan] = []
+    for charger_id, start_us, end_us in ranges:
+        last = merged[-1] if merged else None
+        if last is not None and last.charger_id == charger_id and start_us <= last.end_us:
+            merged[-1] = replace(last, end_us=max(last.end_us, end_us))
+        else:
+            merged.append(ChargerSpan(charger_id, start_us, end_us))
+    return merged
+
+
+def concurrent_chargers(sessions: Iterable[Session]) -> list[str]:
+    """The chargers where some sessions were found concurrent, sorted."""
+    return sorted({s.charger_id for s in sessions if Quality.CONCURRENT_SESSIONS in s.flags})
+
+
 def near(others: Iterable[Session], own: Sequence[Session], margin_us: int) -> list[Session]:
     """The other sessions on the chargers of `own` that lie within `margin_us` of one of them:
     those that can share a meter interval with it (a meter interval is never longer)."""

@@ -9,7 +9,7 @@ import grpc
 from energy.meter.v1 import meter_pb2, meter_service_pb2, meter_service_pb2_grpc
 from energy.vehicle.v1 import vehicle_pb2, vehicle_service_pb2, vehicle_service_pb2_grpc
 
-from services.analytics.correlation import Consumption, Session
+from services.analytics.correlation import ChargerSpan, Consumption, Session
 from services.common.errors import DeadlineExceeded, NotFound, Unavailable
 from services.common.timeconv import (
     duration_to_micros,
@@ -78,11 +78,27 @@ class Downstream:
         return [_session(s) for s in response.sessions]
 
     def charger_sessions(
-        self, charger_ids: Sequence[str], start_us: int, end_us: int, gap_us: int, timeout: float
+        self,
+        charger_ids: Sequence[str],
+        ranges: Sequence[ChargerSpan],
+        excluded_vehicle_id: str,
+        window: tuple[int, int, int],
+        timeout: float,
     ) -> list[Session]:
-        """Every vehicle's sessions on the chargers in [start_us, end_us): one call."""
+        """The other vehicles' sessions on the chargers over the window, and around the ranges
+        (ListChargerSessions); `window` is (start_us, end_us, gap_us). One call."""
+        start_us, end_us, gap_us = window
         request = vehicle_service_pb2.ListChargerSessionsRequest(
             charger_ids=charger_ids,
+            ranges=[
+                vehicle_service_pb2.ChargerTimeRange(
+                    charger_id=item.charger_id,
+                    start_time=micros_to_timestamp(item.start_us),
+                    end_time=micros_to_timestamp(item.end_us),
+                )
+                for item in ranges
+            ],
+            excluded_vehicle_id=excluded_vehicle_id,
             start_time=micros_to_timestamp(start_us),
             end_time=micros_to_timestamp(end_us),
             session_gap=micros_to_duration(gap_us),

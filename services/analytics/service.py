@@ -1,12 +1,19 @@
 """AnalyticsService use cases: GetVehiclePerformance in three downstream calls whatever the
-number of sessions (the vehicle's sessions, the other vehicles' on its chargers, the AC
-attributed to all of them)."""
+number of sessions (the vehicle's sessions, the other vehicles' around them, the AC attributed
+to all of them), and a fourth on chargers where sessions are concurrent."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from services.analytics.correlation import Performance, arrange, compose, near
+from services.analytics.correlation import (
+    Performance,
+    arrange,
+    compose,
+    concurrent_chargers,
+    near,
+    surroundings,
+)
 from services.analytics.downstream import Downstream
 from services.common.errors import DeadlineExceeded, InvalidArgument
 from services.common.timeconv import MICROS, MIN_TIMESTAMP_MICROS, now_micros
@@ -57,16 +64,32 @@ class VehiclePerformanceService:
         )
         if not sessions:
             return compose(vehicle_id, start_us, end_us, [], [])
-        chargers = sorted({session.charger_id for session in sessions})
-        on_chargers = self._downstream.charger_sessions(
-            chargers, start_us, end_us, self._gap_us, self._budget(time_remaining)
+        # The other vehicles' sessions around the vehicle's: cheap, and what each of them is
+        # there is what it is over the whole window (see ListChargerSessions). Concurrent
+        # sessions share a meter interval by their DC over their whole span, so on a charger
+        # where some are found they are asked for over the whole window.
+        window = (start_us, end_us, self._gap_us)
+        around = self._downstream.charger_sessions(
+            [],
+            surroundings(sessions, self._margin_us),
+            vehicle_id,
+            window,
+            self._budget(time_remaining),
         )
+        own, others = arrange(sessions, around, self._margin_us)
+        concurrent = concurrent_chargers([*own, *others])
+        if concurrent:
+            whole = self._downstream.charger_sessions(
+                concurrent, [], vehicle_id, window, self._budget(time_remaining)
+            )
+            around = sorted(
+                [*(s for s in around if s.charger_id not in concurrent), *whole],
+                key=lambda s: (s.charger_id, s.start_us, s.vehicle_id),
+            )
+            own, others = arrange(sessions, around, self._margin_us)
         # Cut on each charger from all its sessions, then only those that can share a meter
         # interval with the vehicle's are sent.
-        sessions, others = arrange(
-            sessions, [s for s in on_chargers if s.vehicle_id != vehicle_id], self._margin_us
-        )
-        others = near(others, sessions, self._margin_us)
+        sessions, others = own, near(others, own, self._margin_us)
         consumption = self._downstream.attribute(
             sessions, others, start_us, end_us, self._budget(time_remaining)
         )

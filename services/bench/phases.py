@@ -9,7 +9,7 @@ import time
 from collections.abc import Sequence
 from concurrent import futures
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import grpc
 import psycopg
@@ -17,7 +17,9 @@ from energy.analytics.v1 import analytics_service_pb2, analytics_service_pb2_grp
 from energy.meter.v1 import meter_pb2, meter_service_pb2, meter_service_pb2_grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from services.analytics.correlation import Session, arrange, near
+from services.analytics.correlation import ChargerSpan, Consumption, Session
+from services.analytics.downstream import Downstream
+from services.analytics.service import VehiclePerformanceService
 from services.common.database import create_engine
 from services.common.group_commit import ReadingTable
 from services.meter.kind import METER
@@ -27,7 +29,7 @@ from services.simulate.feed import FeedResult, feed
 from services.simulate.fleet import Fleet, FleetConfig, MeterRow, VehicleRow
 from services.vehicle.kind import VEHICLE
 from services.vehicle.repository import READINGS_TABLE as VEHICLE_TABLE
-from services.vehicle.repository import SessionRow, VehicleRepository
+from services.vehicle.repository import ChargerRange, SessionRow, VehicleRepository
 
 TABLES = (
     "meter.meter_readings",
@@ -317,6 +319,60 @@ def spans(sessions: Sequence[Session]) -> SpanColumns:
     )
 
 
+class RepositoryDownstream:
+    """AnalyticsService's downstream calls made on the repositories directly: the bare SQL of
+    GetVehiclePerformance, composed by the same service code, without gRPC in between."""
+
+    def __init__(self, vehicles: VehicleRepository, meters: MeterRepository) -> None:
+        self._vehicles = vehicles
+        self._meters = meters
+
+    def sessions(
+        self, vehicle_id: str, start_us: int, end_us: int, gap_us: int, timeout: float
+    ) -> list[Session]:
+        rows = self._vehicles.list_sessions(vehicle_id, start_us, end_us, gap_us)
+        return [session_of(row) for row in rows]
+
+    def charger_sessions(
+        self,
+        charger_ids: Sequence[str],
+        ranges: Sequence[ChargerSpan],
+        excluded_vehicle_id: str,
+        window: tuple[int, int, int],
+        timeout: float,
+    ) -> list[Session]:
+        start_us, end_us, gap_us = window
+        rows = self._vehicles.list_charger_sessions(
+            list(charger_ids),
+            [ChargerRange(r.charger_id, r.start_us, r.end_us) for r in ranges],
+            excluded_vehicle_id=excluded_vehicle_id,
+            start_us=start_us,
+            end_us=end_us,
+            gap_us=gap_us,
+        )
+        return [session_of(row) for row in rows]
+
+    def attribute(
+        self,
+        sessions: Sequence[Session],
+        others: Sequence[Session],
+        start_us: int,
+        end_us: int,
+        timeout: float,
+    ) -> list[Consumption]:
+        rows = self._meters.attribute(spans(sessions), spans(others), start_us, end_us)
+        return [
+            Consumption(
+                row.kwh_consumed_ac,
+                row.reading_count,
+                round(row.covered_seconds * 1_000_000),
+                row.implausible_count,
+                row.unknown_energy_count,
+            )
+            for row in rows
+        ]
+
+
 @dataclass
 class AnalyticsLatency:
     grpc_p50_ms: float
@@ -336,7 +392,7 @@ def analytics(
     seed: int = 7,
 ) -> AnalyticsLatency:
     """GetVehiclePerformance over random vehicles, next to the bare SQL of the same computation
-    (the vehicle's sessions, the sessions on its chargers, then the attribution statement)."""
+    (the same composition over the repositories: RepositoryDownstream)."""
     rng = random.Random(seed)
     picks = [rng.choice(vehicle_ids) for _ in range(calls + 20)]
     window_us = 24 * 3600 * 1_000_000
@@ -352,25 +408,21 @@ def analytics(
             stub.GetVehiclePerformance(request, timeout=10)
             grpc_ms.append((time.perf_counter() - started) * 1000)
     engine = create_engine(database_url, pool_size=1, connect_timeout=5, name="bench-sql")
-    vehicles, meters = VehicleRepository(VEHICLE, engine), MeterRepository(METER, engine)
+    bare = VehiclePerformanceService(
+        cast(
+            Downstream,
+            RepositoryDownstream(
+                VehicleRepository(VEHICLE, engine), MeterRepository(METER, engine)
+            ),
+        ),
+        session_gap_us=300_000_000,
+        reach_us=900_000_000,
+        downstream_timeout=10.0,
+    )
     sql_ms: list[float] = []
     for vehicle_id in picks:
         started = time.perf_counter()
-        start_us = end_us - window_us
-        own = [
-            session_of(row)
-            for row in vehicles.list_sessions(vehicle_id, start_us, end_us, 300_000_000)
-        ]
-        if own:
-            chargers = sorted({session.charger_id for session in own})
-            on_chargers = vehicles.list_charger_sessions(chargers, start_us, end_us, 300_000_000)
-            own, others = arrange(
-                own,
-                [session_of(row) for row in on_chargers if row.vehicle_id != vehicle_id],
-                2 * 900_000_000,
-            )
-            others = near(others, own, 2 * 900_000_000)
-            meters.attribute(spans(own), spans(others), start_us, end_us)
+        bare.performance(vehicle_id, end_us, window_us, lambda: None)
         sql_ms.append((time.perf_counter() - started) * 1000)
     engine.dispose()
     grpc_ms, sql_ms = grpc_ms[20:], sql_ms[20:]  # warm-up

@@ -23,8 +23,6 @@ from services.readings.repository import (
 
 READINGS_TABLE = reading_table(METER)
 DEFAULT_MAX_POWER_KW = 1000.0
-# A charger's usual period in AttributeConsumption: the median gap of this many readings.
-PERIOD_SAMPLE = 101
 
 
 class ConsumptionRow(NamedTuple):
@@ -177,8 +175,8 @@ _SUMMARIZE_SQL = text(
 #   sessions covering it and their share: all of it for one session; several (concurrent) share
 #   by their average DC power (equally when none has DC).
 # - `ranges` / `scanned`: each charger's readings around the sessions asked about (runs of them
-#   closer than twice the lookaround read as one range), `intervals` their intervals and energy,
-#   the usual period taken from the readings at the window's start (`window_gaps`).
+#   closer than twice the lookaround read as one range), `intervals` their intervals and energy
+#   (each reading's usual period taken from the readings around it).
 # - `touching`: each (session asked about, meter interval overlapping it): coverage and counts.
 # - `split`: each known, plausible interval's energy inside the window goes to the sessions
 #   overlapping it in proportion to their share of the time the sessions cover in it.
@@ -242,24 +240,11 @@ _ATTRIBUTE_SQL = text(
               AND read_time >= {TIMESTAMPTZ_SQL.format(us="r.lo_us")}
               AND read_time <= {TIMESTAMPTZ_SQL.format(us="r.hi_us")}
         ) AS m
-    ), window_gaps AS (
-        -- The usual period must be the same for every request about this window (see
-        -- reading_intervals_sql), and cheap: the gaps of the charger's first PERIOD_SAMPLE
-        -- readings from the lookaround before the window's start (an index range scan).
-        SELECT c.charger_id, g.gap
-        FROM (SELECT DISTINCT charger_id FROM wanted) AS c
-        CROSS JOIN LATERAL (
-            SELECT date_part('epoch', read_time)
-                   - date_part('epoch', lag(read_time) OVER (ORDER BY read_time)) AS gap
-            FROM (
-                SELECT read_time FROM meter.meter_readings
-                WHERE meter_id = c.charger_id
-                  AND read_time >= {TIMESTAMPTZ_SQL.format(us="(:start_us - :lookaround_us)")}
-                  AND read_time <= {TIMESTAMPTZ_SQL.format(us="(:end_us + :lookaround_us)")}
-                ORDER BY read_time LIMIT {PERIOD_SAMPLE}
-            ) AS sample
-        ) AS g
-    ), {reading_intervals_sql("charger_id", gaps="window_gaps")},
+    ), {
+        reading_intervals_sql(
+            device="charger_id", table="meter.meter_readings", table_device="meter_id"
+        )
+    },
     judged AS (
         SELECT charger_id, t, chained_start AS i_start, kwh,
                kwh IS NOT NULL AND kwh <= :max_kwh_per_s * (t - chained_start) AS usable

@@ -114,56 +114,94 @@ def register_energy_sql(
     )
 
 
-def reading_intervals_sql(partition: str, extra: str = "", gaps: str = "") -> str:
+def reading_intervals_sql(
+    *, device: str, table: str, table_device: str, place: str = "", extra: str = ""
+) -> str:
     """CTEs that give each reading of a `scanned` CTE its interval and energy: the correlation
     rule's view of a reading, shared by both kinds.
 
-    `scanned` has the `partition` columns (one entity: a meter, or a vehicle on one charger),
-    `read_time`, `energy` (interval kWh or NULL), `register` (cumulative kWh or NULL) and the
-    `extra` columns, which pass through. The last CTE, `intervals`, has them with, in epoch
-    seconds (double precision): `t` (the reading's time), `previous_t` (the entity's previous
-    reading), `chained_start` (the interval's start: `previous_t` when within the reach, else one
-    usual period before `t`) and `kwh` (its energy: the interval energy, or the register's
-    difference from the previous register reading within the reach, a decrease counting from
-    zero; NULL when unknown).
+    `scanned` has the `device` column (the meter, or the vehicle), the `place` column when
+    given (a vehicle's charger: one entity is a vehicle on one charger), `read_time`, `energy`
+    (interval kWh or NULL), `register` (cumulative kWh or NULL) and the `extra` columns, which
+    pass through; it should come in the device's time order. The last CTE, `intervals`, has
+    `device`, `place`, the extra columns and, in epoch seconds (double precision): `t` (the
+    reading's time), `previous_t` (the entity's previous reading, when the device was not
+    elsewhere in between, one stray reading aside; else NULL), `chained_start` (the interval's
+    start: `previous_t` when that is within the reach, else one usual period before `t`) and
+    `kwh` (its energy: the interval energy, or the register's difference from the device's
+    previous reading, wherever that was, when that is a register reading within the reach, a
+    decrease counting from zero; NULL when unknown), in the device's time order.
 
-    An entity's usual period is the median of the gaps between its readings that are at most
-    `:lookaround_s` (longer ones are silences), 60 s with none; its reach is the larger of
-    `:reach_s` and twice the period, at most `:lookaround_s`. The gaps are those of the scanned
-    readings, or of `gaps` when given (a CTE with the `partition` columns and `gap` in seconds):
-    the period must not depend on which part of an entity's readings a request scans, or two
-    requests would cut one reading's interval differently. The caller scans `:lookaround_s`
-    beyond what it needs on both sides, so that every previous reading within the reach and
-    every reading whose interval reaches into its range is there."""
-    extra = f", {extra}" if extra else ""
-    gaps = gaps or "(SELECT *, t - previous_t AS gap FROM lagged)"
+    An entity's usual period at a reading is the median of the gaps between its readings within
+    `:lookaround_s` on either side of it (gaps longer than that are silences), 60 s with none;
+    its reach is the larger of `:reach_s` and twice the period, at most `:lookaround_s`. The
+    period is local, read from `table` (whose device column is `table_device`) by an index range
+    scan, so every request cuts a reading's interval alike whatever part of the history it
+    scans; and it is only read where it matters (no previous reading, or none within
+    `:reach_s`). The caller scans `:lookaround_s` beyond what it needs on both sides, so that
+    every previous reading within the reach and every reading whose interval reaches into its
+    range is there.
+
+    One window pass in the device's time order finds the previous readings: the entity's is one
+    of the two before (the one between them a stray elsewhere)."""
+    passed = f", {extra}" if extra else ""
+    if place:
+        previous = f"""CASE WHEN previous_place = {place} THEN previous_device_t
+                    WHEN second_place = {place} THEN second_device_t END"""
+        lags = f"""lag({place}) OVER device AS previous_place,
+                   lag({place}, 2) OVER device AS second_place,
+                   date_part('epoch', lag(read_time, 2) OVER device) AS second_device_t,"""
+        at_place = f"AND {place} = l.{place}"
+        keys = f"{device}, {place}"
+    else:
+        previous, lags, at_place, keys = "previous_device_t", "", "", device
+    reach = "least(greatest(:reach_s, 2 * period), :lookaround_s)"
+    register_gap = "t - previous_device_t"
     return f"""
     lagged AS (
-        SELECT {partition}{extra}, energy, register,
-               date_part('epoch', read_time) AS t,
-               date_part('epoch', lag(read_time) OVER entity) AS previous_t,
-               lag(register) OVER registers AS previous_register,
-               date_part('epoch', lag(read_time) OVER registers) AS previous_register_t
-        FROM scanned
-        WINDOW entity AS (PARTITION BY {partition} ORDER BY read_time),
-               registers AS (PARTITION BY {partition}, register IS NULL ORDER BY read_time)
+        SELECT {keys}{passed}, read_time, energy, register, t, previous_device_t,
+               previous_register, {previous} AS previous_t
+        FROM (
+            SELECT *,
+                   date_part('epoch', read_time) AS t,
+                   date_part('epoch', lag(read_time) OVER device) AS previous_device_t,
+                   {lags}
+                   lag(register) OVER device AS previous_register
+            FROM scanned
+            WINDOW device AS (PARTITION BY {device} ORDER BY read_time)
+        ) AS ordered
     ), periods AS (
-        SELECT {partition}, percentile_cont(0.5) WITHIN GROUP (ORDER BY gap) AS period
-        FROM {gaps} AS gaps
-        WHERE gap <= :lookaround_s
-        GROUP BY {partition}
-    ), shaped AS (
-        SELECT l.*, coalesce(p.period, 60.0) AS period,
-               least(greatest(:reach_s, 2 * coalesce(p.period, 60.0)), :lookaround_s) AS reach
-        FROM lagged l LEFT JOIN periods p USING ({partition})
+        -- The period is read only where it matters: a scalar subquery in a CASE runs only
+        -- where its branch is taken. OFFSET 0 keeps it from being copied into each use.
+        SELECT l.*,
+               CASE WHEN NOT coalesce(t - previous_t <= :reach_s, false)
+                         OR (register IS NOT NULL AND energy IS NULL
+                             AND coalesce({register_gap} > :reach_s, false))
+                    THEN (
+                        SELECT coalesce(percentile_cont(0.5) WITHIN GROUP (ORDER BY gap), 60.0)
+                        FROM (
+                            SELECT date_part('epoch', read_time) - date_part(
+                                       'epoch', lag(read_time) OVER (ORDER BY read_time)
+                                   ) AS gap
+                            FROM {table}
+                            WHERE {table_device} = l.{device} {at_place}
+                              AND read_time >= l.read_time - :lookaround_s * interval '1 second'
+                              AND read_time <= l.read_time + :lookaround_s * interval '1 second'
+                        ) AS around
+                        WHERE gap <= :lookaround_s
+                    )
+                    ELSE 60.0 END AS period
+        FROM lagged l
+        OFFSET 0
     ), intervals AS (
-        SELECT *,
-               CASE WHEN t - previous_t <= reach THEN previous_t ELSE t - period END
+        SELECT {keys}{passed}, t, previous_t,
+               CASE WHEN t - previous_t <= {reach} THEN previous_t ELSE t - period END
                    AS chained_start,
                coalesce(energy, {
-        register_energy_sql("register", "previous_register", "t - previous_register_t", "reach")
+        register_energy_sql("register", "previous_register", register_gap, reach)
     }) AS kwh
-        FROM shaped
+        FROM periods
+        OFFSET 0
     )"""
 
 

@@ -9,6 +9,7 @@ from sqlalchemy import text
 from sqlalchemy.sql.elements import TextClause
 
 from services.readings.repository import (
+    MICROS_SQL,
     TIMESTAMPTZ_SQL,
     StatusRepository,
     reading_intervals_sql,
@@ -18,6 +19,14 @@ from services.readings.repository import (
 from services.vehicle.kind import VEHICLE
 
 READINGS_TABLE = reading_table(VEHICLE)
+
+
+class ChargerRange(NamedTuple):
+    """A charger and a time range [start_us, end_us] (micros, inclusive) on it."""
+
+    charger_id: str
+    start_us: int
+    end_us: int
 
 
 class VehicleRepository(StatusRepository):
@@ -34,13 +43,33 @@ class VehicleRepository(StatusRepository):
         )
 
     def list_charger_sessions(
-        self, charger_ids: list[str], start_us: int, end_us: int, gap_us: int
+        self,
+        charger_ids: list[str],
+        ranges: list[ChargerRange],
+        *,
+        excluded_vehicle_id: str,
+        start_us: int,
+        end_us: int,
+        gap_us: int,
     ) -> list[SessionRow]:
-        """Every vehicle's sessions on the chargers in [start_us, end_us), ordered by charger
-        then start; each vehicle's sessions are those list_sessions gives it."""
-        return self._sessions(
-            _CHARGER_SESSIONS_SQL, {"charger_ids": charger_ids}, start_us, end_us, gap_us
-        )
+        """The sessions in [start_us, end_us) on each range's charger of every vehicle (but
+        `excluded_vehicle_id`) with a reading on it within the range, and on each of
+        `charger_ids` over the whole window, ordered by charger then start. A vehicle's readings
+        are read from the lookaround before its first reading in a range to the lookaround after
+        its last, so a session that runs on beyond that is cut
+        short there (its span and DC too); inside, it is what list_sessions gives the vehicle."""
+        whole = [
+            ChargerRange(c, start_us - self._lookaround_us, end_us + self._lookaround_us)
+            for c in charger_ids
+        ]
+        ranges = [*ranges, *whole]
+        scope = {
+            "range_charger_ids": [r.charger_id for r in ranges],
+            "range_starts": [r.start_us for r in ranges],
+            "range_ends": [r.end_us for r in ranges],
+            "excluded": excluded_vehicle_id,
+        }
+        return self._sessions(_CHARGER_SESSIONS_SQL, scope, start_us, end_us, gap_us)
 
     def _sessions(
         self, query: TextClause, scope: dict[str, Any], start_us: int, end_us: int, gap_us: int
@@ -80,26 +109,43 @@ class SessionRow(NamedTuple):
     last_reading_micros: int
 
 
-def _sessions_sql(scope: str, order: str) -> TextClause:
-    """Gaps and islands over the readings of `scope` (a WHERE condition on
-    vehicle.vehicle_readings), one entity being a vehicle on one charger. Each reading gets its
-    interval (reading_intervals_sql); a reading whose energy is unknown spans no time (the count
-    starts at it). A reading opens a session when it is its entity's first, or when its interval
-    starts more than session_gap after the previous reading. Readings are read from lookaround
-    before the window (to find the previous ones) to lookaround after it (whose intervals reach
-    back into it), and every figure is cut to the window [start, end) by time."""
+def _sessions_sql(scope: str, order: str, chargers: str = "true") -> TextClause:
+    """Gaps and islands over the readings of the vehicles and time ranges of `scope` (CTEs
+    ending in `scope` with vehicle_id, lo_us, hi_us: disjoint ranges of each vehicle, micros).
+    Each reading gets its interval (reading_intervals_sql): it chains back to the vehicle's
+    previous reading on the charger unless the vehicle reported twice or more on other chargers
+    in between, so a vehicle that went to another charger and came back starts a new session
+    (while one that reports two chargers at once keeps one on each); a reading whose energy is
+    unknown spans no time (the count starts at it). A reading opens a session when it is its
+    vehicle's first on the charger, follows a visit elsewhere, or its interval starts more than
+    session_gap after the previous reading. Every figure is cut to the window [start, end) by
+    time, and only the sessions on chargers meeting `chargers` (a condition on charger_id) are
+    returned."""
     return text(
         f"""
-        WITH scanned AS (
-            SELECT vehicle_id, charger_id, read_time, battery_temp,
-                   kwh_delivered_dc AS energy, kwh_delivered_dc_register AS register
-            FROM vehicle.vehicle_readings
-            WHERE {scope}
-              AND read_time >= {TIMESTAMPTZ_SQL.format(us="(:start_us - :lookaround_us)")}
-              AND read_time <= {TIMESTAMPTZ_SQL.format(us="(:end_us + :lookaround_us)")}
-        ), {reading_intervals_sql("vehicle_id, charger_id", "battery_temp")},
+        WITH {scope},
+        scanned AS (
+            SELECT r.vehicle_id, r.charger_id, r.read_time, r.battery_temp,
+                   r.kwh_delivered_dc AS energy, r.kwh_delivered_dc_register AS register
+            FROM scope s
+            CROSS JOIN LATERAL (
+                SELECT * FROM vehicle.vehicle_readings
+                WHERE vehicle_id = s.vehicle_id
+                  AND read_time >= {TIMESTAMPTZ_SQL.format(us="s.lo_us")}
+                  AND read_time <= {TIMESTAMPTZ_SQL.format(us="s.hi_us")}
+            ) AS r
+            ORDER BY r.vehicle_id, r.read_time
+        ), {
+            reading_intervals_sql(
+                device="vehicle_id",
+                place="charger_id",
+                table="vehicle.vehicle_readings",
+                table_device="vehicle_id",
+                extra="battery_temp",
+            )
+        },
         numbered AS (
-            SELECT *,
+            SELECT vehicle_id, charger_id, t, kwh, battery_temp,
                    CASE WHEN kwh IS NULL THEN t ELSE chained_start END AS span_start,
                    count(*) FILTER (
                        WHERE previous_t IS NULL OR chained_start - previous_t > :gap_s
@@ -112,6 +158,7 @@ def _sessions_sql(scope: str, order: str) -> TextClause:
                    (least(t, :end_s) > greatest(span_start, :start_s)
                     OR (t = span_start AND t > :start_s AND t <= :end_s)) AS in_window
             FROM numbered
+            WHERE {chargers}
         )
         SELECT vehicle_id, charger_id,
                {seconds_to_micros_sql("greatest(min(span_start), :start_s)")},
@@ -131,6 +178,52 @@ def _sessions_sql(scope: str, order: str) -> TextClause:
     )
 
 
-_VEHICLE_SESSIONS_SQL = _sessions_sql("vehicle_id = :vehicle_id", "3, 2")
-# The (charger_id, read_time) index finds every vehicle's readings on the chargers.
-_CHARGER_SESSIONS_SQL = _sessions_sql("charger_id = ANY(CAST(:charger_ids AS text[]))", "2, 3, 1")
+# One vehicle, from the lookaround before the window to the lookaround after it.
+_VEHICLE_SESSIONS_SQL = _sessions_sql(
+    """scope AS (
+        SELECT CAST(:vehicle_id AS text) AS vehicle_id,
+               :start_us - :lookaround_us AS lo_us, :end_us + :lookaround_us AS hi_us
+    )""",
+    "3, 2",
+)
+# The vehicles with a reading on a range's charger within the range (the (charger_id,
+# read_time) index finds them), each read from the lookaround before its first such reading to
+# the lookaround after its last, within the window's lookaround; one vehicle's ranges closer
+# than twice the lookaround are read as one (a reading beside a hole would chain across it).
+_CHARGER_SESSIONS_SQL = _sessions_sql(
+    f"""wanted AS (
+        SELECT DISTINCT charger_id, greatest(lo_us, :start_us - :lookaround_us) AS lo_us,
+               least(hi_us, :end_us + :lookaround_us) AS hi_us
+        FROM unnest(CAST(:range_charger_ids AS text[]), CAST(:range_starts AS int8[]),
+                    CAST(:range_ends AS int8[])) AS w(charger_id, lo_us, hi_us)
+    ), hits AS (
+        SELECT h.vehicle_id,
+               greatest(h.first_us - :lookaround_us, :start_us - :lookaround_us) AS lo_us,
+               least(h.last_us + :lookaround_us, :end_us + :lookaround_us) AS hi_us
+        FROM wanted w
+        CROSS JOIN LATERAL (
+            SELECT vehicle_id, {MICROS_SQL.format(col="min(read_time)")} AS first_us,
+                   {MICROS_SQL.format(col="max(read_time)")} AS last_us
+            FROM vehicle.vehicle_readings
+            WHERE charger_id = w.charger_id
+              AND read_time >= {TIMESTAMPTZ_SQL.format(us="w.lo_us")}
+              AND read_time <= {TIMESTAMPTZ_SQL.format(us="w.hi_us")}
+              AND vehicle_id <> :excluded
+            GROUP BY vehicle_id
+        ) AS h
+    ), hits_ordered AS (
+        SELECT *, max(hi_us) OVER (PARTITION BY vehicle_id ORDER BY lo_us
+                                   ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS before_us
+        FROM hits
+    ), islands AS (
+        SELECT *, count(*) FILTER (WHERE before_us IS NULL
+                                      OR lo_us > before_us + 2 * CAST(:lookaround_us AS int8))
+                      OVER (PARTITION BY vehicle_id ORDER BY lo_us) AS island
+        FROM hits_ordered
+    ), scope AS (
+        SELECT vehicle_id, min(lo_us) AS lo_us, max(hi_us) AS hi_us
+        FROM islands GROUP BY vehicle_id, island
+    )""",
+    "2, 3, 1",
+    "charger_id = ANY(CAST(:range_charger_ids AS text[]))",
+)

@@ -6,13 +6,14 @@ from __future__ import annotations
 from services.common.errors import InvalidArgument, NotFound
 from services.common.validation import id_problem, require_id
 from services.readings.service import ReadingService
-from services.vehicle.repository import SessionRow, VehicleRepository
+from services.vehicle.repository import ChargerRange, SessionRow, VehicleRepository
 
 # One call reads one vehicle's readings over end_time - start_time, with window functions:
 # at most 31 days (AnalyticsService's largest window), 44,640 readings at one a minute.
 DAY_US = 24 * 3600 * 1_000_000
 MAX_SESSIONS_SPAN_DAYS = 31
-# ListChargerSessions: the chargers one vehicle can use in a window, with a wide margin.
+# ListChargerSessions: the chargers (or ranges on them) of one vehicle's window, with a wide
+# margin.
 MAX_CHARGERS_PER_CALL = 1000
 
 
@@ -32,20 +33,24 @@ class VehicleReadings(ReadingService[VehicleRepository]):
         return sessions
 
     def list_charger_sessions(
-        self, charger_ids: list[str], start_us: int, end_us: int, gap_us: int
+        self,
+        charger_ids: list[str],
+        ranges: list[ChargerRange],
+        *,
+        excluded_vehicle_id: str,
+        start_us: int,
+        end_us: int,
+        gap_us: int,
     ) -> list[SessionRow]:
-        """Every vehicle's sessions on the chargers in [start_us, end_us); a charger no vehicle
-        named has none (not an error: it may be a meter only)."""
-        if len(charger_ids) > MAX_CHARGERS_PER_CALL:
-            raise InvalidArgument(
-                [
-                    (
-                        "charger_ids",
-                        f"at most {MAX_CHARGERS_PER_CALL} per call, got {len(charger_ids)}",
-                    )
-                ]
-            )
+        """Every vehicle's (but `excluded_vehicle_id`'s) sessions in [start_us, end_us) on the
+        chargers, and on each range's charger around the range (see the repository); a charger
+        no vehicle named has none (not an error: it may be a meter only)."""
         violations = []
+        for field, count in (("charger_ids", len(charger_ids)), ("ranges", len(ranges))):
+            if count > MAX_CHARGERS_PER_CALL:
+                violations.append((field, f"at most {MAX_CHARGERS_PER_CALL} per call, got {count}"))
+        if violations:
+            raise InvalidArgument(violations)
         seen: set[str] = set()
         for index, charger_id in enumerate(charger_ids):
             problem = id_problem(charger_id)
@@ -54,12 +59,29 @@ class VehicleReadings(ReadingService[VehicleRepository]):
             if problem is not None:
                 violations.append((f"charger_ids[{index}]", problem))
             seen.add(charger_id)
+        for index, wanted in enumerate(ranges):
+            problem = id_problem(wanted.charger_id)
+            if problem is not None:
+                violations.append((f"ranges[{index}].charger_id", problem))
+            if wanted.end_us < wanted.start_us:
+                violations.append((f"ranges[{index}].end_time", "must not be before start_time"))
+        if excluded_vehicle_id:
+            problem = id_problem(excluded_vehicle_id)
+            if problem is not None:
+                violations.append(("excluded_vehicle_id", problem))
         if violations:
             raise InvalidArgument(violations)
         _check_window(start_us, end_us, gap_us)
-        if not charger_ids:
+        if not charger_ids and not ranges:
             return []
-        return self._repository.list_charger_sessions(charger_ids, start_us, end_us, gap_us)
+        return self._repository.list_charger_sessions(
+            charger_ids,
+            ranges,
+            excluded_vehicle_id=excluded_vehicle_id,
+            start_us=start_us,
+            end_us=end_us,
+            gap_us=gap_us,
+        )
 
 
 def _check_window(start_us: int, end_us: int, gap_us: int) -> None:

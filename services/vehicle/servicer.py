@@ -3,6 +3,7 @@ bound to its names, and ListChargingSessions."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol
 
 import grpc
@@ -18,7 +19,7 @@ from services.common.timeconv import (
 )
 from services.common.validation import require_times
 from services.readings.servicer import ReadingServicer
-from services.vehicle.repository import SessionRow
+from services.vehicle.repository import ChargerRange, SessionRow
 from services.vehicle.service import VehicleReadings
 
 DEFAULT_SESSION_GAP_US = 5 * 60 * 1_000_000
@@ -71,6 +72,34 @@ def _window(request: _WindowRequest) -> tuple[int, int, int]:
     return timestamp_to_micros(request.start_time), timestamp_to_micros(request.end_time), gap_us
 
 
+def _ranges(ranges: Sequence[vehicle_service_pb2.ChargerTimeRange]) -> list[ChargerRange]:
+    """The ranges of a ListChargerSessions request; INVALID_ARGUMENT naming each unset or
+    out-of-range time."""
+    missing = [
+        (f"ranges[{index}].{name}", "must be set, got nothing")
+        for index, item in enumerate(ranges)
+        for name in ("start_time", "end_time")
+        if not item.HasField(name)
+    ]
+    if missing:
+        raise InvalidArgument(missing)
+    require_times(
+        [
+            (f"ranges[{index}].{name}", getattr(item, name))
+            for index, item in enumerate(ranges)
+            for name in ("start_time", "end_time")
+        ]
+    )
+    return [
+        ChargerRange(
+            item.charger_id,
+            timestamp_to_micros(item.start_time),
+            timestamp_to_micros(item.end_time),
+        )
+        for item in ranges
+    ]
+
+
 class VehicleServicer(
     ReadingServicer[VehicleReadings], vehicle_service_pb2_grpc.VehicleServiceServicer
 ):
@@ -98,8 +127,14 @@ class VehicleServicer(
         context: grpc.ServicerContext,
     ) -> vehicle_service_pb2.ListChargerSessionsResponse:
         self._auth.require_reader(context)
+        start_us, end_us, gap_us = _window(request)
         sessions = self._readings.list_charger_sessions(
-            list(request.charger_ids), *_window(request)
+            list(request.charger_ids),
+            _ranges(request.ranges),
+            excluded_vehicle_id=request.excluded_vehicle_id,
+            start_us=start_us,
+            end_us=end_us,
+            gap_us=gap_us,
         )
         return vehicle_service_pb2.ListChargerSessionsResponse(
             sessions=[session_message(row) for row in sessions]

@@ -1,6 +1,7 @@
 """VehiclePerformanceService's composition against a fake downstream (a plain object with the
-three calls it makes: the vehicle's sessions and the sessions on its chargers from
-VehicleService, the AC attributed to them from MeterService): what each call is asked, which
+calls it makes: the vehicle's sessions and the other vehicles' sessions around them (and on
+chargers where some are concurrent, over the whole window) from VehicleService, the AC
+attributed to them from MeterService): what each call is asked, which
 other vehicles' sessions are sent along and how they are kept apart from the vehicle's, what
 deadline each call gets, and what it refuses before calling anyone."""
 
@@ -12,7 +13,7 @@ from typing import Any, cast
 
 import pytest
 
-from services.analytics.correlation import Consumption, Figures, Quality, Session
+from services.analytics.correlation import ChargerSpan, Consumption, Figures, Quality, Session
 from services.analytics.downstream import Downstream
 from services.analytics.service import VehiclePerformanceService
 from services.common.errors import DeadlineExceeded, InvalidArgument, NotFound, Unavailable
@@ -60,9 +61,10 @@ def used(ac: float = 0.0, readings: int = 0, covered: int = 0) -> Consumption:
 
 
 class FakeDownstream:
-    """Answers `sessions` with `own`, `charger_sessions` with `on_chargers` and `attribute`
-    with `consumption` (by default an empty one per session); records every call, and raises
-    `fail` from the call named `failing`."""
+    """Answers `sessions` with `own`, `charger_sessions` with those of `on_chargers` on the
+    chargers asked for (of the ranges too: a superset of what VehicleService gives) but the
+    excluded vehicle's, and `attribute` with `consumption` (by default an empty one per
+    session); records every call, and raises `fail` from the call named `failing`."""
 
     def __init__(
         self,
@@ -92,10 +94,27 @@ class FakeDownstream:
         return list(self._own)
 
     def charger_sessions(
-        self, charger_ids: Sequence[str], start_us: int, end_us: int, gap_us: int, timeout: float
+        self,
+        charger_ids: Sequence[str],
+        ranges: Sequence[ChargerSpan],
+        excluded_vehicle_id: str,
+        window: tuple[int, int, int],
+        timeout: float,
     ) -> list[Session]:
-        self._called("charger_sessions", list(charger_ids), start_us, end_us, gap_us, timeout)
-        return list(self._on_chargers)
+        self._called(
+            "charger_sessions",
+            list(charger_ids),
+            list(ranges),
+            excluded_vehicle_id,
+            window,
+            timeout,
+        )
+        chargers = {*charger_ids, *(item.charger_id for item in ranges)}
+        return [
+            s
+            for s in self._on_chargers
+            if s.charger_id in chargers and s.vehicle_id != excluded_vehicle_id
+        ]
 
     def attribute(
         self,
@@ -161,19 +180,40 @@ def test_a_vehicle_without_sessions_asks_nothing_more_and_gets_zeros():
     assert result.totals == Figures(0.0, 0.0, None, 0.0, None, 0, 0, 0.0, ())
 
 
-def test_charger_sessions_are_asked_once_for_the_sorted_chargers_window_and_gap():
+def test_other_sessions_are_asked_once_around_the_vehicles_sessions():
     own = [
         session("VH-1", "CHG-B", NOW - 20 * HOUR, NOW - 19 * HOUR),
         session("VH-1", "CHG-A", NOW - 15 * HOUR, NOW - 14 * HOUR),
         session("VH-1", "CHG-B", NOW - 10 * HOUR, NOW - 9 * HOUR),
+        # 20 min after the one before on CHG-B: its range joins that one's
+        session("VH-1", "CHG-B", NOW - 8 * HOUR - 40 * MINUTE, NOW - 8 * HOUR),
     ]
     fake = FakeDownstream(own)
     service(fake).performance("VH-1", NOW, DAY, no_deadline)
     assert fake.names() == ["sessions", "charger_sessions", "attribute"]
-    # CHG-B, CHG-A, CHG-B: each charger once, sorted
+    # By charger then start: from the margin (2 * 900 s) before each span (which starts a
+    # minute before its first reading) to twice the margin after it, overlapping ones merged;
+    # the vehicle itself excluded; the window and the configured gap.
+    margin = 30 * MINUTE
     assert fake.calls[1] == (
         "charger_sessions",
-        (["CHG-A", "CHG-B"], NOW - DAY, NOW, 300 * SECOND, 5.0),
+        (
+            [],
+            [
+                ChargerSpan(
+                    "CHG-A", NOW - 15 * HOUR - MINUTE - margin, NOW - 14 * HOUR + 2 * margin
+                ),
+                ChargerSpan(
+                    "CHG-B", NOW - 20 * HOUR - MINUTE - margin, NOW - 19 * HOUR + 2 * margin
+                ),
+                ChargerSpan(
+                    "CHG-B", NOW - 10 * HOUR - MINUTE - margin, NOW - 8 * HOUR + 2 * margin
+                ),
+            ],
+            "VH-1",
+            (NOW - DAY, NOW, 300 * SECOND),
+            5.0,
+        ),
     )
 
 
@@ -205,8 +245,13 @@ def test_others_near_are_arranged_with_the_vehicles_sessions_and_attributed_in_o
     moved = replace(own_b, start_us=t + 9 * HOUR + 55 * MINUTE)  # max(09:50, VH-2's end 09:55)
     own_concurrent = replace(own_a, flags=frozenset({Quality.CONCURRENT_SESSIONS}))
     other_concurrent = replace(beside, flags=frozenset({Quality.CONCURRENT_SESSIONS}))
-    # far ended 02:00, not after own_b's start (moved) 09:55 - 2 * 900 s = 09:25: left out
+    # CHG-A has concurrent sessions: its others are asked for again over the whole window
     assert fake.calls[2] == (
+        "charger_sessions",
+        (["CHG-A"], [], "VH-1", (NOW - DAY, NOW, 300 * SECOND), 5.0),
+    )
+    # far ended 02:00, not after own_b's start (moved) 09:55 - 2 * 900 s = 09:25: left out
+    assert fake.calls[3] == (
         "attribute",
         ([moved, own_concurrent], [other_concurrent, before], NOW - DAY, NOW, 5.0),
     )
@@ -276,7 +321,7 @@ def test_another_vehicles_session_is_sent_cut_alike_whichever_vehicle_asks():
     # VH-2 is only on CHG-B: VH-1's CHG-A session is not in its request at all
     asking_vh2 = FakeDownstream([vh2_b], on_chargers=[vh1_b, vh2_b])
     service(asking_vh2).performance("VH-2", NOW, DAY, no_deadline)
-    assert asking_vh2.calls[1][1][0] == ["CHG-B"]
+    assert [item.charger_id for item in asking_vh2.calls[1][1][1]] == ["CHG-B"]
     # the same two CHG-B sessions, cut the same: VH-1's still from 10:50, VH-2's from 12:00
     assert asking_vh2.calls[2][1][:2] == ([cut], [vh1_b])
 

@@ -122,8 +122,10 @@ class MeterServiceServicer:
         """Attributes the chargers' AC energy to charging sessions in one call, computed in SQL; used
         by AnalyticsService. Each reading's interval ends at its timestamp and starts at the
         charger's previous reading when that is within the reach (the larger of
-        MAX_READING_INTERVAL_SECONDS and twice the charger's usual period), else one usual period
-        earlier; its energy goes to the sessions overlapping it (see SessionConsumption). Returns
+        MAX_READING_INTERVAL_SECONDS and twice the charger's usual period, at most twice the
+        setting; the usual period being the median gap between the charger's readings within twice
+        the setting of the reading, 60 s with none), else one usual period earlier; its energy goes
+        to the sessions overlapping it (see SessionConsumption). Returns
         INVALID_ARGUMENT for a malformed id, an unset time, a time outside
         0001-01-01T00:00:00Z..9999-12-31T23:59:59Z, a span outside the window or ending before it
         starts, a negative or non-finite kwh_delivered_dc, more than 10000 sessions in all or a

@@ -102,16 +102,30 @@ class ListChargingSessionsResponse(_message.Message):
     def __init__(self, sessions: _Optional[_Iterable[_Union[_vehicle_pb2.ChargingSession, _Mapping]]] = ...) -> None: ...
 
 class ListChargerSessionsRequest(_message.Message):
-    __slots__ = ("charger_ids", "start_time", "end_time", "session_gap")
+    __slots__ = ("charger_ids", "start_time", "end_time", "session_gap", "ranges", "excluded_vehicle_id")
     CHARGER_IDS_FIELD_NUMBER: _ClassVar[int]
     START_TIME_FIELD_NUMBER: _ClassVar[int]
     END_TIME_FIELD_NUMBER: _ClassVar[int]
     SESSION_GAP_FIELD_NUMBER: _ClassVar[int]
+    RANGES_FIELD_NUMBER: _ClassVar[int]
+    EXCLUDED_VEHICLE_ID_FIELD_NUMBER: _ClassVar[int]
     charger_ids: _containers.RepeatedScalarFieldContainer[str]
     start_time: _timestamp_pb2.Timestamp
     end_time: _timestamp_pb2.Timestamp
     session_gap: _duration_pb2.Duration
-    def __init__(self, charger_ids: _Optional[_Iterable[str]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., session_gap: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+    ranges: _containers.RepeatedCompositeFieldContainer[ChargerTimeRange]
+    excluded_vehicle_id: str
+    def __init__(self, charger_ids: _Optional[_Iterable[str]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., session_gap: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., ranges: _Optional[_Iterable[_Union[ChargerTimeRange, _Mapping]]] = ..., excluded_vehicle_id: _Optional[str] = ...) -> None: ...
+
+class ChargerTimeRange(_message.Message):
+    __slots__ = ("charger_id", "start_time", "end_time")
+    CHARGER_ID_FIELD_NUMBER: _ClassVar[int]
+    START_TIME_FIELD_NUMBER: _ClassVar[int]
+    END_TIME_FIELD_NUMBER: _ClassVar[int]
+    charger_id: str
+    start_time: _timestamp_pb2.Timestamp
+    end_time: _timestamp_pb2.Timestamp
+    def __init__(self, charger_id: _Optional[str] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class ListChargerSessionsResponse(_message.Message):
     __slots__ = ("sessions",)

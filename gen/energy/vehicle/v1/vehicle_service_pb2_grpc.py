@@ -120,12 +120,15 @@ class VehicleServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListChargerSessions(self, request, context):
-        """Lists the charging sessions of every vehicle on the given chargers in [start_time,
-        end_time), by the rule of ListChargingSessions, ordered by charger_id then start_time; used by
-        AnalyticsService to keep back-to-back sessions apart and to find concurrent ones. Returns
-        INVALID_ARGUMENT for a malformed or repeated charger id, more than 1000 chargers, an unset
-        time, a time outside 0001-01-01T00:00:00Z..9999-12-31T23:59:59Z, an end before the start or
-        more than 31 days after it, or a non-positive session_gap.
+        """Lists the charging sessions of other vehicles on chargers, by the rule of
+        ListChargingSessions, ordered by charger_id then start_time; used by AnalyticsService to keep
+        back-to-back sessions apart and to find concurrent ones. For each of `charger_ids`, every
+        vehicle's sessions on it in [start_time, end_time); for each of `ranges`, the sessions on its
+        charger of every vehicle with a reading on it within the range. Returns INVALID_ARGUMENT for
+        a malformed or repeated charger id, a malformed range or excluded_vehicle_id, more than 1000
+        chargers or ranges, an unset time, a time outside
+        0001-01-01T00:00:00Z..9999-12-31T23:59:59Z, an end before the start or more than 31 days
+        after it, or a non-positive session_gap.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
