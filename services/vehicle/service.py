@@ -12,9 +12,11 @@ from services.vehicle.repository import ChargerRange, SessionRow, VehicleReposit
 # at most 31 days (AnalyticsService's largest window), 44,640 readings at one a minute.
 DAY_US = 24 * 3600 * 1_000_000
 MAX_SESSIONS_SPAN_DAYS = 31
-# ListChargerSessions: the chargers (or ranges on them) of one vehicle's window, with a wide
-# margin.
+# ListChargerSessions: the chargers one vehicle can use in a window, with a wide margin; and
+# the ranges around its sessions (one per session at most, as many as MeterService attributes
+# in one call).
 MAX_CHARGERS_PER_CALL = 1000
+MAX_RANGES_PER_CALL = 10_000
 
 
 class VehicleReadings(ReadingService[VehicleRepository]):
@@ -46,9 +48,12 @@ class VehicleReadings(ReadingService[VehicleRepository]):
         chargers, and on each range's charger around the range (see the repository); a charger
         no vehicle named has none (not an error: it may be a meter only)."""
         violations = []
-        for field, count in (("charger_ids", len(charger_ids)), ("ranges", len(ranges))):
-            if count > MAX_CHARGERS_PER_CALL:
-                violations.append((field, f"at most {MAX_CHARGERS_PER_CALL} per call, got {count}"))
+        for field, count, most in (
+            ("charger_ids", len(charger_ids), MAX_CHARGERS_PER_CALL),
+            ("ranges", len(ranges), MAX_RANGES_PER_CALL),
+        ):
+            if count > most:
+                violations.append((field, f"at most {most} per call, got {count}"))
         if violations:
             raise InvalidArgument(violations)
         seen: set[str] = set()

@@ -126,7 +126,7 @@ class VehicleServiceServicer:
         vehicle's sessions on it in [start_time, end_time); for each of `ranges`, the sessions on its
         charger of every vehicle with a reading on it within the range. Returns INVALID_ARGUMENT for
         a malformed or repeated charger id, a malformed range or excluded_vehicle_id, more than 1000
-        chargers or ranges, an unset time, a time outside
+        chargers or 10000 ranges, an unset time, a time outside
         0001-01-01T00:00:00Z..9999-12-31T23:59:59Z, an end before the start or more than 31 days
         after it, or a non-positive session_gap.
         """
