@@ -436,6 +436,42 @@ def test_get_vehicle_performance_splits_a_shared_charger(analytics_servicer):
     assert [s.charger_id for s in performance.sessions] == ["CHG-1"]
 
 
+@pytest.mark.parametrize(
+    ("start", "end"), [(-1800, 600), (-60, 1200)], ids=["across the epoch", "just after it"]
+)
+def test_sessions_of_a_window_near_1970_are_read_not_overflowed(vehicle_servicer, start, end):
+    # Times near the epoch are small numbers of microseconds: the bounds read around the window
+    # (30 minutes and the session gap on either side) must not overflow 32-bit arithmetic.
+    for method, request in (
+        (
+            "ListChargingSessions",
+            vehicle_service_pb2.ListChargingSessionsRequest(
+                vehicle_id="VH-A",
+                start_time=Timestamp(seconds=start),
+                end_time=Timestamp(seconds=end),
+            ),
+        ),
+        (
+            "ListChargerSessions",
+            vehicle_service_pb2.ListChargerSessionsRequest(
+                charger_ids=["CHG-1"],
+                ranges=[
+                    vehicle_service_pb2.ChargerTimeRange(
+                        charger_id="CHG-1",
+                        start_time=Timestamp(seconds=start),
+                        end_time=Timestamp(seconds=end),
+                    )
+                ],
+                start_time=Timestamp(seconds=start),
+                end_time=Timestamp(seconds=end),
+            ),
+        ),
+    ):
+        response, _, code, details = unary(vehicle_servicer, VEHICLE, method, request)
+        assert code == grpc.StatusCode.OK, details
+        assert list(response.sessions) == []  # VH-A and VH-B charged in 2026
+
+
 def test_get_vehicle_performance_rejects_a_window_over_31_days(analytics_servicer):
     request = analytics_service_pb2.GetVehiclePerformanceRequest(
         vehicle_id="VH-A", window=Duration(seconds=31 * 86400 + 1)

@@ -39,7 +39,7 @@ from tests.test_analytics_e2e import (
     HOUR,
     MINUTE,
     SECOND,
-    Analytics,
+    StartAnalytics,
     analytics,
     analytics_factory,
     at,
@@ -85,6 +85,7 @@ class Fleet:
     late_meters: list[tuple[str, int, float]]
     late_vehicles: list[VehiclePoint]
     bookings: list[tuple[str, str, int, int]]  # (vehicle, charger, from, to): how it was drawn
+    session_gap_seconds: float = 300.0  # SESSION_GAP_SECONDS of the AnalyticsService asked
 
     def describe(self) -> str:
         lines = [f"fleet {self.name}: window [{self.start}, {self.end})"]
@@ -262,10 +263,64 @@ def a_meter_period_seen_differently() -> Fleet:
     )
 
 
+def a_sparse_neighbour_read_short() -> Fleet:
+    """A 30-minute meter (1.0 kWh at :28:20 and :58:20). VH-X charges 09:01..10:00 every minute
+    (span 09:00..10:00). VH-Y plugs in at 10:26:40 and is polled about every 30 minutes: its
+    second reading comes 2050 s later (11:00:50), beyond the reach, yet its interval (one usual
+    period, 1790 s, back) starts 260 s after the first reading, within the session gap: one
+    session from 10:25:40 on.
+
+    VH-X's request once read VH-Y only up to 1800 s after its reading near VH-X (10:26:40), so
+    it saw VH-Y's session end at 10:26:40 and took 100 / 160 of the interval (09:58:20,
+    10:28:20], while VH-Y's own request took 160 / 260 of it: 1.24 of it in all."""
+    charger = "CHG-SPARSE"
+    x_end = at(10)
+    first_y = x_end + 1600 * SECOND
+    y_times = [first_y, *every(first_y + 2050 * SECOND, 1790 * SECOND, first_y + 11_000 * SECOND)]
+    meter_times = every(x_end - 5500 * SECOND, 1800 * SECOND, x_end + 16_100 * SECOND)
+    return Fleet(
+        "a sparse neighbour read short",
+        at(9),
+        at(13),
+        {charger: [(t, 1.0) for t in meter_times]},
+        [("VH-X", charger, t, 0.5) for t in every(at(9, 1), MINUTE, x_end)]
+        + [("VH-Y", charger, t, 0.5) for t in y_times],
+        [],
+        [],
+        [("VH-X", charger, at(9), x_end), ("VH-Y", charger, first_y, y_times[-1])],
+    )
+
+
+def a_neighbour_across_a_long_session_gap() -> Fleet:
+    """SESSION_GAP_SECONDS = 1800. A 15-minute meter (1.0 kWh at :05, :20, :35, :50). VH-Y is
+    polled every 10 minutes 08:00..09:00, then once more at 09:30:50, 1850 s later: that
+    reading's interval (one usual minute back) starts 1790 s after 09:00, within the session
+    gap, so VH-Y has one session 07:59..09:30:50. VH-X charges every minute 09:31:50..10:30.
+
+    VH-X's request once read VH-Y only from 1800 s before 09:30:50, so it saw VH-Y's session as
+    09:29:50..09:30:50 and the interval (09:20, 09:35] was given out 250 / 310 + 650 / 900 of
+    it."""
+    charger = "CHG-GAP"
+    return Fleet(
+        "a neighbour across a long session gap",
+        at(8),
+        at(10, 30),
+        {charger: [(t, 1.0) for t in every(at(7, 5), 15 * MINUTE, at(12, 5))]},
+        [("VH-Y", charger, t, 0.5) for t in [*every(at(8), 10 * MINUTE, at(9)), at(9, 30, 50)]]
+        + [("VH-X", charger, t, 0.5) for t in every(at(9, 31, 50), MINUTE, at(10, 30))],
+        [],
+        [],
+        [("VH-Y", charger, at(8), at(9, 30, 50)), ("VH-X", charger, at(9, 30, 50), at(10, 30))],
+        session_gap_seconds=1800.0,
+    )
+
+
 FLEET_MAKERS: dict[str, Callable[[], Fleet]] = {
     **{f"seed-{seed}": partial(generate, seed) for seed in range(FLEETS)},
     "concurrent-neighbour-untrimmed": a_concurrent_neighbour_seen_untrimmed,
     "meter-period-seen-differently": a_meter_period_seen_differently,
+    "sparse-neighbour-read-short": a_sparse_neighbour_read_short,
+    "neighbour-across-a-long-session-gap": a_neighbour_across_a_long_session_gap,
 }
 
 
@@ -344,9 +399,10 @@ def test_no_charger_gives_more_ac_than_its_meter_measured(
     name: str,
     meter_server: InProcessServer,
     vehicle_server: InProcessServer,
-    analytics: Analytics,
+    analytics_factory: StartAnalytics,
 ) -> None:
     fleet = FLEET_MAKERS[name]()
+    analytics = analytics_factory(session_gap_seconds=fleet.session_gap_seconds)
     ingest(meter_server, vehicle_server, fleet)
 
     attributed: dict[str, float] = defaultdict(float)

@@ -497,11 +497,12 @@ def test_vehicle_register_restart_within_reach_counts_from_zero(vehicles: Vehicl
     assert session.unknown_energy_count == 1
 
 
-def test_vehicle_register_previous_is_the_vehicles_wherever_it_was(vehicles: Vehicle) -> None:
+def test_vehicle_register_counts_again_on_each_charger(vehicles: Vehicle) -> None:
     # A lifetime register: minutes 0, 1 on CH-A: 10.0, 10.5; minutes 2, 3 on CH-B: 10.75,
-    # 11.0; minute 4 back on CH-A: 11.25. Each difference is from the vehicle's previous
-    # register reading, on whichever charger: unknown, 0.5, 0.25, 0.25, 0.25, 1.25 in all, as
-    # the register rose (from CH-A's minute 1, minute 4 would count CH-B's 0.5 again).
+    # 11.0; minute 4 back on CH-A: 11.25. A difference is taken from the previous reading on
+    # the same charger only: the first on CH-B has unknown energy (10.75 - 10.5 was charged
+    # partly on CH-A, partly on CH-B: nobody knows), and so has minute 4 (the vehicle reported
+    # twice on CH-B since minute 1: 11.25 - 10.5 would count CH-B's 0.25 again).
     vehicles.ingest_all(
         [
             vehicle("VH-3", "CH-A", m(0), register=10.0),
@@ -512,20 +513,46 @@ def test_vehicle_register_previous_is_the_vehicles_wherever_it_was(vehicles: Veh
         ]
     )
     first_a, on_b, back_on_a = vehicles.sessions("VH-3", m(-1), m(60))
-    # CH-A, minutes 0 and 1: the first reading's energy unknown, so the span starts at it.
+    # Each session's first reading has unknown energy, so its span starts at it.
     assert (first_a.charger_id, first_a.kwh_delivered_dc, first_a.unknown_energy_count) == (
         "CH-A",
         0.5,
         1,
     )
     assert (ts_micros(first_a.start_time), ts_micros(first_a.end_time)) == (m(0), m(1))
-    # CH-B, minutes 2 and 3: its first interval one usual period (60 s on CH-B) long.
-    assert (on_b.charger_id, on_b.kwh_delivered_dc, on_b.unknown_energy_count) == ("CH-B", 0.5, 0)
-    assert (ts_micros(on_b.start_time), ts_micros(on_b.end_time)) == (m(1), m(3))
-    # CH-A, minute 4: the vehicle reported twice on CH-B since minute 1, so it came back: a new
-    # session, one usual period long, CH-A's gaps around it being 60 and 180 s (median 120 s).
-    assert (back_on_a.charger_id, back_on_a.kwh_delivered_dc) == ("CH-A", 0.25)
-    assert (ts_micros(back_on_a.start_time), ts_micros(back_on_a.end_time)) == (m(2), m(4))
+    assert (on_b.charger_id, on_b.kwh_delivered_dc, on_b.unknown_energy_count) == ("CH-B", 0.25, 1)
+    assert (ts_micros(on_b.start_time), ts_micros(on_b.end_time)) == (m(2), m(3))
+    # Back on CH-A: a new session (it was elsewhere), of one reading of unknown energy.
+    assert (back_on_a.charger_id, back_on_a.kwh_delivered_dc) == ("CH-A", 0.0)
+    assert back_on_a.unknown_energy_count == 1
+    assert (ts_micros(back_on_a.start_time), ts_micros(back_on_a.end_time)) == (m(4), m(4))
+
+
+def test_a_stray_reading_elsewhere_leaves_the_register_energy_on_its_charger(
+    vehicles: Vehicle,
+) -> None:
+    # VH-S charges on CH-A, its gateway naming CH-B once (minute 2): CH-A 10.0, 10.5, CH-B
+    # 11.0, CH-A 11.5, 12.0. CH-A's session goes on across the stray reading, minute 3 taking
+    # its difference from minute 1 (11.5 - 10.5 = 1.0); the stray has no previous reading on
+    # CH-B: unknown energy, no time. 0.5 + 1.0 + 0.5 = 2.0, all the register rose, once.
+    vehicles.ingest_all(
+        [
+            vehicle("VH-S", "CH-A", m(0), register=10.0),
+            vehicle("VH-S", "CH-A", m(1), register=10.5),
+            vehicle("VH-S", "CH-B", m(2), register=11.0),
+            vehicle("VH-S", "CH-A", m(3), register=11.5),
+            vehicle("VH-S", "CH-A", m(4), register=12.0),
+        ]
+    )
+    on_a, stray = vehicles.sessions("VH-S", m(-1), m(60))
+    assert (on_a.charger_id, on_a.kwh_delivered_dc, on_a.reading_count) == ("CH-A", 2.0, 4)
+    assert (ts_micros(on_a.start_time), ts_micros(on_a.end_time)) == (m(0), m(4))
+    assert (stray.charger_id, stray.kwh_delivered_dc, stray.unknown_energy_count) == (
+        "CH-B",
+        0.0,
+        1,
+    )
+    assert (ts_micros(stray.start_time), ts_micros(stray.end_time)) == (m(2), m(2))
 
 
 # --- 3. mixed forms on one charger -----------------------------------------------------------

@@ -150,12 +150,16 @@ class ChargerSpan:
     end_us: int
 
 
-def surroundings(own: Sequence[Session], margin_us: int) -> list[ChargerSpan]:
+def surroundings(own: Sequence[Session], margin_us: int, gap_us: int) -> list[ChargerSpan]:
     """Where other vehicles' sessions can matter to `own`, by charger, overlapping ranges
     merged: a session that comes within `margin_us` of one of them has a reading on its charger
     from `margin_us` before it to twice that after it (its span ends at its last reading and
-    starts at most `margin_us` before its first)."""
-    ranges = sorted((s.charger_id, s.start_us - margin_us, s.end_us + 2 * margin_us) for s in own)
+    starts at most `margin_us` before its first); `gap_us` (the session gap) more on each side,
+    as a session's readings may be that much farther apart."""
+    ranges = sorted(
+        (s.charger_id, s.start_us - margin_us - gap_us, s.end_us + 2 * margin_us + gap_us)
+        for s in own
+    )
     merged: list[ChargerSpan] = []
     for charger_id, start_us, end_us in ranges:
         last = merged[-1] if merged else None

@@ -71,7 +71,7 @@ class VehiclePerformanceService:
         window = (start_us, end_us, self._gap_us)
         around = self._downstream.charger_sessions(
             [],
-            surroundings(sessions, self._margin_us),
+            surroundings(sessions, self._margin_us, self._gap_us),
             vehicle_id,
             window,
             self._budget(time_remaining),

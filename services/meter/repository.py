@@ -117,11 +117,8 @@ class MeterRepository(StatusRepository):
             "other_starts": others.starts_us,
             "other_ends": others.ends_us,
             "other_dcs": others.kwh_delivered_dc,
-            "start_us": window_start_us,
-            "end_us": window_end_us,
             "start_s": window_start_us / 1_000_000,
             "end_s": window_end_us / 1_000_000,
-            "lookaround_us": self._lookaround_us,
             "max_kwh_per_s": self._max_power_kw / 3600,
             "reach_s": self._reach_us / 1_000_000,
             "lookaround_s": self._lookaround_us / 1_000_000,
@@ -239,6 +236,7 @@ _ATTRIBUTE_SQL = text(
             WHERE meter_id = r.charger_id
               AND read_time >= {TIMESTAMPTZ_SQL.format(us="r.lo_us")}
               AND read_time <= {TIMESTAMPTZ_SQL.format(us="r.hi_us")}
+            OFFSET 0  -- a range scan of the key per range, never a join over the whole table
         ) AS m
     ), {
         reading_intervals_sql(

@@ -128,45 +128,50 @@ def reading_intervals_sql(
     reading's time), `previous_t` (the entity's previous reading, when the device was not
     elsewhere in between, one stray reading aside; else NULL), `chained_start` (the interval's
     start: `previous_t` when that is within the reach, else one usual period before `t`) and
-    `kwh` (its energy: the interval energy, or the register's difference from the device's
-    previous reading, wherever that was, when that is a register reading within the reach, a
-    decrease counting from zero; NULL when unknown), in the device's time order.
+    `kwh` (its energy: the interval energy, or the register's difference from the entity's
+    previous reading when that is a register reading within the reach, a decrease counting from
+    zero; NULL when unknown: a vehicle's first reading back from another charger starts the
+    count again, so energy charged elsewhere is never put here), in the device's time order.
 
     An entity's usual period at a reading is the median of the gaps between its readings within
     `:lookaround_s` on either side of it (gaps longer than that are silences), 60 s with none;
     its reach is the larger of `:reach_s` and twice the period, at most `:lookaround_s`. The
     period is local, read from `table` (whose device column is `table_device`) by an index range
     scan, so every request cuts a reading's interval alike whatever part of the history it
-    scans; and it is only read where it matters (no previous reading, or none within
-    `:reach_s`). The caller scans `:lookaround_s` beyond what it needs on both sides, so that
-    every previous reading within the reach and every reading whose interval reaches into its
-    range is there.
+    scans; and it is only read where it matters (no previous reading within `:reach_s`). The
+    caller scans at least `:lookaround_s` beyond what it needs on both sides, so that every
+    previous reading within the reach and every reading whose interval reaches into its range
+    is there.
 
     One window pass in the device's time order finds the previous readings: the entity's is one
     of the two before (the one between them a stray elsewhere)."""
     passed = f", {extra}" if extra else ""
     if place:
-        previous = f"""CASE WHEN previous_place = {place} THEN previous_device_t
-                    WHEN second_place = {place} THEN second_device_t END"""
+        previous, previous_register = (
+            f"""CASE WHEN previous_place = {place} THEN previous_device_{column}
+                    WHEN second_place = {place} THEN second_device_{column} END"""
+            for column in ("t", "register")
+        )
         lags = f"""lag({place}) OVER device AS previous_place,
                    lag({place}, 2) OVER device AS second_place,
-                   date_part('epoch', lag(read_time, 2) OVER device) AS second_device_t,"""
+                   date_part('epoch', lag(read_time, 2) OVER device) AS second_device_t,
+                   lag(register, 2) OVER device AS second_device_register,"""
         at_place = f"AND {place} = l.{place}"
         keys = f"{device}, {place}"
     else:
-        previous, lags, at_place, keys = "previous_device_t", "", "", device
+        previous, previous_register = "previous_device_t", "previous_device_register"
+        lags, at_place, keys = "", "", device
     reach = "least(greatest(:reach_s, 2 * period), :lookaround_s)"
-    register_gap = "t - previous_device_t"
     return f"""
     lagged AS (
-        SELECT {keys}{passed}, read_time, energy, register, t, previous_device_t,
-               previous_register, {previous} AS previous_t
+        SELECT {keys}{passed}, read_time, energy, register, t,
+               {previous_register} AS previous_register, {previous} AS previous_t
         FROM (
             SELECT *,
                    date_part('epoch', read_time) AS t,
                    date_part('epoch', lag(read_time) OVER device) AS previous_device_t,
                    {lags}
-                   lag(register) OVER device AS previous_register
+                   lag(register) OVER device AS previous_device_register
             FROM scanned
             WINDOW device AS (PARTITION BY {device} ORDER BY read_time)
         ) AS ordered
@@ -175,8 +180,6 @@ def reading_intervals_sql(
         -- where its branch is taken. OFFSET 0 keeps it from being copied into each use.
         SELECT l.*,
                CASE WHEN NOT coalesce(t - previous_t <= :reach_s, false)
-                         OR (register IS NOT NULL AND energy IS NULL
-                             AND coalesce({register_gap} > :reach_s, false))
                     THEN (
                         SELECT coalesce(percentile_cont(0.5) WITHIN GROUP (ORDER BY gap), 60.0)
                         FROM (
@@ -198,7 +201,7 @@ def reading_intervals_sql(
                CASE WHEN t - previous_t <= {reach} THEN previous_t ELSE t - period END
                    AS chained_start,
                coalesce(energy, {
-        register_energy_sql("register", "previous_register", register_gap, reach)
+        register_energy_sql("register", "previous_register", "t - previous_t", reach)
     }) AS kwh
         FROM periods
         OFFSET 0

@@ -55,13 +55,11 @@ class VehicleRepository(StatusRepository):
         """The sessions in [start_us, end_us) on each range's charger of every vehicle (but
         `excluded_vehicle_id`) with a reading on it within the range, and on each of
         `charger_ids` over the whole window, ordered by charger then start. A vehicle's readings
-        are read from the lookaround before its first reading in a range to the lookaround after
-        its last, so a session that runs on beyond that is cut
+        are read from the context (the lookaround and the session gap) before its first reading
+        in a range to the context after its last, so a session that runs on beyond that is cut
         short there (its span and DC too); inside, it is what list_sessions gives the vehicle."""
-        whole = [
-            ChargerRange(c, start_us - self._lookaround_us, end_us + self._lookaround_us)
-            for c in charger_ids
-        ]
+        context_us = self._context_us(gap_us)
+        whole = [ChargerRange(c, start_us - context_us, end_us + context_us) for c in charger_ids]
         ranges = [*ranges, *whole]
         scope = {
             "range_charger_ids": [r.charger_id for r in ranges],
@@ -74,20 +72,30 @@ class VehicleRepository(StatusRepository):
     def _sessions(
         self, query: TextClause, scope: dict[str, Any], start_us: int, end_us: int, gap_us: int
     ) -> list[SessionRow]:
+        context_us = self._context_us(gap_us)
         params = {
             **scope,
-            "start_us": start_us,
-            "end_us": end_us,
+            # Bounds are computed here: psycopg binds a small int as int4, and int4 arithmetic
+            # in SQL would overflow for windows near 1970.
+            "scan_start_us": start_us - context_us,
+            "scan_end_us": end_us + context_us,
+            "context_us": context_us,
             "start_s": start_us / 1_000_000,
             "end_s": end_us / 1_000_000,
             "gap_s": gap_us / 1_000_000,
             "reach_s": self._reach_us / 1_000_000,
-            "lookaround_us": self._lookaround_us,
             "lookaround_s": self._lookaround_us / 1_000_000,
         }
         with self._reads.connection(expensive=True) as connection:
             rows = connection.execute(query, params).all()
         return [SessionRow(*row) for row in rows]
+
+    def _context_us(self, gap_us: int) -> int:
+        """How far beyond what a sessions statement needs it reads: a previous reading within
+        the reach, and every reading that can still join a session across a silence (a
+        reading's interval starts at most a lookaround back, and joins the session when it
+        starts within the session gap of the previous one)."""
+        return self._lookaround_us + gap_us
 
 
 class SessionRow(NamedTuple):
@@ -129,10 +137,13 @@ def _sessions_sql(scope: str, order: str, chargers: str = "true") -> TextClause:
                    r.kwh_delivered_dc AS energy, r.kwh_delivered_dc_register AS register
             FROM scope s
             CROSS JOIN LATERAL (
+                -- OFFSET 0: a range scan of the key per vehicle, never pulled up into a join
+                -- that the planner may run as a scan of the whole table.
                 SELECT * FROM vehicle.vehicle_readings
                 WHERE vehicle_id = s.vehicle_id
                   AND read_time >= {TIMESTAMPTZ_SQL.format(us="s.lo_us")}
                   AND read_time <= {TIMESTAMPTZ_SQL.format(us="s.hi_us")}
+                OFFSET 0
             ) AS r
             ORDER BY r.vehicle_id, r.read_time
         ), {
@@ -178,28 +189,28 @@ def _sessions_sql(scope: str, order: str, chargers: str = "true") -> TextClause:
     )
 
 
-# One vehicle, from the lookaround before the window to the lookaround after it.
+# One vehicle, from the context (see _context_us) before the window to the context after it.
 _VEHICLE_SESSIONS_SQL = _sessions_sql(
     """scope AS (
         SELECT CAST(:vehicle_id AS text) AS vehicle_id,
-               :start_us - :lookaround_us AS lo_us, :end_us + :lookaround_us AS hi_us
+               CAST(:scan_start_us AS int8) AS lo_us, CAST(:scan_end_us AS int8) AS hi_us
     )""",
     "3, 2",
 )
 # The vehicles with a reading on a range's charger within the range (the (charger_id,
-# read_time) index finds them), each read from the lookaround before its first such reading to
-# the lookaround after its last, within the window's lookaround; one vehicle's ranges closer
-# than twice the lookaround are read as one (a reading beside a hole would chain across it).
+# read_time) index finds them), each read from the context before its first such reading to
+# the context after its last, within the window's context; one vehicle's ranges closer than
+# twice the context are read as one (a reading beside a hole would chain across it).
 _CHARGER_SESSIONS_SQL = _sessions_sql(
     f"""wanted AS (
-        SELECT DISTINCT charger_id, greatest(lo_us, :start_us - :lookaround_us) AS lo_us,
-               least(hi_us, :end_us + :lookaround_us) AS hi_us
+        SELECT DISTINCT charger_id, greatest(lo_us, :scan_start_us) AS lo_us,
+               least(hi_us, :scan_end_us) AS hi_us
         FROM unnest(CAST(:range_charger_ids AS text[]), CAST(:range_starts AS int8[]),
                     CAST(:range_ends AS int8[])) AS w(charger_id, lo_us, hi_us)
     ), hits AS (
         SELECT h.vehicle_id,
-               greatest(h.first_us - :lookaround_us, :start_us - :lookaround_us) AS lo_us,
-               least(h.last_us + :lookaround_us, :end_us + :lookaround_us) AS hi_us
+               greatest(h.first_us - :context_us, :scan_start_us) AS lo_us,
+               least(h.last_us + :context_us, :scan_end_us) AS hi_us
         FROM wanted w
         CROSS JOIN LATERAL (
             SELECT vehicle_id, {MICROS_SQL.format(col="min(read_time)")} AS first_us,
@@ -217,7 +228,7 @@ _CHARGER_SESSIONS_SQL = _sessions_sql(
         FROM hits
     ), islands AS (
         SELECT *, count(*) FILTER (WHERE before_us IS NULL
-                                      OR lo_us > before_us + 2 * CAST(:lookaround_us AS int8))
+                                      OR lo_us > before_us + 2 * CAST(:context_us AS int8))
                       OVER (PARTITION BY vehicle_id ORDER BY lo_us) AS island
         FROM hits_ordered
     ), scope AS (

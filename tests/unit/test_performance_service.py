@@ -191,24 +191,18 @@ def test_other_sessions_are_asked_once_around_the_vehicles_sessions():
     fake = FakeDownstream(own)
     service(fake).performance("VH-1", NOW, DAY, no_deadline)
     assert fake.names() == ["sessions", "charger_sessions", "attribute"]
-    # By charger then start: from the margin (2 * 900 s) before each span (which starts a
-    # minute before its first reading) to twice the margin after it, overlapping ones merged;
-    # the vehicle itself excluded; the window and the configured gap.
-    margin = 30 * MINUTE
+    # By charger then start: from the margin (2 * 900 s) and the gap (300 s) before each span
+    # (which starts a minute before its first reading) to twice the margin and the gap after
+    # it, overlapping ones merged; the vehicle itself excluded; the window and the gap.
+    before, after = 30 * MINUTE + 5 * MINUTE, 60 * MINUTE + 5 * MINUTE
     assert fake.calls[1] == (
         "charger_sessions",
         (
             [],
             [
-                ChargerSpan(
-                    "CHG-A", NOW - 15 * HOUR - MINUTE - margin, NOW - 14 * HOUR + 2 * margin
-                ),
-                ChargerSpan(
-                    "CHG-B", NOW - 20 * HOUR - MINUTE - margin, NOW - 19 * HOUR + 2 * margin
-                ),
-                ChargerSpan(
-                    "CHG-B", NOW - 10 * HOUR - MINUTE - margin, NOW - 8 * HOUR + 2 * margin
-                ),
+                ChargerSpan("CHG-A", NOW - 15 * HOUR - MINUTE - before, NOW - 14 * HOUR + after),
+                ChargerSpan("CHG-B", NOW - 20 * HOUR - MINUTE - before, NOW - 19 * HOUR + after),
+                ChargerSpan("CHG-B", NOW - 10 * HOUR - MINUTE - before, NOW - 8 * HOUR + after),
             ],
             "VH-1",
             (NOW - DAY, NOW, 300 * SECOND),
