@@ -175,6 +175,8 @@ _SUMMARIZE_SQL = text(
 #   closer than twice the lookaround read as one range), `intervals` their intervals and energy
 #   (each reading's usual period taken from the readings around it).
 # - `touching`: each (session asked about, meter interval overlapping it): coverage and counts.
+#   Sessions meet intervals, and intervals meet segments, only within one range (`island`): a
+#   month of sessions on a charger would otherwise compare every reading with every session.
 # - `split`: each known, plausible interval's energy inside the window goes to the sessions
 #   overlapping it in proportion to their share of the time the sessions cover in it.
 _ATTRIBUTE_SQL = text(
@@ -213,21 +215,22 @@ _ATTRIBUTE_SQL = text(
                     ELSE 1.0 / sessions END AS share
         FROM covering
     ), islands AS (
-        SELECT charger_id, s, e,
+        SELECT position, charger_id, s, e,
                count(*) FILTER (WHERE previous_e IS NULL OR s - previous_e > 2 * :lookaround_s)
                    OVER (PARTITION BY charger_id ORDER BY s) AS island
         FROM (
-            SELECT charger_id, s, e,
+            SELECT position, charger_id, s, e,
                    max(e) OVER (PARTITION BY charger_id ORDER BY s
                                 ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS previous_e
             FROM wanted
         ) AS ordered
     ), ranges AS (
-        SELECT charger_id, round((min(s) - :lookaround_s) * 1000000)::int8 AS lo_us,
+        SELECT charger_id, island, min(s) - :lookaround_s AS lo, max(e) + :lookaround_s AS hi,
+               round((min(s) - :lookaround_s) * 1000000)::int8 AS lo_us,
                round((max(e) + :lookaround_s) * 1000000)::int8 AS hi_us
         FROM islands GROUP BY charger_id, island
     ), scanned AS (
-        SELECT r.charger_id, m.read_time, m.kwh_consumed_ac AS energy,
+        SELECT r.charger_id, r.island, m.read_time, m.kwh_consumed_ac AS energy,
                m.kwh_consumed_ac_register AS register
         FROM ranges r
         CROSS JOIN LATERAL (
@@ -240,26 +243,40 @@ _ATTRIBUTE_SQL = text(
         ) AS m
     ), {
         reading_intervals_sql(
-            device="charger_id", table="meter.meter_readings", table_device="meter_id"
+            device="charger_id",
+            table="meter.meter_readings",
+            table_device="meter_id",
+            extra="island",
         )
     },
     judged AS (
-        SELECT charger_id, t, chained_start AS i_start, kwh,
+        SELECT charger_id, island, t, chained_start AS i_start, kwh,
                kwh IS NOT NULL AND kwh <= :max_kwh_per_s * (t - chained_start) AS usable
         FROM intervals
     ), touching AS (
+        -- Joined on the island too: a session meets only the readings read around it, not
+        -- every reading of its charger (a month of sessions would compare them all).
         SELECT w.position, j.*, least(j.t, w.e) - greatest(j.i_start, w.s) AS overlap
-        FROM wanted w
-        JOIN judged j ON j.charger_id = w.charger_id AND j.t > w.s AND j.i_start < w.e
+        FROM islands w
+        JOIN judged j ON j.charger_id = w.charger_id AND j.island = w.island
+                     AND j.t > w.s AND j.i_start < w.e
     ), usable AS (
-        SELECT DISTINCT charger_id, t, i_start,
+        SELECT DISTINCT charger_id, island, t, i_start,
                kwh * (least(t, :end_s) - greatest(i_start, :start_s)) / (t - i_start) AS kwh
         FROM touching WHERE usable
+    ), placed AS MATERIALIZED (
+        -- Each segment with the islands whose range it overlaps (an interval lies inside its
+        -- island's range). Materialized, so that the planner joins intervals to it on charger
+        -- and island (31 days: 0.7 s) rather than to the segments on the charger alone (14 s).
+        SELECT a.*, r.island
+        FROM active a
+        JOIN ranges r ON r.charger_id = a.charger_id AND a.g_start < r.hi AND a.g_end > r.lo
     ), pieces AS (
         SELECT u.charger_id, u.t, u.kwh, a.position, a.share, a.sessions,
                least(a.g_end, u.t) - greatest(a.g_start, u.i_start) AS overlap
         FROM usable u
-        JOIN active a ON a.charger_id = u.charger_id AND a.g_start < u.t AND a.g_end > u.i_start
+        JOIN placed a ON a.charger_id = u.charger_id AND a.island = u.island
+                     AND a.g_start < u.t AND a.g_end > u.i_start
     ), split AS (
         SELECT position,
                kwh * overlap * share
