@@ -16,10 +16,11 @@ from energy.analytics.v1 import analytics_pb2
 from energy.meter.v1 import meter_pb2, meter_service_pb2, meter_service_pb2_grpc
 
 from services.common.timeconv import micros_to_timestamp
-from tests.conftest import InProcessServer
+from tests.conftest import InProcessServer, start_in_process
 from tests.test_analytics_e2e import (
     HOUR,
     MINUTE,
+    SECOND,
     Analytics,
     StartAnalytics,
     analytics,
@@ -29,6 +30,7 @@ from tests.test_analytics_e2e import (
     ingest_meters,
     ingest_vehicles,
     meter,
+    start_analytics,
     ts_micros,
     vehicle,
 )
@@ -220,6 +222,57 @@ def test_a_vehicle_that_charges_elsewhere_and_comes_back_starts_a_new_session(
     assert span(session) == ("CHG-RA", at(10, 11), at(10, 19))
     check(session, ac=8.0, dc=7.2, coverage=1.0, meter_points=8)
     # CHG-RA gave 10 + 8 + 10 of its 30 kWh; (10:10, 10:11] and (10:19, 10:20] are standby.
+
+
+def test_no_interval_is_longer_than_the_lookaround_whatever_the_reach(database_url: str) -> None:
+    # MAX_READING_INTERVAL_SECONDS = 20 on all three services: the lookaround is 40 s, and a
+    # reading with no other within 40 s has a usual period of 40 s, not 60 s (a longer interval
+    # would reach past the ranges read around the sessions). CHG-SHORT's meter reads 0.0 at
+    # T-600 s, 1.0 at T+50 s, 0.0 at T+650 s: the 1.0 covers (T+10, T+50]. VH-Y reads 0.01 on it
+    # every 10 s T-100..T (span T-110..T), twice on CHG-ELSE (T+20, T+30), and again T+90..T+150
+    # (a new session, span T+80..T+150); VH-X reads at T+55 and T+65 (span T+45..T+65).
+    settings = {"max_reading_interval_seconds": 20.0}
+    meters = start_in_process("meter", database_url, **settings)
+    vehicles = start_in_process("vehicle", database_url, **settings)
+    analytics = start_analytics(database_url, meters.target, vehicles.target, **settings)
+    try:
+        t = at(10)
+        ingest_meters(
+            meters,
+            [
+                meter("CHG-SHORT", t - 600 * SECOND, 0.0),
+                meter("CHG-SHORT", t + 50 * SECOND, 1.0),
+                meter("CHG-SHORT", t + 650 * SECOND, 0.0),
+            ],
+        )
+        ingest_vehicles(
+            vehicles,
+            [vehicle("VH-Y", "CHG-SHORT", t + k * 10 * SECOND, 0.01) for k in range(-10, 1)]
+            + [vehicle("VH-Y", "CHG-ELSE", t + k * 10 * SECOND, 0.01) for k in (2, 3)]
+            + [vehicle("VH-Y", "CHG-SHORT", t + k * 10 * SECOND, 0.01) for k in range(9, 16)]
+            + [vehicle("VH-X", "CHG-SHORT", t + k * SECOND, 0.01) for k in (55, 65)],
+        )
+        x = analytics.performance("VH-X", end=at(11), window=2 * HOUR)
+        y = analytics.performance("VH-Y", end=at(11), window=2 * HOUR)
+        # Only VH-X overlaps (T+10, T+50] (for its last 5 s): it takes the 1.0, covering 5 of
+        # its 20 s. With a 60 s period the interval would start at T-10 and overlap VH-Y's
+        # first session too: VH-X's request (VH-Y's session beyond its 40 s margin) took all
+        # of it and VH-Y's 10 / 15 of it, 1.67 in all.
+        [session] = x.sessions
+        assert span(session) == ("CHG-SHORT", t + 45 * SECOND, t + 65 * SECOND)
+        check(session, ac=1.0, dc=0.02, coverage=0.25, flags=[PARTIAL, OUT_OF_RANGE])
+        assert [span(s) for s in y.sessions] == [
+            ("CHG-SHORT", t - 110 * SECOND, t),
+            ("CHG-ELSE", t + 10 * SECOND, t + 30 * SECOND),
+            ("CHG-SHORT", t + 80 * SECOND, t + 150 * SECOND),
+        ]
+        for item in y.sessions:  # no meter interval reaches any of them
+            assert not item.HasField("energy_consumed_ac")
+            assert list(item.quality_flags) == [MISSING]
+    finally:
+        analytics.close()
+        vehicles.running.shutdown(5)
+        meters.running.shutdown(5)
 
 
 def test_a_session_on_a_charger_that_never_reported_has_no_ac_figures(

@@ -329,10 +329,12 @@ FLEET_MAKERS: dict[str, Callable[[], Fleet]] = {
 
 def usual_period(points: list[MeterPoint], t: int) -> float:
     """The meter's usual period at `t`: the median gap between its readings within LOOKAROUND of
-    `t` (gaps longer than LOOKAROUND are silences), a minute with none."""
+    `t` (gaps longer than LOOKAROUND are silences), a minute with none (at most LOOKAROUND)."""
     near = [p for p, _ in points if t - LOOKAROUND <= p <= t + LOOKAROUND]
     around = [later - earlier for earlier, later in itertools.pairwise(near)]
-    return statistics.median([gap for gap in around if gap <= LOOKAROUND] or [MINUTE])
+    return statistics.median(
+        [gap for gap in around if gap <= LOOKAROUND] or [min(MINUTE, LOOKAROUND)]
+    )
 
 
 def measured(points: list[MeterPoint], start: int, end: int) -> float:

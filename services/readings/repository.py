@@ -134,8 +134,10 @@ def reading_intervals_sql(
     count again, so energy charged elsewhere is never put here), in the device's time order.
 
     An entity's usual period at a reading is the median of the gaps between its readings within
-    `:lookaround_s` on either side of it (gaps longer than that are silences), 60 s with none;
-    its reach is the larger of `:reach_s` and twice the period, at most `:lookaround_s`. The
+    `:lookaround_s` on either side of it (gaps longer than that are silences), 60 s with none
+    (never more than `:lookaround_s`: no interval is longer, which every range read around a
+    session counts on); its reach is the larger of `:reach_s` and twice the period, at most
+    `:lookaround_s`. The
     period is local, read from `table` (whose device column is `table_device`) by an index range
     scan, so every request cuts a reading's interval alike whatever part of the history it
     scans; and it is only read where it matters (no previous reading within `:reach_s`). The
@@ -181,7 +183,10 @@ def reading_intervals_sql(
         SELECT l.*,
                CASE WHEN NOT coalesce(t - previous_t <= :reach_s, false)
                     THEN (
-                        SELECT coalesce(percentile_cont(0.5) WITHIN GROUP (ORDER BY gap), 60.0)
+                        SELECT coalesce(
+                            percentile_cont(0.5) WITHIN GROUP (ORDER BY gap),
+                            least(60.0, :lookaround_s)
+                        )
                         FROM (
                             SELECT date_part('epoch', read_time) - date_part(
                                        'epoch', lag(read_time) OVER (ORDER BY read_time)
