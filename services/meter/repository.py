@@ -19,6 +19,7 @@ from services.readings.repository import (
     reading_intervals_sql,
     reading_table,
     register_energy_sql,
+    seconds_to_micros_sql,
 )
 
 READINGS_TABLE = reading_table(METER)
@@ -225,9 +226,7 @@ _ATTRIBUTE_SQL = text(
             FROM wanted
         ) AS ordered
     ), ranges AS (
-        SELECT charger_id, island, min(s) - :lookaround_s AS lo, max(e) + :lookaround_s AS hi,
-               round((min(s) - :lookaround_s) * 1000000)::int8 AS lo_us,
-               round((max(e) + :lookaround_s) * 1000000)::int8 AS hi_us
+        SELECT charger_id, island, min(s) - :lookaround_s AS lo, max(e) + :lookaround_s AS hi
         FROM islands GROUP BY charger_id, island
     ), scanned AS (
         SELECT r.charger_id, r.island, m.read_time, m.kwh_consumed_ac AS energy,
@@ -237,8 +236,8 @@ _ATTRIBUTE_SQL = text(
             SELECT read_time, kwh_consumed_ac, kwh_consumed_ac_register
             FROM meter.meter_readings
             WHERE meter_id = r.charger_id
-              AND read_time >= {TIMESTAMPTZ_SQL.format(us="r.lo_us")}
-              AND read_time <= {TIMESTAMPTZ_SQL.format(us="r.hi_us")}
+              AND read_time >= {TIMESTAMPTZ_SQL.format(us=seconds_to_micros_sql("r.lo"))}
+              AND read_time <= {TIMESTAMPTZ_SQL.format(us=seconds_to_micros_sql("r.hi"))}
             OFFSET 0  -- a range scan of the key per range, never a join over the whole table
         ) AS m
     ), {
