@@ -33,7 +33,11 @@ def test_quick_benchmark_reports_every_measurement(postgres_url, tmp_path):
         "ingest_vs_per_request",
         "analytics_p99_vs_sql_p99",
     }
-    assert results["unary"]["errors"] == 0
+    unary = {run["in_flight"]: run for run in results["unary"]}
+    assert set(unary) == {10, 50}
+    for run in unary.values():
+        assert run["errors"] == 0 and run["calls"] > 0
+        assert run["server_cpu_us"] > 0 and run["postgres_cpu_us"] > 0
     fleet = results["fleet"]
     assert fleet["errors"] == 0
     assert fleet["readings_stored"] == fleet["readings_sent"] > 0

@@ -33,8 +33,8 @@ class Plan:
     ingest_minutes: int
     streams: int
     per_request_sample: int
-    unary_readings: int
-    unary_in_flight: int
+    unary_seconds: float
+    unary_in_flight: tuple[int, ...]
     fleet_streams: int
     fleet_batches: int
     analytics_calls: int
@@ -48,8 +48,8 @@ QUICK = Plan(
     ingest_minutes=30,
     streams=4,
     per_request_sample=1_000,
-    unary_readings=1_000,
-    unary_in_flight=100,
+    unary_seconds=3,
+    unary_in_flight=(10, 50),
     fleet_streams=200,
     fleet_batches=2,
     analytics_calls=100,
@@ -62,8 +62,8 @@ FULL = Plan(
     ingest_minutes=60,
     streams=8,
     per_request_sample=20_000,
-    unary_readings=20_000,
-    unary_in_flight=200,
+    unary_seconds=20,
+    unary_in_flight=(10, 50),
     fleet_streams=10_000,
     fleet_batches=3,
     analytics_calls=1_000,
@@ -160,13 +160,19 @@ def benchmark(server_url: str, plan: Plan, skip: set[str]) -> dict[str, Any]:
                 database_url, [("PR-" + row[0], *row[1:]) for row in sample]
             )
         if "unary" not in skip:
-            rate, errors = phases.unary(
-                meter.target,
-                plan.unary_readings,
-                plan.unary_in_flight,
-                DAY_START_US - 48 * 60 * MINUTE_US,
-            )
-            results["unary"] = {"per_s": rate, "errors": errors, "in_flight": plan.unary_in_flight}
+            # Each run sends its own keys: a day apart, before the ingest phase's data.
+            results["unary"] = [
+                asdict(
+                    phases.unary(
+                        meter.target,
+                        meter.pid,
+                        in_flight,
+                        plan.unary_seconds,
+                        (DAY_START_US - (run + 2) * 24 * 60 * MINUTE_US) // 1_000_000,
+                    )
+                )
+                for run, in_flight in enumerate(plan.unary_in_flight)
+            ]
         if plan.day and "day" not in skip:
             phases.truncate(database_url)
             day = FleetConfig(
@@ -255,12 +261,13 @@ def table(results: dict[str, Any]) -> str:
         )
     for name, ratio in results.get("ratios", {}).items():
         rows.append((f"ratio {name.replace('_', ' ')}", f"{ratio:.2f}"))
-    if "unary" in results:
-        u = results["unary"]
+    for u in results.get("unary", []):
         rows.append(
             (
-                f"unary: IngestReading, {u['in_flight']} in flight",
-                f"{u['per_s']:,.0f} /s, {u['errors']} errors",
+                f"unary: IngestReading (Node grpc-js client), {u['in_flight']} in flight",
+                f"{u['per_s']:,.0f} calls/s, p50 {u['p50_ms']:.2f} ms, p99 {u['p99_ms']:.2f} ms, "
+                f"{u['errors']} errors; CPU per call: server {u['server_cpu_us']:.0f} µs, "
+                f"PostgreSQL {u['postgres_cpu_us']:.0f} µs, client {u['client_cpu_us']:.0f} µs",
             )
         )
     if "day" in results:

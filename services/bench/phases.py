@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import json
+import os
 import random
+import resource
+import shutil
 import statistics
+import subprocess
 import threading
 import time
 from collections.abc import Sequence
 from concurrent import futures
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, cast
 
 import grpc
@@ -235,38 +241,90 @@ def ingest(meter_target: str, vehicle_target: str, config: FleetConfig, streams:
         return feed(Fleet(config), meters, vehicles, streams=streams, progress=False)
 
 
-def unary(meter_target: str, readings: int, in_flight: int, start_us: int) -> tuple[float, int]:
-    """Readings/s of IngestReading with `in_flight` concurrent calls; returns (rate, errors)."""
-    errors = 0
-    done = threading.Semaphore(in_flight)
-    lock = threading.Lock()
+UNARY_LOAD_SCRIPT = Path(__file__).resolve().parents[2] / "tools" / "unary_load.mjs"
 
-    def finished(future: grpc.Future) -> None:
-        nonlocal errors
-        if future.exception() is not None:
-            with lock:
-                errors += 1
-        done.release()
 
-    with grpc.insecure_channel(meter_target) as channel:
-        call = meter_service_pb2_grpc.MeterServiceStub(channel).IngestReading
-        started = time.perf_counter()
-        for k in range(readings):
-            micros = start_us + (k // in_flight) * 60_000_000
-            reading = meter_pb2.MeterReading(
-                meter_id=f"UNARY-{k % in_flight:04d}",
-                kwh_consumed_ac=0.2,
-                voltage=230.0,
-                timestamp=Timestamp(seconds=micros // 1_000_000),
-            )
-            done.acquire()
-            future = call.future(
-                meter_service_pb2.IngestReadingRequest(reading=reading), timeout=60
-            )
-            future.add_done_callback(finished)
-        for _ in range(in_flight):
-            done.acquire()
-        return readings / (time.perf_counter() - started), errors
+@dataclass
+class UnaryLoad:
+    """One reading per IngestReading call from a Node @grpc/grpc-js client keeping `in_flight`
+    calls open: calls/s, latency, and the CPU each party spent per call (µs)."""
+
+    in_flight: int
+    calls: int
+    errors: int
+    per_s: float
+    p50_ms: float
+    p99_ms: float
+    server_cpu_us: float
+    postgres_cpu_us: float
+    client_cpu_us: float
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process (all its threads) so far, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _postgres_cpu_seconds() -> float:
+    """CPU of every process named postgres on this machine (the server and its backends)."""
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "comm").read_text().strip() == "postgres":
+                    total += _cpu_seconds(int(entry.name))
+            except (OSError, ValueError):  # gone meanwhile
+                continue
+    return total
+
+
+def unary(
+    meter_target: str, meter_pid: int, in_flight: int, seconds: float, first_second: int
+) -> UnaryLoad:
+    """tools/unary_load.mjs against MeterService for `seconds` (after a 1 s warm-up), each call
+    a new (meter_id, timestamp) from `first_second` on. Needs Node and `npm ci` (make bench)."""
+    node = shutil.which("node")
+    if node is None:
+        raise RuntimeError("the unary phase needs Node.js (and `npm ci` for @grpc/grpc-js)")
+    server_before, postgres_before = _cpu_seconds(meter_pid), _postgres_cpu_seconds()
+    client_before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    result = subprocess.run(
+        [
+            node,
+            str(UNARY_LOAD_SCRIPT),
+            f"--target={meter_target}",
+            f"--in-flight={in_flight}",
+            f"--seconds={seconds:g}",
+            f"--first-second={first_second}",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=seconds + 120,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"unary load failed: {result.stderr.strip()}")
+    client_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    server_cpu = _cpu_seconds(meter_pid) - server_before
+    postgres_cpu = _postgres_cpu_seconds() - postgres_before
+    # The client's CPU includes its 1 s warm-up; it is reported per call of the measured part.
+    client_cpu = (client_after.ru_utime + client_after.ru_stime) - (
+        client_before.ru_utime + client_before.ru_stime
+    )
+    load = json.loads(result.stdout)
+    calls = max(1, int(load["calls"]))
+    return UnaryLoad(
+        in_flight=in_flight,
+        calls=int(load["calls"]),
+        errors=int(load["errors"]),
+        per_s=float(load["per_s"]),
+        p50_ms=float(load["p50_ms"]),
+        p99_ms=float(load["p99_ms"]),
+        server_cpu_us=server_cpu * 1e6 / calls,
+        postgres_cpu_us=postgres_cpu * 1e6 / calls,
+        client_cpu_us=client_cpu * 1e6 / calls,
+    )
 
 
 def status_listing(meter_target: str, calls: int) -> tuple[float, float, int]:

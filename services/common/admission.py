@@ -34,7 +34,7 @@ from typing import Any
 
 import grpc
 
-from services.common.audit import REFUSALS, handler_kind
+from services.common.audit import REFUSALS, HandlerMemo, handler_kind
 from services.common.errors import DomainError, Unauthenticated
 from services.common.security import Authorizer, Principal
 
@@ -243,6 +243,7 @@ class CallGuard(grpc.ServerInterceptor):
         self._per_principal = per_principal
         self._per_peer = per_peer
         self.counters = _Counters()
+        self._memo = HandlerMemo()
 
     def intercept_service(
         self,
@@ -266,7 +267,9 @@ class CallGuard(grpc.ServerInterceptor):
                 )
             except Unauthenticated as error:
                 return _refusing(handler, method, grpc.StatusCode.UNAUTHENTICATED, str(error))
-        return self._guarded(handler, method, exempt, token_principal)
+        if token_principal is not None:  # the call's own: its handler is made for it
+            return self._guarded(handler, method, exempt, token_principal)
+        return self._memo.get(method, handler, lambda h: self._guarded(h, method, exempt, None))
 
     def _guarded(
         self,

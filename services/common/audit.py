@@ -50,6 +50,29 @@ def handler_kind(handler: grpc.RpcMethodHandler) -> str:
     )
 
 
+class HandlerMemo:
+    """An interceptor's wrapped handler per method, made once: grpc's generic handlers give the
+    same handler object for a method on every call, and wrapping it anew per call (closures,
+    a new handler tuple) cost about a tenth of a unary call's server CPU. Interceptors run in
+    grpc's one polling thread."""
+
+    def __init__(self) -> None:
+        self._by_method: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
+
+    def get(
+        self,
+        method: str,
+        handler: grpc.RpcMethodHandler,
+        wrap: Callable[[grpc.RpcMethodHandler], grpc.RpcMethodHandler],
+    ) -> grpc.RpcMethodHandler:
+        known = self._by_method.get(method)
+        if known is not None and known[0] is handler:
+            return known[1]
+        wrapped = wrap(handler)
+        self._by_method[method] = (handler, wrapped)
+        return wrapped
+
+
 class MethodNames(grpc.ServerInterceptor):
     """Makes the method name known to the worker thread that serves a call: grpc's
     ServicerContext does not tell it, and the audit line names it."""
@@ -65,8 +88,15 @@ class MethodNames(grpc.ServerInterceptor):
             # Health and reflection are never audited by name; wrapping health Watch would
             # also hide its experimental_non_blocking flag and make it hold a thread.
             return handler
-        kind = handler_kind(handler)
-        return handler._replace(**{kind: _named(getattr(handler, kind), method)})
+        return self._memo.get(method, handler, lambda h: _with_name(h, method))
+
+    def __init__(self) -> None:
+        self._memo = HandlerMemo()
+
+
+def _with_name(handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
+    kind = handler_kind(handler)
+    return handler._replace(**{kind: _named(getattr(handler, kind), method)})
 
 
 class RefusalLog:

@@ -97,7 +97,7 @@ class Settings:
     # Group-commit writers (ingestion).
     writer_count: int = 2
     writer_batch_size: int = 50_000
-    writer_flush_ms: float = 5.0
+    writer_flush_ms: float = 0.0
     writer_queue_readings: int = 200_000
     writer_enqueue_timeout_seconds: float = 10.0
 

@@ -28,14 +28,17 @@ Row = tuple[Any, ...]
 class ReadingTable:
     """The SQL one service needs for group commit; each service's repository defines it.
 
-    A batch costs two round trips: COPY into a session-local temp table (its own transaction,
-    which touches no WAL and so waits for no flush), then `write_sql`: one simple-protocol
-    query (one transaction) that inserts the new readings into history, upserts the newest
-    reading per entity (newer-only), empties the staging table and returns one row:
-    (readings newly stored, "id micros" keys of identical readings already stored or NULL,
-    [[id, micros, *stored values], …] of the keys stored with other values or NULL). The key
-    list is only computed when some readings were not stored; `{staged}` is the number of
-    staged rows. `value_names` name the values of a row, for telling a conflict.
+    A batch of up to ARRAY_BATCH_READINGS distinct readings is one round trip: `write_rows_sql`,
+    a prepared statement whose parameters are one array per column (id, micros, *values,
+    position) and then their length. A larger one costs two: COPY into a session-local temp
+    table (its own transaction, which touches no WAL and so waits for no flush), then
+    `write_sql`, one simple-protocol query (one transaction) over that table, which empties it.
+    Either statement inserts the new readings into history, upserts the newest reading per
+    entity (newer-only) and returns one row: (readings newly stored, "id micros" keys of
+    identical readings already stored or NULL, [[id, micros, *stored values], …] of the keys
+    stored with other values or NULL). The key list is only computed when some readings were
+    not stored; `{staged}` in `write_sql` is the number of staged rows. `value_names` name the
+    values of a row, for telling a conflict.
     """
 
     staging_ddl: str
@@ -43,6 +46,12 @@ class ReadingTable:
     copy_types: Sequence[str]
     write_sql: str
     value_names: Sequence[str] = ()
+    write_rows_sql: str = ""
+
+
+# Below this many readings a batch goes as arrays in one prepared statement; above, COPY's
+# binary stream is cheaper per reading than building and binding the arrays.
+ARRAY_BATCH_READINGS = 1_000
 
 
 @dataclass(frozen=True)
@@ -87,12 +96,17 @@ def conflict_of(names: Sequence[str], stored: Sequence[Any], sent: Row) -> Confl
 class Ticket:
     """What one call waits on: the outcome of every part it handed to the writers. Conflicts
     are counted in full and the first `listed` of them kept (a replay of another device's data
-    must not hold one object per reading)."""
+    must not hold one object per reading).
+
+    Two plain locks, not a Condition: one ticket is made per unary call, and a Condition (an
+    RLock and a waiter lock per wait) cost more than the rest of the ticket. `_pending` is held
+    while any part is outstanding, so waiting is acquiring it."""
 
     __slots__ = (
-        "_condition",
         "_listed",
+        "_lock",
         "_outstanding",
+        "_pending",
         "accepted",
         "conflict_count",
         "conflicts",
@@ -101,7 +115,8 @@ class Ticket:
     )
 
     def __init__(self, listed: int = 100) -> None:
-        self._condition = threading.Condition()
+        self._lock = threading.Lock()
+        self._pending = threading.Lock()
         self._outstanding = 0
         self._listed = listed
         self.accepted = 0
@@ -111,8 +126,10 @@ class Ticket:
         self.error: Exception | None = None
 
     def _add_part(self) -> None:
-        with self._condition:
+        with self._lock:
             self._outstanding += 1
+            if self._outstanding == 1:
+                self._pending.acquire()
 
     def _settle(
         self,
@@ -121,7 +138,7 @@ class Ticket:
         error: Exception | None = None,
         conflicts: Sequence[Conflict] = (),
     ) -> None:
-        with self._condition:
+        with self._lock:
             self.accepted += accepted
             self.duplicates += duplicates
             if conflicts:
@@ -132,13 +149,12 @@ class Ticket:
                 self.error = error
             self._outstanding -= 1
             if self._outstanding == 0:
-                self._condition.notify_all()
+                self._pending.release()
 
     def wait(self) -> None:
         """Blocks until every part is committed; raises the first failure."""
-        with self._condition:
-            while self._outstanding:
-                self._condition.wait()
+        with self._pending:
+            pass
         error = self.error
         if error is not None:
             # Not kept here once raised: the caller's frames (which hold this ticket) end up in
@@ -197,14 +213,20 @@ class _BoundedQueue:
                 if remaining <= 0:
                     break
                 self._condition.wait(remaining)
+            return self.take_ready(max_readings)  # the condition's lock is reentrant
+
+    def take_ready(self, max_readings: int) -> list[_Part]:
+        """The parts queued now, up to `max_readings` readings (at least one part); no wait."""
+        with self._condition:
             batch: list[_Part] = []
             taken = 0
             while self._parts and (not batch or taken + len(self._parts[0].rows) <= max_readings):
                 part = self._parts.popleft()
                 taken += len(part.rows)
                 batch.append(part)
-            self._readings -= taken
-            self._condition.notify_all()
+            if batch:
+                self._readings -= taken
+                self._condition.notify_all()
             return batch
 
     def close(self) -> None:
@@ -214,7 +236,13 @@ class _BoundedQueue:
 
 
 class Writer:
-    """One thread, one connection, one transaction per batch."""
+    """One connection, one transaction per batch, and a thread that commits what is queued.
+
+    Classic group commit: a caller that will wait for its commit (a unary call) commits itself
+    when the writer is idle, with whatever else is queued (`commit_now`: no thread hand-off, no
+    wait); when a commit is running, its part queues and the thread commits everything that
+    queued meanwhile as the next batch. `_committing` is held for each batch's commit, by the
+    thread or by a caller."""
 
     def __init__(
         self,
@@ -235,6 +263,7 @@ class Writer:
         self._linger = linger
         self.queue = _BoundedQueue(capacity)
         self._connection: psycopg.Connection | None = None
+        self._committing = threading.Lock()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
     def start(self) -> None:
@@ -243,16 +272,34 @@ class Writer:
     def stop(self, timeout: float) -> None:
         """Writes what is queued, then closes; call after the server stopped taking calls."""
         self.queue.close()
-        self._thread.join(timeout)
-        if self._connection is not None:
-            self._connection.close()
+        if self._thread.ident is not None:  # started
+            self._thread.join(timeout)
+        if self._committing.acquire(timeout=timeout):  # a caller's commit_now may be running
+            self._drop_connection()
+            self._committing.release()
+
+    def commit_now(self, rows: list[Row], ticket: Ticket) -> bool:
+        """Commits `rows` (a part of `ticket`) and whatever is queued, in the caller's thread, if
+        no commit is running (True); else leaves them to the caller to queue (False)."""
+        if not self._committing.acquire(blocking=False):
+            return False
+        try:
+            if self.queue.closed:
+                return False
+            ticket._add_part()
+            batch = [_Part(rows, ticket), *self.queue.take_ready(self._batch_size - len(rows))]
+            self._write_or_fail(batch)
+            return True
+        finally:
+            self._committing.release()
 
     def _run(self) -> None:
         while True:
             batch = self.queue.take_batch(self._batch_size, self._linger)
             if not batch:
                 return
-            self._write_or_fail(batch)
+            with self._committing:
+                self._write_or_fail(batch)
             del batch  # its rows and tickets go now, not when the next batch has arrived
 
     def _write_or_fail(self, batch: list[_Part]) -> None:
@@ -311,18 +358,23 @@ class Writer:
         first: dict[tuple[str, int], Row] = {}  # natural key → the first row of the batch with it
         repeated: list[tuple[int, Row]] = []  # (part, row) of the later rows with a key seen
         table = self._table
+        for index, part in enumerate(batch):
+            for row in part.rows:
+                key = (row[0], row[1])
+                if key in first:
+                    repeated.append((index, row))
+                else:
+                    first[key] = row
         with connection.cursor() as cursor:
-            with cursor.copy(table.copy_sql) as copy:
-                copy.set_types(table.copy_types)
-                for index, part in enumerate(batch):
-                    for row in part.rows:
-                        key = (row[0], row[1])
-                        if key in first:
-                            repeated.append((index, row))
-                        else:
-                            first[key] = row
-                            copy.write_row(row)
-            cursor.execute(table.write_sql.format(staged=len(first)).encode())
+            if len(first) <= ARRAY_BATCH_READINGS and table.write_rows_sql:
+                columns = [list(column) for column in zip(*first.values(), strict=True)]
+                cursor.execute(table.write_rows_sql, (*columns, len(first)), prepare=True)
+            else:
+                with cursor.copy(table.copy_sql) as copy:
+                    copy.set_types(table.copy_types)
+                    for row in first.values():
+                        copy.write_row(row)
+                cursor.execute(table.write_sql.format(staged=len(first)).encode())
             result = cursor.fetchone()
         not_stored = len(repeated) + (len(result[1]) if result and result[1] else 0)
         if result is None or (not not_stored and not result[2]):
@@ -430,8 +482,10 @@ class GroupCommitWriters:
         for writer in self._writers:
             writer.stop(timeout)
 
-    def submit(self, rows: list[Row], ticket: Ticket) -> None:
+    def submit(self, rows: list[Row], ticket: Ticket, *, lead: bool = False) -> None:
         """Hands validated rows to the writers without waiting for the commit (ticket.wait does).
+        `lead`: the caller will wait at once, so rows that go to one writer are committed in
+        the caller's thread when that writer is idle (Writer.commit_now).
 
         Blocks while the writers' queues are full; RESOURCE_EXHAUSTED past the enqueue timeout."""
         if not rows:
@@ -439,7 +493,9 @@ class GroupCommitWriters:
         writers = self._writers
         count = len(writers)
         if count == 1 or len(rows) == 1:
-            self._put(writers[hash(rows[0][0]) % count], rows, ticket)
+            writer = writers[hash(rows[0][0]) % count]
+            if not (lead and writer.commit_now(rows, ticket)):
+                self._put(writer, rows, ticket)
             return
         shares: list[list[Row]] = [[] for _ in writers]
         for row in rows:

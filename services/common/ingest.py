@@ -182,7 +182,7 @@ class Ingestor:
             first = rejections[0]
             raise InvalidArgument([(f"reading.{first.field}", first.description)])
         ticket = Ticket()
-        self._writers.submit(rows, ticket)
+        self._writers.submit(rows, ticket, lead=True)
         ticket.wait()
         if ticket.conflicts:
             return ReadingOutcome("conflict", ticket.conflicts[0])

@@ -19,7 +19,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from services.common.admission import CallGuard, IdleWatchdog, pool_size
-from services.common.audit import MethodNames
+from services.common.audit import HandlerMemo, MethodNames
 from services.common.config import Settings
 from services.common.errors import ConfigError, Undecodable
 from services.common.logs import capture_stderr_as_json
@@ -94,11 +94,19 @@ class UndecodableRequests(grpc.ServerInterceptor):
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler | None:
         handler = continuation(handler_call_details)
-        if handler is None or not handler_call_details.method.startswith("/energy."):
+        method = handler_call_details.method
+        if handler is None or not method.startswith("/energy."):
             return handler
         if handler.request_deserializer is None:
             return handler
-        return handler._replace(request_deserializer=_tolerant(handler.request_deserializer))
+        return self._memo.get(
+            method,
+            handler,
+            lambda h: h._replace(request_deserializer=_tolerant(h.request_deserializer)),
+        )
+
+    def __init__(self) -> None:
+        self._memo = HandlerMemo()
 
 
 class AddressUnavailable(ConfigError):

@@ -27,29 +27,34 @@ StatusRow = tuple[Any, ...]
 def reading_table(kind: ReadingKind) -> ReadingTable:
     """The group-commit SQL of a kind (see ReadingTable for the protocol).
 
-    COPY fills a session-local staging table with (id, read_us, *values, position), position
-    being the reading's index in its stream. One statement then inserts the readings not yet
-    stored (natural key: id and read_time) and moves each id's status to its newest new
-    reading if that is not older than the stored one. A reading whose key is stored with other
-    values is a conflict: `ON CONFLICT DO UPDATE ... WHERE values differ` changes nothing (the
-    key is set to itself) but returns the stored row, locked at its newest committed version, so
-    a conflict with a concurrent writer's uncommitted reading is told right once it commits.
-    Returned: (readings inserted, "id micros" keys of identical readings already stored or
-    NULL, [[id, micros, *stored values], …] of conflicts or NULL)."""
-    schema, key = kind.service, kind.id_field
+    The rows to write are (id, read_us, *values, position), position being the reading's index
+    in its stream. A large batch is COPYed into a session-local staging table; a small one is
+    sent as one array per column, unnested in the statement (one round trip, a prepared plan).
+    Either way one statement then inserts the readings not yet stored (natural key: id and
+    read_time) and moves each id's status to its newest new reading if that is not older than
+    the stored one. A reading whose key is stored with other values is a conflict: `ON CONFLICT
+    DO UPDATE ... WHERE values differ` changes nothing (the key is set to itself) but returns
+    the stored row, locked at its newest committed version, so a conflict with a concurrent
+    writer's uncommitted reading is told right once it commits. Returned: (readings inserted,
+    "id micros" keys of identical readings already stored or NULL, [[id, micros, *stored
+    values], …] of conflicts or NULL)."""
+    key = kind.id_field
     staging = f"{kind.service}_staging"
     names = [column.name for column in kind.columns]
     values = ", ".join(names)
-    stored_values = ", ".join(f"stored.{name}" for name in names)
-    sent_values = ", ".join(f"excluded.{name}" for name in names)
     staged_types = ", ".join(
         f"{c.name} {c.sql_type}" + (' COLLATE "C"' if c.sql_type == "text" else "")
         for c in kind.columns
     )
-    read_time = TIMESTAMPTZ_SQL.format(us="read_us")
-    staged_read_time = TIMESTAMPTZ_SQL.format(us="s.read_us")
-    micros = MICROS_SQL.format(col="read_time")
-    updates = ",\n                ".join(f"{name} = excluded.{name}" for name in names)
+    copy_types = ("text", "int8", *(column.sql_type for column in kind.columns), "int8")
+    # The arrays' columns, typed by their casts (psycopg types a list by its values, and a list
+    # of NULLs not at all). The id is COLLATE "C" as in the staging table.
+    arrays = ", ".join(f"CAST(%s AS {sql_type}[])" for sql_type in copy_types)
+    sent = (
+        f'sent AS MATERIALIZED (SELECT s.{key} COLLATE "C" AS {key}, '
+        f"s.read_us, {', '.join(f's.{name}' for name in names)}, s.position "
+        f"FROM unnest({arrays}) AS s({key}, read_us, {values}, position)),"
+    )
     return ReadingTable(
         staging_ddl=(
             f"CREATE TEMP TABLE IF NOT EXISTS {staging} ("
@@ -58,13 +63,30 @@ def reading_table(kind: ReadingKind) -> ReadingTable:
         copy_sql=(
             f"COPY {staging} ({key}, read_us, {values}, position) FROM STDIN (FORMAT BINARY)"
         ),
-        copy_types=("text", "int8", *(column.sql_type for column in kind.columns), "int8"),
+        copy_types=copy_types,
         value_names=tuple(names),
-        write_sql=f"""
-        WITH written AS (
+        write_sql=_write_sql(kind, "", staging, "{staged}") + f";\n        TRUNCATE {staging}",
+        write_rows_sql=_write_sql(kind, sent, "sent", "%s"),
+    )
+
+
+def _write_sql(kind: ReadingKind, prelude: str, rows: str, staged: str) -> str:
+    """The write statement over the rows of `rows` (the staging table, or a CTE that `prelude`
+    defines); `staged` is the SQL of their number."""
+    schema, key = kind.service, kind.id_field
+    names = [column.name for column in kind.columns]
+    values = ", ".join(names)
+    stored_values = ", ".join(f"stored.{name}" for name in names)
+    sent_values = ", ".join(f"excluded.{name}" for name in names)
+    read_time = TIMESTAMPTZ_SQL.format(us="read_us")
+    staged_read_time = TIMESTAMPTZ_SQL.format(us="s.read_us")
+    micros = MICROS_SQL.format(col="read_time")
+    updates = ",\n                ".join(f"{name} = excluded.{name}" for name in names)
+    return f"""
+        WITH {prelude} written AS (
             INSERT INTO {schema}.{kind.readings_table} AS stored ({key}, read_time, {values})
             SELECT {key}, {read_time}, {values}
-            FROM {staging} ORDER BY {key}, read_us
+            FROM {rows} ORDER BY {key}, read_us
             ON CONFLICT ({key}, read_time) DO UPDATE SET {key} = excluded.{key}
             WHERE ({stored_values}) IS DISTINCT FROM ({sent_values})
             -- xmax is 0 on a row this statement inserted; an updated (conflict) row carries
@@ -86,16 +108,14 @@ def reading_table(kind: ReadingKind) -> ReadingTable:
         )
         SELECT
             (SELECT count(*) FROM inserted),
-            CASE WHEN (SELECT count(*) FROM written) < {{staged}} THEN (
-                SELECT array_agg(s.{key} || ' ' || s.read_us) FROM {staging} s
+            CASE WHEN (SELECT count(*) FROM written) < {staged} THEN (
+                SELECT array_agg(s.{key} || ' ' || s.read_us) FROM {rows} s
                 WHERE NOT EXISTS (
                     SELECT 1 FROM written w
                     WHERE w.{key} = s.{key} AND w.read_time = {staged_read_time})
             ) END,
             (SELECT json_agg(json_build_array({key}, {micros}, {values}))
-             FROM written WHERE NOT fresh);
-        TRUNCATE {staging}""",
-    )
+             FROM written WHERE NOT fresh)"""
 
 
 DEFAULT_REACH_US = 900 * 1_000_000
