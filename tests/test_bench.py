@@ -43,6 +43,7 @@ def test_quick_benchmark_reports_every_measurement(postgres_url, tmp_path):
     assert fleet["readings_stored"] == fleet["readings_sent"] > 0
     assert fleet["all_held"], "every stream was open on the server at the same time"
     assert results["analytics"]["calls"] > 0 and results["analytics"]["grpc_p99_ms"] > 0
-    assert results["status"]["chargers"] > 0
+    for key in ("status", "status_uncached"):
+        assert results[key]["chargers"] > 0 and results[key]["clients_per_s"] > 0
     assert results["machine"]["cpus"] and results["machine"]["postgresql"]
     assert "| ingest: IngestReadings streams, both services" in result.stdout

@@ -26,6 +26,8 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
+from tests.conftest import start_in_process
+
 pytestmark = pytest.mark.e2e
 
 MICROS = 1_000_000
@@ -898,3 +900,53 @@ def test_stream_stores_valid_readings_around_invalid_ones(request, flavour):
     assert [(r.index, r.field) for r in response.rejections] == [(1, field), (3, field)]
     assert flavour.history(server.database_url) == stored
     assert flavour.statuses(server.database_url) == newest(stored)
+
+
+# --- 6. a status page is at most STATUS_PAGE_MAX_AGE_MS old ----------------------------------
+
+
+def test_a_status_page_is_served_from_a_copy_no_older_than_its_bound(database_url):
+    """With STATUS_PAGE_MAX_AGE_MS = 3,000: a page listed again at once is the same page, even
+    after a newer reading was committed; once the bound has passed since the first listing
+    began, the newer reading shows. GetChargerStatus is never served from a copy."""
+
+    server = start_in_process("meter", database_url, status_page_max_age_ms=3000.0)
+    try:
+        with server.channel() as channel:
+            stub = meter_service_pb2_grpc.MeterServiceStub(channel)
+
+            def ingest(seconds: int, kwh: float) -> None:
+                reading = meter_pb2.MeterReading(
+                    meter_id="CHG-PAGE",
+                    kwh_consumed_ac=kwh,
+                    voltage=230,
+                    timestamp=Timestamp(seconds=seconds),
+                )
+                stub.IngestReading(
+                    meter_service_pb2.IngestReadingRequest(reading=reading), timeout=CALL_TIMEOUT
+                )
+
+            def listed() -> float:
+                page = stub.ListChargerStatuses(
+                    meter_service_pb2.ListChargerStatusesRequest(page_size=10),
+                    timeout=CALL_TIMEOUT,
+                )
+                return page.charger_statuses[0].kwh_consumed_ac
+
+            now = int(time.time())
+            ingest(now - 120, 1.0)
+            started = time.monotonic()
+            assert listed() == 1.0
+            ingest(now - 60, 2.0)
+            single = stub.GetChargerStatus(
+                meter_service_pb2.GetChargerStatusRequest(meter_id="CHG-PAGE"),
+                timeout=CALL_TIMEOUT,
+            )
+            assert single.kwh_consumed_ac == 2.0
+            again = listed()
+            if time.monotonic() - started < 2.9:  # a very slow machine may have passed the bound
+                assert again == 1.0
+            time.sleep(max(0.0, 3.1 - (time.monotonic() - started)))
+            assert listed() == 2.0
+    finally:
+        server.running.shutdown(5)

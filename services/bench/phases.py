@@ -327,30 +327,65 @@ def unary(
     )
 
 
-def status_listing(meter_target: str, calls: int) -> tuple[float, float, int]:
-    """p50/p99 ms of listing every charger status in pages of 10,000; and how many there are."""
+@dataclass
+class StatusListing:
+    """Listing every charger status in pages of 10,000: one client's p50/p99 (ms) over `calls`
+    sequential listings, and the listings/s of `clients` clients listing at once."""
+
+    chargers: int
+    p50_ms: float
+    p99_ms: float
+    clients: int
+    clients_per_s: float
+
+
+def _list_all(stub: meter_service_pb2_grpc.MeterServiceStub) -> int:
+    count = 0
+    token = ""
+    while True:
+        page = stub.ListChargerStatuses(
+            meter_service_pb2.ListChargerStatusesRequest(page_size=10_000, page_token=token),
+            timeout=30,
+        )
+        count += len(page.charger_statuses)
+        token = page.next_page_token
+        if not token:
+            return count
+
+
+def status_listing(
+    meter_target: str, calls: int, clients: int = 10, seconds: float = 5.0
+) -> StatusListing:
     latencies: list[float] = []
     count = 0
     with grpc.insecure_channel(meter_target) as channel:
         stub = meter_service_pb2_grpc.MeterServiceStub(channel)
         for _ in range(calls + 3):
             started = time.perf_counter()
-            count = 0
-            token = ""
-            while True:
-                page = stub.ListChargerStatuses(
-                    meter_service_pb2.ListChargerStatusesRequest(
-                        page_size=10_000, page_token=token
-                    ),
-                    timeout=30,
-                )
-                count += len(page.charger_statuses)
-                token = page.next_page_token
-                if not token:
-                    break
+            count = _list_all(stub)
             latencies.append((time.perf_counter() - started) * 1000)
     measured = latencies[3:]  # the first calls warm connections and plans
-    return statistics.median(measured), percentile(measured, 0.99), count
+
+    def client(deadline: float) -> int:
+        done = 0
+        with grpc.insecure_channel(meter_target) as channel:
+            stub = meter_service_pb2_grpc.MeterServiceStub(channel)
+            while time.perf_counter() < deadline:
+                _list_all(stub)
+                done += 1
+        return done
+
+    with futures.ThreadPoolExecutor(clients) as pool:
+        started = time.perf_counter()
+        listed = sum(pool.map(client, [started + seconds] * clients))
+        elapsed = time.perf_counter() - started
+    return StatusListing(
+        count,
+        statistics.median(measured),
+        percentile(measured, 0.99),
+        clients,
+        listed / elapsed,
+    )
 
 
 def session_of(row: SessionRow) -> Session:

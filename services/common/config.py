@@ -63,6 +63,8 @@ class Settings:
     db_pool_timeout_seconds: float = 1.0
     max_read_seconds: float = 10.0
     max_expensive_reads: int = 2
+    # A List…Statuses page may be served from a copy read at most this long ago (0: never).
+    status_page_max_age_ms: float = 1000.0
 
     # Where each server listens and where AnalyticsService dials.
     meter_listen_addr: str = DEFAULT_LISTEN_ADDRS["meter"]
@@ -188,6 +190,7 @@ class Settings:
             "grpc_max_connection_age_grace_seconds",
             "grpc_min_ping_interval_seconds",
             "grpc_max_ping_strikes",
+            "status_page_max_age_ms",
         )
         for name in not_negative:
             if getattr(self, name) < 0:

@@ -1,11 +1,14 @@
-"""AIP-158 paging: page_size rules and opaque page tokens."""
+"""AIP-158 paging: page_size rules, opaque page tokens, and the short-lived cache of pages."""
 
 from __future__ import annotations
 
 import base64
 import binascii
+import collections
 import json
-from collections.abc import Callable
+import threading
+import time
+from collections.abc import Callable, Hashable
 from typing import TypeVar
 
 from services.common.errors import InvalidArgument
@@ -89,3 +92,57 @@ def paginate(
         return rows, ""
     page = rows[:limit]
     return page, encode_token(key(page[-1]))
+
+
+class PageCache:
+    """Serialized pages of a listing, each kept at most `max_age` seconds (0: never kept),
+    keyed by the request's (page_size, page_token); the `entries` most recently used are kept.
+
+    One caller reads a page while the others asking for it wait for that read (single flight):
+    ten dashboards polling all 10,000 statuses every second cost one read a second. A page's
+    age counts from before its read began, so what it shows was committed at most `max_age`
+    before it is served. A failed read is not kept; those who waited for it read themselves."""
+
+    def __init__(
+        self, max_age: float, entries: int = 32, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._max_age = max_age
+        self._entries = entries
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._pages: collections.OrderedDict[Hashable, tuple[float, bytes]] = (
+            collections.OrderedDict()
+        )
+        self._reads: dict[Hashable, threading.Event] = {}
+
+    def get(self, key: Hashable, read: Callable[[], bytes]) -> bytes:
+        """The page of `key`: kept, or read by `read` (its errors are raised)."""
+        if self._max_age <= 0:
+            return read()
+        with self._lock:
+            kept = self._pages.get(key)
+            if kept is not None and self._clock() - kept[0] <= self._max_age:
+                self._pages.move_to_end(key)
+                return kept[1]
+            running = self._reads.get(key)
+            if running is None:
+                self._reads[key] = threading.Event()
+        if running is not None:
+            running.wait()
+            with self._lock:
+                kept = self._pages.get(key)
+            if kept is not None and self._clock() - kept[0] <= self._max_age:
+                return kept[1]
+            return read()  # the read failed (or is already too old): read for this call
+        started = self._clock()
+        try:
+            page = read()
+            with self._lock:
+                self._pages[key] = (started, page)
+                self._pages.move_to_end(key)
+                while len(self._pages) > self._entries:
+                    self._pages.popitem(last=False)
+            return page
+        finally:
+            with self._lock:
+                self._reads.pop(key).set()

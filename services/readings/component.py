@@ -27,7 +27,7 @@ def build_reading_component(
     kind: ReadingKind,
     repository: Callable[[ReadingKind, Engine, ReadGate, Settings], Repository],
     service: Callable[[ReadingKind, Repository, Ingestor], Service],
-    servicer: Callable[[ReadingKind, Service, Authorizer], ReadingServicer[Service]],
+    servicer: Callable[[ReadingKind, Service, Authorizer, float], ReadingServicer[Service]],
 ) -> DatabaseComponent:
     """`repository` (a repository's from_settings), `service` and `servicer` make the kind's own
     layers (each extends the shared one with the kind's own RPCs)."""
@@ -46,6 +46,7 @@ def build_reading_component(
                 ingestor,
             ),
             Authorizer.from_settings(settings),
+            settings.status_page_max_age_ms / 1000,
         ),
         kind.contract.add_to_server,
         on_start=writers.start,

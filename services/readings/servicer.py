@@ -11,6 +11,7 @@ import grpc
 
 from services.common.errors import translate_errors
 from services.common.ingest import batches_of
+from services.common.paging import PageCache
 from services.common.security import OPEN, Authorizer
 from services.common.timeconv import set_timestamp
 from services.readings.kind import ReadingKind
@@ -74,12 +75,21 @@ class ReadingServicer(Generic[Service]):
     servicer binds the last two to its RPC names and adds its own RPCs, which reach the kind's
     service through `_readings`."""
 
-    def __init__(self, kind: ReadingKind, readings: Service, auth: Authorizer = OPEN) -> None:
+    def __init__(
+        self,
+        kind: ReadingKind,
+        readings: Service,
+        auth: Authorizer = OPEN,
+        page_max_age: float = 0.0,
+    ) -> None:
+        """`page_max_age` (seconds, STATUS_PAGE_MAX_AGE_MS): how old a List…Statuses page
+        served from the PageCache may be; 0 reads every page."""
         self._kind = kind
         self._contract = kind.contract
         self._readings = readings
         self._auth = auth
         self._fill_status = status_filler(kind)
+        self._pages = PageCache(page_max_age)
 
     @translate_errors
     def IngestReading(self, request: ReadingRequest, context: grpc.ServicerContext) -> Any:
@@ -125,12 +135,23 @@ class ReadingServicer(Generic[Service]):
 
     @translate_errors
     def list_statuses(self, request: PageRequest, context: grpc.ServicerContext) -> Any:
-        """List…Statuses: one page (AIP-158) of status messages in id order."""
+        """List…Statuses: one page (AIP-158) of status messages in id order, at most
+        `page_max_age` old (read once for every caller asking meanwhile: see PageCache).
+
+        A page of 10,000 took about 16 ms to read and 14 ms to build as messages, and 1 ms to
+        serialize; a kept page is only parsed again (about 0.7 ms) for grpc to serialize."""
         self._auth.require_reader(context)
-        rows, next_token = self._readings.list_statuses(request.page_size, request.page_token)
+        page_size, page_token = request.page_size, request.page_token
+        page = self._pages.get(
+            (page_size, page_token), lambda: self._read_page(page_size, page_token)
+        )
+        return self._contract.list_response.FromString(page)
+
+    def _read_page(self, page_size: int, page_token: str) -> bytes:
+        rows, next_token = self._readings.list_statuses(page_size, page_token)
         response = self._contract.list_response(next_page_token=next_token)
         add = getattr(response, self._contract.list_field).add
         fill = self._fill_status
         for row in rows:
             fill(add(), row)
-        return response
+        return bytes(response.SerializeToString())

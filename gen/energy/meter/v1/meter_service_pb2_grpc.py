@@ -95,6 +95,8 @@ class MeterServiceServicer:
 
     def ListChargerStatuses(self, request, context):
         """Lists the current status of every charger, ordered by meter_id (AIP-158).
+        A page may be served from a copy read up to the server's STATUS_PAGE_MAX_AGE_MS
+        (default 1,000 ms) before: it shows every reading committed that long before the call.
         Returns INVALID_ARGUMENT for a negative page_size or a malformed page_token.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
