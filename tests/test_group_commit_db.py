@@ -1,7 +1,7 @@
-"""Group commit on a real PostgreSQL: the two forms of a batch's write (arrays in one prepared
-statement up to ARRAY_BATCH_READINGS readings, COPY into the staging table above) store and tell
-the same things, and a caller that will wait commits in its own thread when the writer is idle,
-or queues for the writer's thread when a commit is running."""
+"""Group commit on a real PostgreSQL: the two forms of a batch's write (JSON rows to a
+prepared statement up to PREPARED_BATCH_READINGS readings, COPY into the staging table above)
+store and tell the same things, and a caller that will wait commits in its own thread when the
+writer is idle, or queues for the writer's thread when a commit is running."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 
 from services.common.database import connect
 from services.common.group_commit import (
-    ARRAY_BATCH_READINGS,
+    PREPARED_BATCH_READINGS,
     GroupCommitWriters,
     Row,
     Ticket,
@@ -65,15 +65,15 @@ def write(writers: GroupCommitWriters, rows: list[Row]) -> Ticket:
     return ticket
 
 
-@pytest.mark.parametrize("chargers", [3, 400], ids=["arrays", "copy"])
+@pytest.mark.parametrize("chargers", [3, 400], ids=["prepared", "copy"])
 def test_both_write_forms_store_and_tell_the_same(database_url, chargers):
     """A first batch of 3 readings per charger; then a second batch with, per charger, one
     reading resent as it was (duplicate), one resent with another value (conflict), a new one
     sent twice with other values (the first stored, the second a conflict) and one with only
-    a register (no interval energy: a column of NULLs). 3 chargers: 15 readings, the arrays;
-    400: 2,000, COPY."""
+    a register (no interval energy: NULL). 3 chargers: 15 readings, the prepared statement; 400:
+    2,000, COPY."""
     second_size = 5 * chargers
-    assert (second_size <= ARRAY_BATCH_READINGS) == (chargers == 3)
+    assert (second_size <= PREPARED_BATCH_READINGS) == (chargers == 3)
     writers = meter_writers(database_url)
     writers.start()
     try:

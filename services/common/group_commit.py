@@ -5,6 +5,7 @@ A caller is answered only after the commits that cover all of its readings."""
 from __future__ import annotations
 
 import collections
+import json
 import logging
 import threading
 import time
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg
+from psycopg import pq
 
 from services.common.durability import UnsafeDatabase, durability_problem
 from services.common.errors import DATABASE_UNAVAILABLE, ResourceExhausted, Unavailable
@@ -28,17 +30,19 @@ Row = tuple[Any, ...]
 class ReadingTable:
     """The SQL one service needs for group commit; each service's repository defines it.
 
-    A batch of up to ARRAY_BATCH_READINGS distinct readings is one round trip: `write_rows_sql`,
-    a prepared statement whose parameters are one array per column (id, micros, *values,
-    position) and then their length. A larger one costs two: COPY into a session-local temp
-    table (its own transaction, which touches no WAL and so waits for no flush), then
-    `write_sql`, one simple-protocol query (one transaction) over that table, which empties it.
-    Either statement inserts the new readings into history, upserts the newest reading per
-    entity (newer-only) and returns one row: (readings newly stored, "id micros" keys of
-    identical readings already stored or NULL, [[id, micros, *stored values], …] of the keys
-    stored with other values or NULL). The key list is only computed when some readings were
-    not stored; `{staged}` in `write_sql` is the number of staged rows. `value_names` name the
-    values of a row, for telling a conflict.
+    A batch of up to PREPARED_BATCH_READINGS distinct readings is one round trip:
+    `write_rows_sql`, prepared once per connection, whose parameters are the rows as one JSON
+    array ($1: [[id, micros, *values, position], …]) and their number ($2), run straight on
+    libpq (psycopg's cursor machinery cost more Python than the rest of a unary call's write).
+    A larger batch costs two: COPY into a session-local temp table (its own transaction, which
+    touches no WAL and so waits for no flush), then `write_sql`, one simple-protocol query (one
+    transaction) over that table, which empties it; `{staged}` in it is the number of staged
+    rows. Either statement inserts the new readings into history, upserts the newest reading per
+    entity (newer-only) and returns one row: (readings newly stored, JSON text of the
+    "id micros" keys of identical readings already stored or NULL, JSON text of
+    [[id, micros, *stored values], …] of the keys stored with other values or NULL). The key
+    list is only computed when some readings were not stored. `value_names` name the values of
+    a row, for telling a conflict.
     """
 
     staging_ddl: str
@@ -49,9 +53,11 @@ class ReadingTable:
     write_rows_sql: str = ""
 
 
-# Below this many readings a batch goes as arrays in one prepared statement; above, COPY's
-# binary stream is cheaper per reading than building and binding the arrays.
-ARRAY_BATCH_READINGS = 1_000
+# Up to this many readings a batch goes as JSON to the prepared statement; above, COPY's binary
+# stream is cheaper per reading than JSON text that PostgreSQL parses.
+PREPARED_BATCH_READINGS = 1_000
+# The prepared statement's name on every writer connection.
+_WRITE_ROWS = b"energy_ingest_write_rows"
 
 
 @dataclass(frozen=True)
@@ -340,6 +346,11 @@ class Writer:
                 connection.close()
                 raise UnsafeDatabase(problem)
             connection.execute(self._table.staging_ddl)
+            if self._table.write_rows_sql:
+                prepared = connection.pgconn.prepare(
+                    _WRITE_ROWS, self._table.write_rows_sql.encode()
+                )
+                _raise_unless(connection, prepared, pq.ExecStatus.COMMAND_OK)
             self._connection = connection
         return self._connection
 
@@ -365,21 +376,23 @@ class Writer:
                     repeated.append((index, row))
                 else:
                     first[key] = row
-        with connection.cursor() as cursor:
-            if len(first) <= ARRAY_BATCH_READINGS and table.write_rows_sql:
-                columns = [list(column) for column in zip(*first.values(), strict=True)]
-                cursor.execute(table.write_rows_sql, (*columns, len(first)), prepare=True)
-            else:
+        if len(first) <= PREPARED_BATCH_READINGS and table.write_rows_sql:
+            result = _write_rows(connection, list(first.values()))
+        else:
+            with connection.cursor() as cursor:
                 with cursor.copy(table.copy_sql) as copy:
                     copy.set_types(table.copy_types)
                     for row in first.values():
                         copy.write_row(row)
                 cursor.execute(table.write_sql.format(staged=len(first)).encode())
-            result = cursor.fetchone()
-        not_stored = len(repeated) + (len(result[1]) if result and result[1] else 0)
-        if result is None or (not not_stored and not result[2]):
+                fetched = cursor.fetchone()
+            result = (0, None, None) if fetched is None else tuple(fetched)
+        _, duplicates_json, conflicts_json = result
+        duplicate_keys = json.loads(duplicates_json) if duplicates_json else []
+        if not repeated and not duplicate_keys and not conflicts_json:
             return [(len(part.rows), 0, []) for part in batch]  # the common case: all new
-        return self._outcomes(batch, first, repeated, result[1] or [], result[2] or [])
+        conflicting = json.loads(conflicts_json) if conflicts_json else []
+        return self._outcomes(batch, first, repeated, duplicate_keys, conflicting)
 
     def _outcomes(
         self,
@@ -423,6 +436,30 @@ class Writer:
             )
             for index, part in enumerate(batch)
         ]
+
+
+def _write_rows(connection: psycopg.Connection, rows: list[Row]) -> tuple[Any, ...]:
+    """Runs the prepared write on libpq (one round trip; the GIL is released while it waits)."""
+    payload = json.dumps(rows, allow_nan=False, separators=(",", ":")).encode()
+    result = connection.pgconn.exec_prepared(_WRITE_ROWS, [payload, str(len(rows)).encode()])
+    _raise_unless(connection, result, pq.ExecStatus.TUPLES_OK)
+    inserted, duplicates, conflicts = (result.get_value(0, column) for column in range(3))
+    return (
+        int(inserted or 0),
+        None if duplicates is None else duplicates.decode(),
+        None if conflicts is None else conflicts.decode(),
+    )
+
+
+def _raise_unless(connection: psycopg.Connection, result: pq.abc.PGresult, status: int) -> None:
+    """Raises what psycopg would have for a failed libpq call: OperationalError when the
+    connection is gone (the writer reconnects), else the error of the result's SQLSTATE."""
+    if result.status == status:
+        return
+    if connection.pgconn.status != pq.ConnStatus.OK:
+        message = connection.pgconn.error_message.decode(errors="replace")
+        raise psycopg.OperationalError(f"connection lost: {message.strip()}")
+    raise psycopg.errors.error_from_result(result, encoding=connection.info.encoding)
 
 
 def _drop_frames(error: BaseException) -> None:
