@@ -26,8 +26,12 @@ def test_quick_benchmark_reports_every_measurement(postgres_url, tmp_path):
     )
     assert result.returncode == 0, result.stdout + result.stderr
     results = json.loads(output.read_text())
-    for rate in ("limit_per_s", "ingest_per_s", "per_request_per_s"):
+    for rate in ("limit_per_s", "writer_sql_per_s", "ingest_per_s", "per_request_per_s"):
         assert results[rate] > 0, rate
+    ingest = results["ingest"]
+    assert ingest["accepted"] == ingest["readings"] == results["readings"]
+    for party in ("loader_cpu_us", "services_cpu_us", "postgres_cpu_us"):
+        assert ingest[party] > 0, party
     assert set(results["ratios"]) == {
         "ingest_vs_limit",
         "ingest_vs_per_request",
@@ -46,4 +50,4 @@ def test_quick_benchmark_reports_every_measurement(postgres_url, tmp_path):
     for key in ("status", "status_uncached"):
         assert results[key]["chargers"] > 0 and results[key]["clients_per_s"] > 0
     assert results["machine"]["cpus"] and results["machine"]["postgresql"]
-    assert "| ingest: IngestReadings streams, both services" in result.stdout
+    assert "| ingest: recorded IngestReadings streams from the loader process" in result.stdout

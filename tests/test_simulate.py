@@ -21,6 +21,7 @@ from energy.analytics.v1 import analytics_service_pb2, analytics_service_pb2_grp
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from services.cli import parser
+from services.simulate import recording
 from services.simulate.fleet import MINUTE_US, Fleet, FleetConfig
 from tests.conftest import start_in_process
 from tests.unit.test_fleet import SMALL, all_rows
@@ -392,3 +393,35 @@ def test_readings_the_services_refuse_are_a_failure_with_the_reason(running):
         "rejected, e.g. reading 0: timestamp must be at most 300 s ahead of the server's clock "
         "(CLOCK_SKEW_SECONDS), got 2030-01-01T" in result.stdout
     )
+
+
+def test_output_records_the_fleet_to_a_file_instead_of_sending_it(tmp_path):
+    """No service runs: --output writes the fleet's encoded messages and says what it wrote."""
+    path = tmp_path / "fleet.readings"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "services.cli",
+            "simulate",
+            "--chargers=40",
+            "--vehicles=30",
+            "--hours=3",
+            "--start=2026-02-10T00:00:00Z",
+            f"--output={path}",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    meters, vehicles = Fleet(SMALL).reading_count()
+    assert result.stdout.splitlines()[-1] == (
+        f"wrote {meters:,} meter and {vehicles:,} vehicle readings of 40 chargers and 30 "
+        f"vehicles over 180 minutes from 2026-02-10T00:00Z to {path}"
+    )
+    kinds = [kind for kind, _ in recording.records(path)]
+    assert kinds.count(recording.METER) == -(-meters // 500)
+    assert kinds.count(recording.VEHICLE) == -(-vehicles // 500)

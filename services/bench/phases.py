@@ -9,6 +9,7 @@ import resource
 import shutil
 import statistics
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Sequence
@@ -21,6 +22,7 @@ import grpc
 import psycopg
 from energy.analytics.v1 import analytics_service_pb2, analytics_service_pb2_grpc
 from energy.meter.v1 import meter_pb2, meter_service_pb2, meter_service_pb2_grpc
+from energy.vehicle.v1 import vehicle_service_pb2
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from services.analytics.correlation import ChargerSpan, Consumption, Session
@@ -28,9 +30,11 @@ from services.analytics.downstream import Downstream
 from services.analytics.service import VehiclePerformanceService
 from services.common.database import create_engine
 from services.common.group_commit import ReadingTable
+from services.launcher import ServiceProcess
 from services.meter.kind import METER
 from services.meter.repository import READINGS_TABLE as METER_TABLE
 from services.meter.repository import MeterRepository, SpanColumns
+from services.simulate import recording
 from services.simulate.feed import FeedResult, feed
 from services.simulate.fleet import Fleet, FleetConfig, MeterRow, VehicleRow
 from services.vehicle.kind import VEHICLE
@@ -129,6 +133,182 @@ def limit(
     )
     assert stored == len(meters) + len(vehicles), f"limit stored {stored}"
     return stored / seconds
+
+
+# --- a recorded load, and PostgreSQL alone on the same rows ---------------------------------
+
+
+def record(config: FleetConfig, path: Path) -> int:
+    """Writes the fleet's readings as encoded messages (before any clock starts); returns how
+    many readings it holds."""
+    with path.open("wb") as out:
+        meters, vehicles = recording.record(Fleet(config), out)
+    return meters + vehicles
+
+
+def _micros(timestamp: Timestamp) -> int:
+    return timestamp.seconds * 1_000_000 + timestamp.nanos // 1_000
+
+
+def _optional(message: Any, name: str) -> float | None:
+    return getattr(message, name) if message.HasField(name) else None
+
+
+# Each history table, its columns as the recording's rows give them (the time in micros), and
+# how a staged row becomes a row of the table.
+_LIMIT_TABLES = (
+    (
+        "meter.meter_readings",
+        "meter_id text, us int8, kwh_consumed_ac float8, kwh_consumed_ac_register float8, "
+        "voltage float8",
+        "meter_id, read_time, kwh_consumed_ac, kwh_consumed_ac_register, voltage",
+        "meter_id",
+    ),
+    (
+        "vehicle.vehicle_readings",
+        "vehicle_id text, us int8, charger_id text, soc float8, kwh_delivered_dc float8, "
+        "kwh_delivered_dc_register float8, battery_temp float8",
+        "vehicle_id, read_time, charger_id, soc, kwh_delivered_dc, kwh_delivered_dc_register, "
+        "battery_temp",
+        "vehicle_id",
+    ),
+)
+
+
+def _recorded_rows(path: Path) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    meters: list[tuple[Any, ...]] = []
+    vehicles: list[tuple[Any, ...]] = []
+    for kind, data in recording.records(path):
+        if kind == recording.METER:
+            for m in meter_service_pb2.IngestReadingsRequest.FromString(data).readings:
+                meters.append(
+                    (
+                        m.meter_id,
+                        _micros(m.timestamp),
+                        _optional(m, "kwh_consumed_ac"),
+                        _optional(m, "kwh_consumed_ac_register"),
+                        m.voltage,
+                    )
+                )
+        else:
+            for v in vehicle_service_pb2.IngestReadingsRequest.FromString(data).readings:
+                vehicles.append(
+                    (
+                        v.vehicle_id,
+                        _micros(v.timestamp),
+                        v.charger_id,
+                        _optional(v, "soc"),
+                        _optional(v, "kwh_delivered_dc"),
+                        _optional(v, "kwh_delivered_dc_register"),
+                        _optional(v, "battery_temp"),
+                    )
+                )
+    return meters, vehicles
+
+
+def copy_limit(database_url: str, path: Path, connections: int = 2) -> float:
+    """Readings/s of binary COPY of the recording's rows straight into the history tables, with
+    their keys and indexes, over `connections` connections: what PostgreSQL alone does with the
+    rows (no validation, no natural-key check, no status upsert). The COPY data is made before
+    the clock starts, so the client only sends bytes."""
+    truncate(database_url)
+    rows = _recorded_rows(path)
+    payloads: list[list[tuple[str, str, bytes]]] = [[] for _ in range(connections)]
+    with psycopg.connect(database_url, autocommit=True) as connection:
+        for (table, staged, columns, key), table_rows in zip(_LIMIT_TABLES, rows, strict=True):
+            connection.execute(f"CREATE TEMP TABLE limit_rows ({staged})")
+            with connection.cursor() as cursor:
+                with cursor.copy("COPY limit_rows FROM STDIN") as copy:
+                    for row in table_rows:
+                        copy.write_row(row)
+                for part in range(connections):
+                    query = (
+                        f"COPY (SELECT {columns.replace('read_time', _TIME_OF_US)} "
+                        f"FROM limit_rows WHERE abs(hashtext({key})) % {connections} = {part}) "
+                        "TO STDOUT (FORMAT BINARY)"
+                    )
+                    with cursor.copy(query) as copy:
+                        data = b"".join(bytes(chunk) for chunk in copy)
+                    payloads[part].append((table, columns, data))
+            connection.execute("DROP TABLE limit_rows")
+    del rows
+
+    def send(share: list[tuple[str, str, bytes]]) -> None:
+        with (
+            psycopg.connect(database_url, autocommit=True) as connection,
+            connection.cursor() as cursor,
+        ):
+            for table, columns, data in share:
+                with cursor.copy(f"COPY {table} ({columns}) FROM STDIN (FORMAT BINARY)") as copy:
+                    copy.write(data)
+
+    threads = [threading.Thread(target=send, args=(share,)) for share in payloads]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    seconds = time.perf_counter() - started
+    stored = count_rows(database_url, "meter.meter_readings") + count_rows(
+        database_url, "vehicle.vehicle_readings"
+    )
+    truncate(database_url)
+    return stored / seconds
+
+
+_TIME_OF_US = "timestamptz 'epoch' + us * interval '1 microsecond'"
+
+
+@dataclass
+class Load:
+    """A recording sent by the loader process (services/bench/loader.py) into both services:
+    readings/s from its first message to its last acknowledgement, and the CPU each party
+    spent per reading (µs): the loader, the two services, PostgreSQL."""
+
+    readings: int
+    accepted: int
+    seconds: float
+    per_s: float
+    loader_cpu_us: float
+    services_cpu_us: float
+    postgres_cpu_us: float
+
+
+def load(path: Path, meter: ServiceProcess, vehicle: ServiceProcess, streams: int) -> Load:
+    def services_cpu() -> float:
+        return _cpu_seconds(meter.pid) + _cpu_seconds(vehicle.pid)
+
+    services_before, postgres_before = services_cpu(), _postgres_cpu_seconds()
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "services.bench.loader",
+            str(path),
+            f"--meter-target={meter.target}",
+            f"--vehicle-target={vehicle.target}",
+            f"--streams={streams}",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"the loader failed: {result.stdout}{result.stderr}")
+    services_cpu_s = services_cpu() - services_before
+    postgres_cpu_s = _postgres_cpu_seconds() - postgres_before
+    sent = json.loads(result.stdout)
+    readings = sent["accepted"] + sent["duplicates"] + sent["rejected"]
+    per_reading = 1e6 / max(1, readings)
+    return Load(
+        readings=readings,
+        accepted=sent["accepted"],
+        seconds=sent["seconds"],
+        per_s=sent["per_s"],
+        loader_cpu_us=sent["cpu_seconds"] * per_reading,
+        services_cpu_us=services_cpu_s * per_reading,
+        postgres_cpu_us=postgres_cpu_s * per_reading,
+    )
 
 
 # --- meter forms: interval and register readings through the same streams -------------------

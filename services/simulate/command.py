@@ -11,6 +11,7 @@ import shlex
 import signal
 import threading
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from types import FrameType
 
 from services import client
@@ -19,6 +20,7 @@ from services.common.config import Settings, dial_address, grpcurl_command, grpc
 from services.common.contracts import FULL_NAMES
 from services.common.errors import ConfigError
 from services.common.security import channel_credentials
+from services.simulate import recording
 from services.simulate.feed import STREAM_READINGS, FeedResult, feed
 from services.simulate.fleet import MINUTE_US, Fleet, FleetConfig
 
@@ -102,6 +104,13 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     simulate.add_argument(
         "--batch-size", type=_positive_int, default=500, help="readings per message"
+    )
+    simulate.add_argument(
+        "--output",
+        type=Path,
+        help="write the readings to this file as encoded IngestReadings messages instead of "
+        "sending them (a load to replay without generating it while it is timed; the format "
+        "is in services/simulate/recording.py; default: send them)",
     )
     simulate.set_defaults(handler=run)
 
@@ -242,6 +251,15 @@ def _run(args: argparse.Namespace, stop: threading.Event, abandon: threading.Eve
     )
     fleet = Fleet(config)
     first = datetime.fromtimestamp(config.start_us / 1e6, UTC)
+    if args.output is not None:
+        with args.output.open("wb") as out:
+            meters, vehicles = recording.record(fleet, out, args.batch_size)
+        print(
+            f"wrote {meters:,} meter and {vehicles:,} vehicle readings of {config.chargers:,} "
+            f"chargers and {config.vehicles:,} vehicles over {minutes:,} minutes from "
+            f"{first:%Y-%m-%dT%H:%MZ} to {args.output}"
+        )
+        return 0
     print(
         f"simulating {config.chargers:,} chargers and {config.vehicles:,} vehicles for "
         f"{minutes:,} minutes from {first:%Y-%m-%dT%H:%MZ} ({args.mode}) "
