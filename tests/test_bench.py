@@ -47,6 +47,12 @@ def test_quick_benchmark_reports_every_measurement(postgres_url, tmp_path):
     assert fleet["readings_stored"] == fleet["readings_sent"] > 0
     assert fleet["all_held"], "every stream was open on the server at the same time"
     assert results["analytics"]["calls"] > 0 and results["analytics"]["grpc_p99_ms"] > 0
+    mixed = results["mixed"]
+    for name in ("ingest", "status", "analytics"):
+        for run in ("idle", "loaded"):
+            figures = mixed[run][name]
+            assert figures["errors"] == 0 and figures["calls"] > 0, (run, name)
+            assert 0 < figures["p50_ms"] <= figures["p99_ms"], (run, name)
     for key in ("status", "status_uncached"):
         assert results[key]["chargers"] > 0 and results[key]["clients_per_s"] > 0
     assert results["machine"]["cpus"] and results["machine"]["postgresql"]

@@ -41,6 +41,7 @@ class Plan:
     fleet_batches: int
     analytics_calls: int
     status_calls: int
+    mixed_seconds: float
     day: bool
 
 
@@ -56,6 +57,7 @@ QUICK = Plan(
     fleet_batches=2,
     analytics_calls=100,
     status_calls=10,
+    mixed_seconds=5,
     day=False,
 )
 FULL = Plan(
@@ -70,6 +72,7 @@ FULL = Plan(
     fleet_batches=3,
     analytics_calls=1_000,
     status_calls=50,
+    mixed_seconds=30,
     day=True,
 )
 DAY_START_US = 1_770_681_600 * 1_000_000  # 2026-02-10T00:00:00Z
@@ -214,6 +217,29 @@ def benchmark(server_url: str, plan: Plan, skip: set[str]) -> dict[str, Any]:
                 calls=plan.analytics_calls,
             )
             results["analytics"] = asdict(latency)
+            if "mixed" not in skip:
+                # Ten times the floor (every charger and vehicle reporting once a minute).
+                ingest_per_s = 10 * (plan.chargers + plan.vehicles) / 60
+                readings_needed = 2 * ingest_per_s * plan.mixed_seconds
+                mixed_load = FleetConfig(
+                    chargers=plan.chargers,
+                    vehicles=plan.vehicles,
+                    minutes=int(readings_needed / (plan.chargers + plan.vehicles)) + 3,
+                    start_us=end_us,
+                    seed=5,
+                )
+                results["mixed"] = asdict(
+                    phases.mixed(
+                        meter,
+                        vehicle,
+                        analytics.target,
+                        [f"VH-{v:05d}" for v in range(plan.vehicles)],
+                        load=mixed_load,
+                        analytics_end_us=end_us,
+                        ingest_per_s=ingest_per_s,
+                        seconds=plan.mixed_seconds,
+                    )
+                )
         results["server_peak_rss_mib"] = {s.service: peak_rss_mib(s.pid) for s in services}
         for service in services:
             service.terminate(60)
@@ -341,6 +367,24 @@ def table(results: dict[str, Any]) -> str:
                     f"p50 / p99; {s['clients']} clients",
                     f"{s['p50_ms']:.1f} / {s['p99_ms']:.1f} ms; "
                     f"{s['clients_per_s']:.1f} listings/s",
+                )
+            )
+    if "mixed" in results:
+        m = results["mixed"]
+        what = {
+            "ingest": f"IngestReadings of {m['message_readings']} readings, "
+            f"{m['ingest_per_s']:,.0f} readings/s",
+            "status": "list all charger statuses once a second",
+            "analytics": "GetVehiclePerformance 20 a second",
+        }
+        for name, text in what.items():
+            idle, loaded = m["idle"][name], m["loaded"][name]
+            rows.append(
+                (
+                    f"mixed ({m['seconds']:g} s): {text}, p50 / p99 idle → all three at once",
+                    f"{idle['p50_ms']:.1f} / {idle['p99_ms']:.1f} ms → "
+                    f"{loaded['p50_ms']:.1f} / {loaded['p99_ms']:.1f} ms "
+                    f"({loaded['errors'] + idle['errors']} errors)",
                 )
             )
     width = max(len(r[0]) for r in rows)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import random
@@ -12,7 +13,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent import futures
 from dataclasses import dataclass
 from pathlib import Path
@@ -706,3 +707,142 @@ def analytics(
         percentile(sql_ms, 0.99),
         calls,
     )
+
+
+# --- mixed: ingest, dashboards and analytics at once ----------------------------------------
+
+
+@dataclass
+class Latency:
+    """p50/p99 (ms) and how many calls were made (and how many failed) at what rate."""
+
+    p50_ms: float
+    p99_ms: float
+    calls: int
+    errors: int
+    per_s: float
+
+
+@dataclass
+class Mixed:
+    """Each workload alone (idle) and all three at once (loaded), for `seconds` each: ingest of
+    `message_readings`-reading IngestReadings calls at `ingest_per_s` readings/s, a dashboard
+    listing every charger status once a second, and GetVehiclePerformance 20 times a second."""
+
+    seconds: float
+    ingest_per_s: float
+    message_readings: int
+    idle: dict[str, Latency]
+    loaded: dict[str, Latency]
+
+
+def _paced(call: Callable[[int], None], per_s: float, seconds: float, workers: int) -> Latency:
+    """Calls `call(k)` for k = 0, 1, … at `per_s` a second for `seconds` (open loop: a slow
+    call does not delay the next one's start, up to `workers` in flight)."""
+    latencies: list[float] = []
+    errors = 0
+    lock = threading.Lock()
+    started = time.perf_counter()
+    total = max(1, int(per_s * seconds))
+
+    def one(k: int) -> None:
+        nonlocal errors
+        due = started + k / per_s
+        time.sleep(max(0.0, due - time.perf_counter()))
+        begun = time.perf_counter()
+        try:
+            call(k)
+        except grpc.RpcError:
+            with lock:
+                errors += 1
+            return
+        with lock:
+            latencies.append((time.perf_counter() - begun) * 1000)
+
+    with futures.ThreadPoolExecutor(workers) as pool:
+        list(pool.map(one, range(total)))
+    elapsed = time.perf_counter() - started
+    if not latencies:
+        return Latency(0.0, 0.0, total, errors, 0.0)
+    return Latency(
+        statistics.median(latencies), percentile(latencies, 0.99), total, errors, total / elapsed
+    )
+
+
+def mixed(
+    meter: ServiceProcess,
+    vehicle: ServiceProcess,
+    analytics_target: str,
+    vehicle_ids: Sequence[str],
+    *,
+    load: FleetConfig,
+    analytics_end_us: int,
+    ingest_per_s: float,
+    seconds: float,
+    message_readings: int = 100,
+) -> Mixed:
+    """`load` is a fleet of new readings (after what is stored), recorded and encoded before
+    the clock starts and sent as one message per call, meter and vehicle messages in turn; the
+    idle ingest run sends its first part, the loaded run the rest."""
+    encoded = io.BytesIO()
+    recording.record(Fleet(load), encoded, message_readings)
+    encoded.seek(0)
+    messages = list(recording.read_records(encoded))
+    calls_per_s = ingest_per_s / message_readings
+    needed = int(calls_per_s * seconds)
+    if len(messages) < 2 * needed:
+        raise ValueError(f"the mixed load holds {len(messages)} messages, {2 * needed} needed")
+    rng = random.Random(11)
+    picks = [rng.choice(vehicle_ids) for _ in range(int(20 * seconds) + 1)]
+    end = Timestamp(seconds=analytics_end_us // 1_000_000)
+    with (
+        grpc.insecure_channel(meter.target) as meter_channel,
+        grpc.insecure_channel(vehicle.target) as vehicle_channel,
+        grpc.insecure_channel(analytics_target) as analytics_channel,
+    ):
+        senders = {
+            recording.METER: meter_channel.stream_unary(
+                "/energy.meter.v1.MeterService/IngestReadings", request_serializer=None
+            ),
+            recording.VEHICLE: vehicle_channel.stream_unary(
+                "/energy.vehicle.v1.VehicleService/IngestReadings", request_serializer=None
+            ),
+        }
+        status_stub = meter_service_pb2_grpc.MeterServiceStub(meter_channel)
+        analytics_stub = analytics_service_pb2_grpc.AnalyticsServiceStub(analytics_channel)
+
+        def ingest_from(offset: int) -> Callable[[int], None]:
+            def send(k: int) -> None:
+                kind, data = messages[offset + k]
+                senders[kind](iter([data]), timeout=30)
+
+            return send
+
+        def dashboard(_: int) -> None:
+            _list_all(status_stub)
+
+        def ask(k: int) -> None:
+            analytics_stub.GetVehiclePerformance(
+                analytics_service_pb2.GetVehiclePerformanceRequest(
+                    vehicle_id=picks[k % len(picks)], end_time=end
+                ),
+                timeout=30,
+            )
+
+        workloads: dict[str, tuple[Callable[[int], None], float, int]] = {
+            "ingest": (ingest_from(0), calls_per_s, 16),
+            "status": (dashboard, 1.0, 2),
+            "analytics": (ask, 20.0, 8),
+        }
+        idle = {
+            name: _paced(call, per_s, seconds, workers)
+            for name, (call, per_s, workers) in workloads.items()
+        }
+        workloads["ingest"] = (ingest_from(needed), calls_per_s, 16)
+        with futures.ThreadPoolExecutor(len(workloads)) as pool:
+            running = {
+                name: pool.submit(_paced, call, per_s, seconds, workers)
+                for name, (call, per_s, workers) in workloads.items()
+            }
+            loaded = {name: future.result() for name, future in running.items()}
+    return Mixed(seconds, ingest_per_s, message_readings, idle, loaded)

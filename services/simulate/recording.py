@@ -57,13 +57,18 @@ def record(fleet: Fleet, out: BinaryIO, batch_size: int = 500) -> tuple[int, int
 def records(path: Path) -> Iterator[tuple[bytes, bytes]]:
     """(service byte, encoded message) of each record of a recording, in order."""
     with path.open("rb") as source:
-        while header := source.read(_HEADER.size):
-            if len(header) < _HEADER.size:
-                raise ValueError(f"{path}: a record header is cut short")
-            kind, length = _HEADER.unpack(header)
-            if kind not in (METER, VEHICLE):
-                raise ValueError(f"{path}: unknown record kind {kind!r}")
-            data = source.read(length)
-            if len(data) < length:
-                raise ValueError(f"{path}: a record is cut short")
-            yield kind, data
+        yield from read_records(source, str(path))
+
+
+def read_records(source: BinaryIO, name: str = "recording") -> Iterator[tuple[bytes, bytes]]:
+    """The records of an open binary file (see `records`); `name` is what errors call it."""
+    while header := source.read(_HEADER.size):
+        if len(header) < _HEADER.size:
+            raise ValueError(f"{name}: a record header is cut short")
+        kind, length = _HEADER.unpack(header)
+        if kind not in (METER, VEHICLE):
+            raise ValueError(f"{name}: unknown record kind {kind!r}")
+        data = source.read(length)
+        if len(data) < length:
+            raise ValueError(f"{name}: a record is cut short")
+        yield kind, data

@@ -29,12 +29,14 @@ def test_a_recording_holds_every_reading_in_the_fleets_order(tmp_path: Path):
     recorded_meters, recorded_vehicles, sizes = [], [], []
     for kind, data in recording.records(path):
         if kind == recording.METER:
-            readings = meter_service_pb2.IngestReadingsRequest.FromString(data).readings
+            meter_readings = meter_service_pb2.IngestReadingsRequest.FromString(data).readings
             recorded_meters += [
-                (r.meter_id, micros(r.timestamp), r.kwh_consumed_ac, r.voltage) for r in readings
+                (r.meter_id, micros(r.timestamp), r.kwh_consumed_ac, r.voltage)
+                for r in meter_readings
             ]
+            sizes.append(len(meter_readings))
         else:
-            readings = vehicle_service_pb2.IngestReadingsRequest.FromString(data).readings
+            vehicle_readings = vehicle_service_pb2.IngestReadingsRequest.FromString(data).readings
             recorded_vehicles += [
                 (
                     r.vehicle_id,
@@ -44,9 +46,9 @@ def test_a_recording_holds_every_reading_in_the_fleets_order(tmp_path: Path):
                     r.kwh_delivered_dc,
                     r.battery_temp,
                 )
-                for r in readings
+                for r in vehicle_readings
             ]
-        sizes.append(len(readings))
+            sizes.append(len(vehicle_readings))
     assert recorded_meters == meters
     assert recorded_vehicles == vehicles
     assert max(sizes) == 500 and min(sizes) >= 1
