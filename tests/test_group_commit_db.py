@@ -168,3 +168,24 @@ def test_a_waiting_caller_queues_while_a_commit_runs_and_the_writer_commits_it(d
     assert (first.accepted, second.accepted) == (1, 1)
     assert len(history(database_url)) == 2
     writers.stop()
+
+
+@pytest.mark.parametrize("chargers", [1, 300], ids=["prepared", "copy"])
+def test_both_write_forms_store_every_float_exactly_as_sent(database_url, chargers):
+    """-0.0 keeps its sign, subnormals and the largest double their bits, in either form (300
+    chargers x 5 readings = 1,500: COPY)."""
+    values = [-0.0, 5e-324, 2.2250738585072014e-308, 1.7976931348623157e308, 0.1 + 0.2]
+    writers = meter_writers(database_url)
+    writers.start()
+    try:
+        sent = [
+            meter_row(f"CHG-F{n:03d}", minute, value, None, len(values) * n + minute)
+            for n in range(chargers)
+            for minute, value in enumerate(values)
+        ]
+        assert (len(sent) <= PREPARED_BATCH_READINGS) == (chargers == 1)
+        assert write(writers, sent).accepted == len(sent)
+    finally:
+        writers.stop()
+    stored = [row[2] for row in history(database_url) if row[0] == "CHG-F000"]
+    assert [float(str(value)).hex() for value in stored] == [value.hex() for value in values]

@@ -207,19 +207,24 @@ class _BoundedQueue:
 
     def take_batch(self, max_readings: int, linger: float) -> list[_Part]:
         """Waits for a first part, then for the batch to fill until that part has waited
-        `linger` seconds; parts that queued during the previous commit go at once."""
+        `linger` seconds; parts that queued during the previous commit go at once. Returns []
+        only once the queue is closed and empty: a caller's commit_now may take the parts while
+        this lingers, and then it waits for the next."""
         with self._condition:
-            while not self._parts:
-                if self.closed:
-                    return []
-                self._condition.wait(0.5)
-            deadline = self._parts[0].enqueued + linger
-            while self._readings < max_readings and not self.closed:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    break
-                self._condition.wait(remaining)
-            return self.take_ready(max_readings)  # the condition's lock is reentrant
+            while True:
+                while not self._parts:
+                    if self.closed:
+                        return []
+                    self._condition.wait(0.5)
+                deadline = self._parts[0].enqueued + linger
+                while self._readings < max_readings and not self.closed:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        break
+                    self._condition.wait(remaining)
+                batch = self.take_ready(max_readings)  # the condition's lock is reentrant
+                if batch:
+                    return batch
 
     def take_ready(self, max_readings: int) -> list[_Part]:
         """The parts queued now, up to `max_readings` readings (at least one part); no wait."""
@@ -345,12 +350,16 @@ class Writer:
             if problem and not self._allow_unsafe_commit:
                 connection.close()
                 raise UnsafeDatabase(problem)
-            connection.execute(self._table.staging_ddl)
-            if self._table.write_rows_sql:
-                prepared = connection.pgconn.prepare(
-                    _WRITE_ROWS, self._table.write_rows_sql.encode()
-                )
-                _raise_unless(connection, prepared, pq.ExecStatus.COMMAND_OK)
+            try:
+                connection.execute(self._table.staging_ddl)
+                if self._table.write_rows_sql:
+                    prepared = connection.pgconn.prepare(
+                        _WRITE_ROWS, self._table.write_rows_sql.encode()
+                    )
+                    _raise_unless(connection, prepared, pq.ExecStatus.COMMAND_OK)
+            except BaseException:
+                connection.close()
+                raise
             self._connection = connection
         return self._connection
 

@@ -116,24 +116,24 @@ class PageCache:
         self._reads: dict[Hashable, threading.Event] = {}
 
     def get(self, key: Hashable, read: Callable[[], bytes]) -> bytes:
-        """The page of `key`: kept, or read by `read` (its errors are raised)."""
+        """The page of `key`: kept, or read by `read` (its errors are raised). A page serves a
+        call if its read began at most `max_age` before the call asked; a caller that waited
+        for a read that failed, or that began too long before it asked (a read slower than
+        `max_age`), waits for or makes the next one."""
         if self._max_age <= 0:
             return read()
-        with self._lock:
-            kept = self._pages.get(key)
-            if kept is not None and self._clock() - kept[0] <= self._max_age:
-                self._pages.move_to_end(key)
-                return kept[1]
-            running = self._reads.get(key)
-            if running is None:
-                self._reads[key] = threading.Event()
-        if running is not None:
-            running.wait()
+        asked = self._clock()
+        while True:
             with self._lock:
                 kept = self._pages.get(key)
-            if kept is not None and self._clock() - kept[0] <= self._max_age:
-                return kept[1]
-            return read()  # the read failed (or is already too old): read for this call
+                if kept is not None and asked - kept[0] <= self._max_age:
+                    self._pages.move_to_end(key)
+                    return kept[1]
+                running = self._reads.get(key)
+                if running is None:
+                    self._reads[key] = threading.Event()
+                    break
+            running.wait()
         started = self._clock()
         try:
             page = read()

@@ -312,3 +312,19 @@ def test_a_failed_commit_fails_every_ticket_of_its_batch(failure, raised, messag
             assert (ticket.accepted, ticket.duplicates) == (0, 0)
     finally:
         group.stop(5)
+
+
+def test_a_lingering_batch_whose_parts_a_caller_took_waits_for_the_next_part():
+    """A unary caller's commit_now may take every queued part while the writer lingers: the
+    writer then waits for the next part instead of ending (an empty batch means closed)."""
+    queue = _BoundedQueue(100)
+    assert queue.put(_Part(rows(3), Ticket()), timeout=0)
+    taker, outcome = in_thread(lambda: queue.take_batch(10, linger=0.3))
+    time.sleep(0.05)
+    assert [len(part.rows) for part in queue.take_ready(10)] == [3]  # the caller's commit_now
+    time.sleep(0.5)  # the linger is over: the writer must still be waiting
+    assert taker.is_alive() and outcome == []
+    assert queue.put(_Part(rows(4), Ticket()), timeout=0)
+    taker.join(5)
+    (batch,) = outcome
+    assert isinstance(batch, list) and [len(part.rows) for part in batch] == [4]

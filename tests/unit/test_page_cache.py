@@ -4,6 +4,7 @@ read is never kept, and only the most recently used pages stay."""
 from __future__ import annotations
 
 import threading
+import time
 
 from services.common.paging import PageCache
 
@@ -111,7 +112,7 @@ def test_callers_asking_during_a_read_wait_for_it_and_share_it():
     assert len(reads) == 1
 
 
-def test_a_failed_read_is_not_kept_and_its_waiters_read_for_themselves():
+def test_a_failed_read_is_not_kept_and_a_waiter_makes_the_next_read():
     cache = PageCache(60, clock=Clock())
     started, release = threading.Event(), threading.Event()
 
@@ -140,9 +141,58 @@ def test_a_failed_read_is_not_kept_and_its_waiters_read_for_themselves():
     waiter.join(10)
     assert [str(e) for e in errors] == ["the database went away"]
     assert waited == [b"page-1"] and waiter_read.count == 1
-    # Nothing was kept (the waiter's own read was for its call only): the next caller reads,
-    # and that page is kept.
+    # The waiter's read is the one kept: the next caller is served from it.
     later = Reads()
     assert cache.get("k", later) == b"page-1"
-    assert cache.get("k", later) == b"page-1"
-    assert later.count == 1
+    assert later.count == 0
+
+
+def test_a_read_slower_than_max_age_serves_those_who_asked_within_max_age_of_its_start():
+    """max_age 1 s, a read of 3 s: a caller asking 0.5 s into it takes its page; one asking
+    2 s into it (the page would miss 1 s of commits for it) waits and makes the next read, which
+    a third caller, asking meanwhile, shares: two reads in all, not one per caller."""
+    clock = Clock()
+    cache = PageCache(1.0, clock=clock)
+    gates = [threading.Event(), threading.Event()]
+    began = [threading.Event(), threading.Event()]
+    reads: list[int] = []
+
+    def read() -> bytes:
+        number = len(reads)
+        reads.append(number)
+        began[number].set()
+        assert gates[number].wait(10)
+        return f"read-{number}".encode()
+
+    results: dict[str, bytes] = {}
+
+    def caller(name: str) -> threading.Thread:
+        thread = threading.Thread(target=lambda: results.__setitem__(name, cache.get("k", read)))
+        thread.start()
+        return thread
+
+    first = caller("first")  # asks at 100.0, reads
+    assert began[0].wait(10)
+    clock.now = 100.5
+    within = caller("within")
+    clock.now = 102.0
+    late = caller("late")
+    time.sleep(0.1)  # both wait for the first read
+    clock.now = 103.0
+    gates[0].set()  # the first read ends: started at 100.0
+    first.join(10)
+    within.join(10)
+    assert began[1].wait(10)  # "late" asked at 102.0 > 100.0 + 1: it reads again
+    clock.now = 103.2
+    third = caller("third")  # asks during the second read, which began at 103.0
+    time.sleep(0.1)
+    gates[1].set()
+    late.join(10)
+    third.join(10)
+    assert results == {
+        "first": b"read-0",
+        "within": b"read-0",
+        "late": b"read-1",
+        "third": b"read-1",
+    }
+    assert reads == [0, 1]
