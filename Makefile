@@ -88,7 +88,8 @@ run: $(STAMP)
 
 # The full benchmark (about 12 minutes here); BENCH_ARGS=--quick for the two-minute version.
 # It uses DATABASE_URL's server (in a database of its own) or an embedded PostgreSQL.
-bench: $(STAMP)
+# npm ci (the $(BUF) target) also installs @grpc/grpc-js, the unary phase's client.
+bench: $(STAMP) $(BUF)
 	$(BIN)/energy-ingest bench $(BENCH_ARGS)
 
 # A development CA and certificates under var/certs (server, AnalyticsService, operator, a

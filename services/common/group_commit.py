@@ -7,6 +7,7 @@ from __future__ import annotations
 import collections
 import json
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -385,8 +386,11 @@ class Writer:
                     repeated.append((index, row))
                 else:
                     first[key] = row
+        payload = None
         if len(first) <= PREPARED_BATCH_READINGS and table.write_rows_sql:
-            result = _write_rows(connection, list(first.values()))
+            payload = _json_rows(list(first.values()))
+        if payload is not None:
+            result = _write_rows(connection, payload, len(first))
         else:
             with connection.cursor() as cursor:
                 with cursor.copy(table.copy_sql) as copy:
@@ -447,10 +451,20 @@ class Writer:
         ]
 
 
-def _write_rows(connection: psycopg.Connection, rows: list[Row]) -> tuple[Any, ...]:
-    """Runs the prepared write on libpq (one round trip; the GIL is released while it waits)."""
+# -0.0 as json.dumps writes it (a float's repr, then the next separator); -0.01 does not match.
+_NEGATIVE_ZERO = re.compile(rb"-0\.0[,\]]")
+
+
+def _json_rows(rows: list[Row]) -> bytes | None:
+    """The rows as the prepared write's JSON parameter; None when a value is -0.0, which jsonb
+    (numeric) would store as 0: such a batch goes by COPY, which keeps it."""
     payload = json.dumps(rows, allow_nan=False, separators=(",", ":")).encode()
-    result = connection.pgconn.exec_prepared(_WRITE_ROWS, [payload, str(len(rows)).encode()])
+    return None if _NEGATIVE_ZERO.search(payload) else payload
+
+
+def _write_rows(connection: psycopg.Connection, payload: bytes, count: int) -> tuple[Any, ...]:
+    """Runs the prepared write on libpq (one round trip; the GIL is released while it waits)."""
+    result = connection.pgconn.exec_prepared(_WRITE_ROWS, [payload, str(count).encode()])
     _raise_unless(connection, result, pq.ExecStatus.TUPLES_OK)
     inserted, duplicates, conflicts = (result.get_value(0, column) for column in range(3))
     return (

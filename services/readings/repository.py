@@ -48,9 +48,9 @@ def reading_table(kind: ReadingKind) -> ReadingTable:
     )
     copy_types = ("text", "int8", *(column.sql_type for column in kind.columns), "int8")
     # A small batch comes as one JSON array of rows ($1) and its length ($2): one text
-    # parameter costs the writer far less Python than one typed array per column. json (not
-    # jsonb, whose numeric has no -0) hands each number back as the text sent, and a float's
-    # repr reads back as the same float8, -0.0 and subnormals included.
+    # parameter costs the writer far less Python than one typed array per column. jsonb keeps
+    # each number's digits (numeric), and a float's repr reads back as the same float8,
+    # subnormals included; numeric has no -0, so a batch holding -0.0 goes by COPY.
     extracted = ", ".join(
         f"(r ->> {n})::{sql_type}" + (' COLLATE "C"' if sql_type == "text" else "") + f" AS {name}"
         for n, (name, sql_type) in enumerate(
@@ -59,7 +59,7 @@ def reading_table(kind: ReadingKind) -> ReadingTable:
     )
     sent = (
         f"sent AS MATERIALIZED (SELECT {extracted} "
-        "FROM json_array_elements(CAST($1 AS json)) AS r),"
+        "FROM jsonb_array_elements(CAST($1 AS jsonb)) AS r),"
     )
     return ReadingTable(
         staging_ddl=(

@@ -17,6 +17,7 @@ from services.common.group_commit import (
     ReadingTable,
     Ticket,
     _BoundedQueue,
+    _json_rows,
     _Part,
 )
 
@@ -328,3 +329,17 @@ def test_a_lingering_batch_whose_parts_a_caller_took_waits_for_the_next_part():
     taker.join(5)
     (batch,) = outcome
     assert isinstance(batch, list) and [len(part.rows) for part in batch] == [4]
+
+
+@pytest.mark.parametrize(
+    ("values", "as_json"),
+    [
+        ((0.25, None, 230.0), b'[["CHG-1",60,0.25,null,230.0,0]]'),
+        ((-0.01, -0.0001, -1e-05), b'[["CHG-1",60,-0.01,-0.0001,-1e-05,0]]'),
+        ((-0.0, None, 230.0), None),
+        ((0.25, None, -0.0), None),
+    ],
+    ids=["plain", "small negatives", "negative zero", "negative zero last"],
+)
+def test_a_batch_goes_as_json_unless_it_holds_a_negative_zero(values, as_json):
+    assert _json_rows([("CHG-1", 60, *values, 0)]) == as_json
