@@ -344,7 +344,7 @@ def table(results: dict[str, Any]) -> str:
                 f"stored, all open at once: {'yes' if f['all_held'] else 'no'}, "
                 f"peak RSS {f['server_peak_rss_mib']:.0f} MiB, "
                 f"{f['server_peak_threads']:,} threads, "
-                f"server CPU {f['server_cpu_seconds']:.0f} s in {f['duration_seconds']:.0f} s",
+                f"server CPU {f['server_cpu_seconds']:.1f} s in {f['duration_seconds']:.0f} s",
             )
         )
     if "analytics" in results:

@@ -37,6 +37,8 @@ def send(path: Path, targets: dict[bytes, str], streams: int) -> dict[str, float
     messages: dict[bytes, list[bytes]] = {METER: [], VEHICLE: []}
     for kind, data in records(path):
         messages[kind].append(data)
+    if not messages[METER] and not messages[VEHICLE]:
+        raise ValueError(f"{path}: the recording holds no message")
     totals = {"accepted": 0, "duplicates": 0, "rejected": 0}
     lock = threading.Lock()
     channels = {kind: grpc.insecure_channel(target) for kind, target in targets.items()}
@@ -77,7 +79,14 @@ def send(path: Path, targets: dict[bytes, str], streams: int) -> dict[str, float
     for channel in channels.values():
         channel.close()
     if failures:
-        raise SystemExit(f"{len(failures)} streams failed, e.g. {failures[0]}")
+        first = failures[0]
+        reason = (
+            f"{first.code().name}: {first.details()}" if isinstance(first, grpc.Call) else first
+        )
+        raise SystemExit(
+            f"loader: {len(failures)} of {len(threads)} streams failed, e.g. {reason}; the "
+            f"others committed {totals['accepted']} readings"
+        )
     readings = totals["accepted"] + totals["duplicates"] + totals["rejected"]
     return {
         **totals,
@@ -88,15 +97,25 @@ def send(path: Path, targets: dict[bytes, str], streams: int) -> dict[str, float
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("recording", type=Path)
-    parser.add_argument("--meter-target", required=True)
-    parser.add_argument("--vehicle-target", required=True)
-    parser.add_argument("--streams", type=int, default=8)
-    args = parser.parse_args()
-    result = send(
-        args.recording, {METER: args.meter_target, VEHICLE: args.vehicle_target}, args.streams
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0].replace("\n", " "),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
+    parser.add_argument("recording", type=Path, help="a file from energy-ingest simulate --output")
+    parser.add_argument("--meter-target", required=True, help="MeterService, HOST:PORT")
+    parser.add_argument("--vehicle-target", required=True, help="VehicleService, HOST:PORT")
+    parser.add_argument(
+        "--streams", type=int, default=8, help="concurrent IngestReadings streams per service"
+    )
+    args = parser.parse_args()
+    if args.streams < 1:
+        parser.error(f"--streams must be at least 1, got {args.streams}")
+    try:
+        result = send(
+            args.recording, {METER: args.meter_target, VEHICLE: args.vehicle_target}, args.streams
+        )
+    except (OSError, ValueError) as error:
+        raise SystemExit(f"loader: {error}") from None
     print(json.dumps(result))
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import shlex
 from collections.abc import Mapping
@@ -262,7 +263,10 @@ def _parse(name: str, kind: Any, raw: str) -> Any:
         if kind_name == "int":
             return int(raw)
         if kind_name == "float":
-            return float(raw)
+            value = float(raw)
+            if not math.isfinite(value):  # nan passes every bound check, inf never expires
+                raise ConfigError(f"{_env_name(name)} must be a finite number, got {raw!r}")
+            return value
     except ValueError:
         raise ConfigError(f"{_env_name(name)} must be a {kind_name}, got {raw!r}") from None
     return raw

@@ -252,8 +252,11 @@ def _run(args: argparse.Namespace, stop: threading.Event, abandon: threading.Eve
     fleet = Fleet(config)
     first = datetime.fromtimestamp(config.start_us / 1e6, UTC)
     if args.output is not None:
-        with args.output.open("wb") as out:
-            meters, vehicles = recording.record(fleet, out, args.batch_size)
+        try:
+            with args.output.open("wb") as out:
+                meters, vehicles = recording.record(fleet, out, args.batch_size)
+        except OSError as error:
+            raise ConfigError(f"--output: {error}") from None
         print(
             f"wrote {meters:,} meter and {vehicles:,} vehicle readings of {config.chargers:,} "
             f"chargers and {config.vehicles:,} vehicles over {minutes:,} minutes from "

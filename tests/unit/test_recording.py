@@ -10,6 +10,7 @@ import pytest
 from energy.meter.v1 import meter_service_pb2
 from energy.vehicle.v1 import vehicle_service_pb2
 
+from services.bench import loader
 from services.simulate import recording
 from services.simulate.fleet import Fleet
 from tests.unit.test_fleet import SMALL, all_rows
@@ -70,3 +71,10 @@ def test_a_damaged_recording_is_refused(tmp_path: Path, damage, message):
     path.write_bytes(damage(out.getvalue()))
     with pytest.raises(ValueError, match=message):
         list(recording.records(path))
+
+
+def test_the_loader_refuses_an_empty_recording(tmp_path: Path):
+    empty = tmp_path / "empty.readings"
+    empty.write_bytes(b"")
+    with pytest.raises(ValueError, match="the recording holds no message"):
+        loader.send(empty, {recording.METER: "127.0.0.1:1", recording.VEHICLE: "127.0.0.1:1"}, 1)

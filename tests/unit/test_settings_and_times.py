@@ -51,11 +51,21 @@ def test_service_database_url_overrides_the_shared_one():
         {"LOG_LEVEL": "chatty"},
         {"DATABASE_URL": "notaurl"},
         {"METER_DATABASE_URL": "mysql://root@localhost/db"},
+        {"STATUS_PAGE_MAX_AGE_MS": "-1"},
     ],
 )
 def test_bad_settings_are_refused(environ):
     with pytest.raises(ConfigError):
         Settings.from_env(environ)
+
+
+@pytest.mark.parametrize("raw", ["inf", "nan", "1e400", "-inf"])
+@pytest.mark.parametrize("name", ["STATUS_PAGE_MAX_AGE_MS", "MAX_READ_SECONDS"])
+def test_a_float_setting_must_be_finite(name, raw):
+    """nan passes every bound check and inf would keep a status page for ever."""
+    with pytest.raises(ConfigError) as refused:
+        Settings.from_env({name: raw})
+    assert str(refused.value) == f"{name} must be a finite number, got {raw!r}"
 
 
 def test_a_database_url_of_another_kind_is_named_without_repeating_it():
