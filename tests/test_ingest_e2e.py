@@ -950,3 +950,74 @@ def test_a_status_page_is_served_from_a_copy_no_older_than_its_bound(database_ur
             assert listed() == 2.0
     finally:
         server.running.shutdown(5)
+
+
+def test_a_charger_that_does_not_report_its_voltage_is_stored_with_voltage_unknown(meter_server):
+    """Voltage left out (unary and stream): the readings are stored, voltage NULL in history and
+    status, and the status answers without a voltage; one reported later shows again. An
+    explicit 0 is still refused, naming the bound."""
+    with meter_server.channel() as channel:
+        stub = meter_service_pb2_grpc.MeterServiceStub(channel)
+        unary = stub.IngestReading(
+            meter_service_pb2.IngestReadingRequest(
+                reading=meter_pb2.MeterReading(
+                    meter_id="CHG-NOV", kwh_consumed_ac=0.5, timestamp=ts(BASE)
+                )
+            ),
+            timeout=CALL_TIMEOUT,
+        )
+        assert unary.outcome == 1  # INGEST_OUTCOME_ACCEPTED
+        streamed = stub.IngestReadings(
+            iter(
+                [
+                    meter_service_pb2.IngestReadingsRequest(
+                        readings=[
+                            meter_pb2.MeterReading(
+                                meter_id="CHG-NOV",
+                                kwh_consumed_ac_register=100.0,
+                                timestamp=ts(BASE + MINUTE),
+                            )
+                        ]
+                    )
+                ]
+            ),
+            timeout=CALL_TIMEOUT,
+        )
+        assert (streamed.accepted, streamed.rejected) == (1, 0)
+        status = stub.GetChargerStatus(
+            meter_service_pb2.GetChargerStatusRequest(meter_id="CHG-NOV"), timeout=CALL_TIMEOUT
+        )
+        assert not status.HasField("voltage")
+        assert status.kwh_consumed_ac_register == 100.0
+        with pytest.raises(grpc.RpcError) as refused:
+            stub.IngestReading(
+                meter_service_pb2.IngestReadingRequest(
+                    reading=meter_pb2.MeterReading(
+                        meter_id="CHG-NOV", kwh_consumed_ac=0.5, voltage=0.0, timestamp=ts(BASE)
+                    )
+                ),
+                timeout=CALL_TIMEOUT,
+            )
+        assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "reading.voltage" in str(refused.value.details())
+        stub.IngestReading(
+            meter_service_pb2.IngestReadingRequest(
+                reading=meter_pb2.MeterReading(
+                    meter_id="CHG-NOV",
+                    kwh_consumed_ac=0.5,
+                    voltage=231.5,
+                    timestamp=ts(BASE + 2 * MINUTE),
+                )
+            ),
+            timeout=CALL_TIMEOUT,
+        )
+        status = stub.GetChargerStatus(
+            meter_service_pb2.GetChargerStatusRequest(meter_id="CHG-NOV"), timeout=CALL_TIMEOUT
+        )
+        assert status.voltage == 231.5
+    with psycopg.connect(meter_server.database_url) as connection:
+        stored = connection.execute(
+            "SELECT kwh_consumed_ac, kwh_consumed_ac_register, voltage FROM meter.meter_readings "
+            "WHERE meter_id = 'CHG-NOV' ORDER BY read_time"
+        ).fetchall()
+    assert stored == [(0.5, None, None), (None, 100.0, None), (0.5, None, 231.5)]

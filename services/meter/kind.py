@@ -13,7 +13,7 @@ METER = ReadingKind(
     columns=(
         Column("kwh_consumed_ac", "float8", optional=True),
         Column("kwh_consumed_ac_register", "float8", optional=True),
-        Column("voltage", "float8"),
+        Column("voltage", "float8", optional=True),
     ),
     readings_table="meter_readings",
     status_table="charger_status",

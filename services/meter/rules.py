@@ -23,19 +23,24 @@ _KWH_LOW, _KWH_HIGH = KWH_CONSUMED_AC.low, KWH_CONSUMED_AC.high
 _REGISTER_LOW, _REGISTER_HIGH = KWH_CONSUMED_AC_REGISTER.low, KWH_CONSUMED_AC_REGISTER.high
 _VOLTS_ABOVE, _VOLTS_HIGH = VOLTAGE.low, VOLTAGE.high  # low_open: voltage > low
 
-MeterRow = tuple[str, int, float | None, float | None, float, int]
+MeterRow = tuple[str, int, float | None, float | None, float | None, int]
 
 
 def _row(reading: MeterReading, micros: int, index: int) -> MeterRow | None:
     """(meter_id, read_us, kwh_consumed_ac, kwh_consumed_ac_register, voltage, index), the
-    staging table's column order, the energy form not sent as None; None when a value is out of
-    bounds or both forms are set. NaN fails every comparison, so non-finite numbers too.
+    staging table's column order, the energy form not sent and an unreported voltage as None;
+    None when a value is out of bounds or both forms are set. NaN fails every comparison, so
+    non-finite numbers too.
 
     An unset optional field reads 0.0: presence is asked only then (HasField is the costly
     part), so an interval reading with energy pays one check, a register reading two."""
     meter_id = reading.meter_id
-    voltage = reading.voltage
-    if not (_VOLTS_ABOVE < voltage <= _VOLTS_HIGH and _known(meter_id)):
+    voltage: float | None = reading.voltage
+    if voltage == 0.0 and not reading.HasField("voltage"):
+        voltage = None  # not reported: unknown
+    elif not _VOLTS_ABOVE < voltage <= _VOLTS_HIGH:  # type: ignore[operator]
+        return None
+    if not _known(meter_id):
         return None
     kwh: float | None = reading.kwh_consumed_ac
     register: float | None = reading.kwh_consumed_ac_register

@@ -26,7 +26,7 @@ from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x65nergy/meter/v1/meter.proto\x12\x0f\x65nergy.meter.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd6\x01\n\x0cMeterReading\x12\x10\n\x08meter_id\x18\x01 \x01(\t\x12\x1c\n\x0fkwh_consumed_ac\x18\x02 \x01(\x01H\x00\x88\x01\x01\x12\x0f\n\x07voltage\x18\x03 \x01(\x01\x12-\n\ttimestamp\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12%\n\x18kwh_consumed_ac_register\x18\x05 \x01(\x01H\x01\x88\x01\x01\x42\x12\n\x10_kwh_consumed_acB\x1b\n\x19_kwh_consumed_ac_register\"\x88\x02\n\rChargerStatus\x12\x10\n\x08meter_id\x18\x01 \x01(\t\x12\x1c\n\x0fkwh_consumed_ac\x18\x02 \x01(\x01H\x00\x88\x01\x01\x12\x0f\n\x07voltage\x18\x03 \x01(\x01\x12-\n\ttimestamp\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12%\n\x18kwh_consumed_ac_register\x18\x06 \x01(\x01H\x01\x88\x01\x01\x42\x12\n\x10_kwh_consumed_acB\x1b\n\x19_kwh_consumed_ac_register\"D\n\x0fReadingConflict\x12\r\n\x05index\x18\x01 \x01(\x03\x12\r\n\x05\x66ield\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\"E\n\x10ReadingRejection\x12\r\n\x05index\x18\x01 \x01(\x03\x12\r\n\x05\x66ield\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\"\x87\x01\n\x13\x43onsumptionInterval\x12\x12\n\ncharger_id\x18\x01 \x01(\t\x12.\n\nstart_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xd4\x01\n\x12\x43onsumptionSummary\x12\x12\n\ncharger_id\x18\x01 \x01(\t\x12.\n\nstart_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x0fkwh_consumed_ac\x18\x04 \x01(\x01\x12\x15\n\rreading_count\x18\x05 \x01(\x03\x12\x1c\n\x14unknown_energy_count\x18\x06 \x01(\x03\"\x99\x01\n\x0bSessionSpan\x12\x12\n\ncharger_id\x18\x01 \x01(\t\x12.\n\nstart_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x18\n\x10kwh_delivered_dc\x18\x04 \x01(\x01\"\xac\x02\n\x12SessionConsumption\x12\x12\n\ncharger_id\x18\x01 \x01(\t\x12.\n\nstart_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x0fkwh_consumed_ac\x18\x04 \x01(\x01\x12\x15\n\rreading_count\x18\x05 \x01(\x03\x12\x33\n\x10\x63overed_duration\x18\x06 \x01(\x0b\x32\x19.google.protobuf.Duration\x12!\n\x19implausible_reading_count\x18\x07 \x01(\x03\x12\x1c\n\x14unknown_energy_count\x18\x08 \x01(\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x65nergy/meter/v1/meter.proto\x12\x0f\x65nergy.meter.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe7\x01\n\x0cMeterReading\x12\x10\n\x08meter_id\x18\x01 \x01(\t\x12\x1c\n\x0fkwh_consumed_ac\x18\x02 \x01(\x01H\x00\x88\x01\x01\x12\x14\n\x07voltage\x18\x03 \x01(\x01H\x01\x88\x01\x01\x12-\n\ttimestamp\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12%\n\x18kwh_consumed_ac_register\x18\x05 \x01(\x01H\x02\x88\x01\x01\x42\x12\n\x10_kwh_consumed_acB\n\n\x08_voltageB\x1b\n\x19_kwh_consumed_ac_register\"\x99\x02\n\rChargerStatus\x12\x10\n\x08meter_id\x18\x01 \x01(\t\x12\x1c\n\x0fkwh_consumed_ac\x18\x02 \x01(\x01H\x00\x88\x01\x01\x12\x14\n\x07voltage\x18\x03 \x01(\x01H\x01\x88\x01\x01\x12-\n\ttimestamp\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12%\n\x18kwh_consumed_ac_register\x18\x06 \x01(\x01H\x02\x88\x01\x01\x42\x12\n\x10_kwh_consumed_acB\n\n\x08_voltageB\x1b\n\x19_kwh_consumed_ac_register\"D\n\x0fReadingConflict\x12\r\n\x05index\x18\x01 \x01(\x03\x12\r\n\x05\x66ield\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\"E\n\x10ReadingRejection\x12\r\n\x05index\x18\x01 \x01(\x03\x12\r\n\x05\x66ield\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\"\x87\x01\n\x13\x43onsumptionInterval\x12\x12\n\ncharger_id\x18\x01 \x01(\t\x12.\n\nstart_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xd4\x01\n\x12\x43onsumptionSummary\x12\x12\n\ncharger_id\x18\x01 \x01(\t\x12.\n\nstart_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x0fkwh_consumed_ac\x18\x04 \x01(\x01\x12\x15\n\rreading_count\x18\x05 \x01(\x03\x12\x1c\n\x14unknown_energy_count\x18\x06 \x01(\x03\"\x99\x01\n\x0bSessionSpan\x12\x12\n\ncharger_id\x18\x01 \x01(\t\x12.\n\nstart_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x18\n\x10kwh_delivered_dc\x18\x04 \x01(\x01\"\xac\x02\n\x12SessionConsumption\x12\x12\n\ncharger_id\x18\x01 \x01(\t\x12.\n\nstart_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x0fkwh_consumed_ac\x18\x04 \x01(\x01\x12\x15\n\rreading_count\x18\x05 \x01(\x03\x12\x33\n\x10\x63overed_duration\x18\x06 \x01(\x0b\x32\x19.google.protobuf.Duration\x12!\n\x19implausible_reading_count\x18\x07 \x01(\x03\x12\x1c\n\x14unknown_energy_count\x18\x08 \x01(\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,19 +34,19 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'energy.meter.v1.meter_pb2',
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_METERREADING']._serialized_start=114
-  _globals['_METERREADING']._serialized_end=328
-  _globals['_CHARGERSTATUS']._serialized_start=331
-  _globals['_CHARGERSTATUS']._serialized_end=595
-  _globals['_READINGCONFLICT']._serialized_start=597
-  _globals['_READINGCONFLICT']._serialized_end=665
-  _globals['_READINGREJECTION']._serialized_start=667
-  _globals['_READINGREJECTION']._serialized_end=736
-  _globals['_CONSUMPTIONINTERVAL']._serialized_start=739
-  _globals['_CONSUMPTIONINTERVAL']._serialized_end=874
-  _globals['_CONSUMPTIONSUMMARY']._serialized_start=877
-  _globals['_CONSUMPTIONSUMMARY']._serialized_end=1089
-  _globals['_SESSIONSPAN']._serialized_start=1092
-  _globals['_SESSIONSPAN']._serialized_end=1245
-  _globals['_SESSIONCONSUMPTION']._serialized_start=1248
-  _globals['_SESSIONCONSUMPTION']._serialized_end=1548
+  _globals['_METERREADING']._serialized_end=345
+  _globals['_CHARGERSTATUS']._serialized_start=348
+  _globals['_CHARGERSTATUS']._serialized_end=629
+  _globals['_READINGCONFLICT']._serialized_start=631
+  _globals['_READINGCONFLICT']._serialized_end=699
+  _globals['_READINGREJECTION']._serialized_start=701
+  _globals['_READINGREJECTION']._serialized_end=770
+  _globals['_CONSUMPTIONINTERVAL']._serialized_start=773
+  _globals['_CONSUMPTIONINTERVAL']._serialized_end=908
+  _globals['_CONSUMPTIONSUMMARY']._serialized_start=911
+  _globals['_CONSUMPTIONSUMMARY']._serialized_end=1123
+  _globals['_SESSIONSPAN']._serialized_start=1126
+  _globals['_SESSIONSPAN']._serialized_end=1279
+  _globals['_SESSIONCONSUMPTION']._serialized_start=1282
+  _globals['_SESSIONCONSUMPTION']._serialized_end=1582
 # @@protoc_insertion_point(module_scope)
