@@ -1,0 +1,154 @@
+"""OCPP meter values → readings, hand-computed: units, contexts, phases, ids, timestamps."""
+
+from __future__ import annotations
+
+import pytest
+
+from services.ocpp.mapping import Reading, meter_id, readings, timestamp_micros
+
+T0 = 1_770_681_600_000_000  # 2026-02-10T00:00:00Z
+RECEIVED = T0 + 42_000_000
+
+
+def one(meter_values, connector=1, cp="cp-Berlin-7"):
+    return readings(cp, connector, meter_values, RECEIVED)
+
+
+def test_a_1_6_register_in_wh_becomes_kwh_and_voltage_phases_are_averaged():
+    found = one(
+        [
+            {
+                "timestamp": "2026-02-10T00:00:00Z",
+                "sampled_value": [
+                    {"value": "163630", "measurand": "Energy.Active.Import.Register"},
+                    {"value": "229.0", "measurand": "Voltage", "phase": "L1-N", "unit": "V"},
+                    {"value": "231.0", "measurand": "Voltage", "phase": "L2-N", "unit": "V"},
+                    {"value": "233.0", "measurand": "Voltage", "phase": "L3-N", "unit": "V"},
+                    {"value": "400.0", "measurand": "Voltage", "phase": "L1-L2", "unit": "V"},
+                ],
+            }
+        ]
+    )
+    assert found == [Reading("CP-BERLIN-7:1", T0, None, 163.63, 231.0)]
+
+
+def test_the_periodic_value_wins_over_another_context_in_the_same_message():
+    """Seen in the field: Sample.Periodic 163,630 Wh beside Transaction.Begin 157,440 Wh, or
+    beside 0 Wh: always the periodic one."""
+    for other in ("157440", "0"):
+        found = one(
+            [
+                {
+                    "timestamp": "2026-02-10T00:00:00Z",
+                    "sampled_value": [
+                        {"value": other, "context": "Transaction.Begin"},
+                        {"value": "163630", "context": "Sample.Periodic"},
+                    ],
+                }
+            ]
+        )
+        assert [r.kwh_consumed_ac_register for r in found] == [163.63]
+
+
+def test_kwh_units_interval_energy_and_a_2_0_1_multiplier():
+    found = one(
+        [
+            {
+                "timestamp": "2026-02-10T00:15:00+10:00",
+                "sampled_value": [
+                    {
+                        "value": 1.25,
+                        "measurand": "Energy.Active.Import.Interval",
+                        "unit_of_measure": {"unit": "kWh"},
+                    },
+                ],
+            },
+            {
+                "timestamp": "2026-02-10T00:16:00Z",
+                "sampled_value": [
+                    {"value": 163.63, "unit_of_measure": {"unit": "Wh", "multiplier": 3}},
+                ],
+            },
+        ],
+        connector=2,
+    )
+    assert found == [
+        Reading("CP-BERLIN-7:2", T0 - 10 * 3600_000_000 + 15 * 60_000_000, 1.25, None, None),
+        Reading("CP-BERLIN-7:2", T0 + 16 * 60_000_000, None, 163.63, None),
+    ]
+
+
+def test_per_phase_energy_is_summed_unless_the_whole_meter_is_given():
+    phases = [
+        {"value": "1000", "phase": "L1"},
+        {"value": "2000", "phase": "L2"},
+        {"value": "3000", "phase": "L3"},
+    ]
+    alone = one([{"timestamp": "2026-02-10T00:00:00Z", "sampled_value": phases}])
+    with_total = one(
+        [{"timestamp": "2026-02-10T00:00:00Z", "sampled_value": [*phases, {"value": "6500"}]}]
+    )
+    assert [r.kwh_consumed_ac_register for r in alone + with_total] == [6.0, 6.5]
+
+
+def test_no_energy_no_reading_and_ev_side_signed_and_garbage_values_are_skipped():
+    found = one(
+        [
+            {
+                "timestamp": "2026-02-10T00:00:00Z",
+                "sampled_value": [{"value": "230", "measurand": "Voltage"}],
+            },
+            {
+                "timestamp": "2026-02-10T00:01:00Z",
+                "sampled_value": [{"value": "99000", "location": "EV"}],
+            },
+            {
+                "timestamp": "2026-02-10T00:02:00Z",
+                "sampled_value": [{"value": "AB12", "format": "SignedData"}],
+            },
+            {"timestamp": "2026-02-10T00:03:00Z", "sampled_value": [{"value": "n/a"}]},
+            {
+                "timestamp": "2026-02-10T00:04:00Z",
+                "sampled_value": [{"value": "500", "format": "SignedData"}, {"value": "5000"}],
+            },
+        ]
+    )
+    assert found == [Reading("CP-BERLIN-7:1", T0 + 4 * 60_000_000, None, 5.0, None)]
+
+
+def test_register_and_interval_in_one_sample_keep_the_register():
+    found = one(
+        [
+            {
+                "timestamp": "2026-02-10T00:00:00Z",
+                "sampled_value": [
+                    {"value": "250", "measurand": "Energy.Active.Import.Interval"},
+                    {"value": "163630", "measurand": "Energy.Active.Import.Register"},
+                ],
+            }
+        ]
+    )
+    assert [(r.kwh_consumed_ac, r.kwh_consumed_ac_register) for r in found] == [(None, 163.63)]
+
+
+def test_a_missing_timestamp_is_the_receive_time_and_flagged():
+    found = one([{"sampled_value": [{"value": "1000"}]}])
+    assert found == [Reading("CP-BERLIN-7:1", RECEIVED, None, 1.0, None, timestamp_missing=True)]
+
+
+def test_a_timestamp_without_an_offset_is_refused():
+    with pytest.raises(ValueError, match="has no UTC offset"):
+        timestamp_micros("2026-02-10T00:00:00")
+
+
+@pytest.mark.parametrize(
+    ("cp", "connector", "expected"),
+    [
+        ("cp-1", 1, "CP-1:1"),
+        ("Cp-1", 0, "CP-1"),
+        ("CP-1", None, "CP-1"),
+        ("cp.a_b", 12, "CP.A_B:12"),
+    ],
+)
+def test_meter_ids_are_the_canonical_charge_point_id_and_the_connector(cp, connector, expected):
+    assert meter_id(cp, connector) == expected
