@@ -1,0 +1,246 @@
+"""The OCPP central-system endpoint: charge points connect over WebSocket (`ocpp1.6` or
+`ocpp2.0.1`) to `ws://host:port/<chargePointId>`, and every meter value they send becomes a
+MeterService reading (services/ocpp/mapping.py), sent over gRPC.
+
+A MeterValues (or 2.0.1 TransactionEvent) is confirmed only after MeterService answered that its
+readings are committed; when MeterService cannot be reached the answer is a CALLERROR
+`InternalError`, so the charger keeps the values and sends them again (a resend is a duplicate,
+never counted twice). Everything else a charger needs to run is accepted, not managed: boot,
+heartbeat, status, authorization, transactions.
+
+asyncio throughout (this process is not a gRPC server): one task per connection, and grpc.aio
+for MeterService."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import grpc
+import websockets
+from energy.meter.v1 import meter_pb2, meter_service_pb2, meter_service_pb2_grpc
+from google.protobuf.timestamp_pb2 import Timestamp
+from ocpp.exceptions import InternalError
+from ocpp.routing import on
+from ocpp.v16 import ChargePoint as ChargePoint16
+from ocpp.v16 import call_result as result16
+from ocpp.v16.enums import Action as Action16
+from ocpp.v16.enums import AuthorizationStatus as Authorization16
+from ocpp.v16.enums import RegistrationStatus as Registration16
+from ocpp.v201 import ChargePoint as ChargePoint201
+from ocpp.v201 import call_result as result201
+from ocpp.v201.enums import Action as Action201
+from ocpp.v201.enums import AuthorizationStatusEnumType, RegistrationStatusEnumType
+from websockets.typing import Subprotocol
+
+from services.common.timeconv import now_micros
+from services.ocpp.mapping import Reading, canonical_charge_point_id, readings
+
+log = logging.getLogger(__name__)
+
+SUBPROTOCOLS = ("ocpp1.6", "ocpp2.0.1")
+HEARTBEAT_SECONDS = 300
+# MeterService's answer for a charger's values: after this, CALLERROR and the charger resends.
+INGEST_TIMEOUT_SECONDS = 20.0
+
+# Sends readings to MeterService; returns once they are committed (raises when they are not).
+Ingest = Callable[[Sequence[Reading]], Awaitable[None]]
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def reading_message(reading: Reading) -> meter_pb2.MeterReading:
+    message = meter_pb2.MeterReading(
+        meter_id=reading.meter_id,
+        timestamp=Timestamp(
+            seconds=reading.timestamp_us // 1_000_000,
+            nanos=reading.timestamp_us % 1_000_000 * 1000,
+        ),
+    )
+    if reading.kwh_consumed_ac_register is not None:
+        message.kwh_consumed_ac_register = reading.kwh_consumed_ac_register
+    elif reading.kwh_consumed_ac is not None:
+        message.kwh_consumed_ac = reading.kwh_consumed_ac
+    if reading.voltage is not None:
+        message.voltage = reading.voltage
+    return message
+
+
+class MeterServiceIngest:
+    """Sends readings to MeterService as one IngestReadings stream per MeterValues."""
+
+    def __init__(self, channel: grpc.aio.Channel) -> None:
+        self._call = meter_service_pb2_grpc.MeterServiceStub(channel).IngestReadings
+
+    async def __call__(self, found: Sequence[Reading]) -> None:
+        if not found:
+            return
+        request = meter_service_pb2.IngestReadingsRequest(
+            readings=[reading_message(reading) for reading in found]
+        )
+        try:
+            response = await self._call(iter([request]), timeout=INGEST_TIMEOUT_SECONDS)
+        except grpc.aio.AioRpcError as error:
+            log.warning("MeterService did not take meter values: %s", error.code().name)
+            raise InternalError(description="meter values not stored, send them again") from None
+        if response.rejected:
+            # Values out of bounds will not be better when sent again: confirmed, and said here.
+            log.warning(
+                "MeterService refused meter values",
+                extra={
+                    "rejected": response.rejected,
+                    "reasons": [f"{r.field}: {r.description}" for r in response.rejections],
+                },
+            )
+
+
+class _Common:
+    """What both versions do with meter values."""
+
+    id: str
+    _ingest: Ingest
+
+    async def _store(self, connector_id: int | None, meter_value: Sequence[Any]) -> None:
+        try:
+            found = readings(self.id, connector_id, meter_value, now_micros())
+        except ValueError as error:
+            log.warning("meter values refused: %s", error, extra={"charge_point": self.id})
+            return
+        if any(reading.timestamp_missing for reading in found):
+            log.warning(
+                "meter value without timestamp: receive time used", extra={"charge_point": self.id}
+            )
+        await self._ingest(found)
+
+
+class CentralSystem16(_Common, ChargePoint16):
+    def __init__(self, charge_point_id: str, connection: Any, ingest: Ingest) -> None:
+        super().__init__(charge_point_id, connection)
+        self._ingest = ingest
+        self._transactions = itertools.count(1)
+
+    @on(Action16.boot_notification)
+    def on_boot(self, **_: Any) -> Any:
+        return result16.BootNotification(
+            current_time=_now(), interval=HEARTBEAT_SECONDS, status=Registration16.accepted
+        )
+
+    @on(Action16.heartbeat)
+    def on_heartbeat(self, **_: Any) -> Any:
+        return result16.Heartbeat(current_time=_now())
+
+    @on(Action16.status_notification)
+    def on_status(self, **_: Any) -> Any:
+        return result16.StatusNotification()
+
+    @on(Action16.authorize)
+    def on_authorize(self, **_: Any) -> Any:
+        return result16.Authorize(id_tag_info={"status": Authorization16.accepted})
+
+    @on(Action16.start_transaction)
+    def on_start(self, **_: Any) -> Any:
+        return result16.StartTransaction(
+            transaction_id=next(self._transactions),
+            id_tag_info={"status": Authorization16.accepted},
+        )
+
+    @on(Action16.stop_transaction)
+    async def on_stop(self, transaction_data: Sequence[Any] | None = None, **_: Any) -> Any:
+        # A StopTransaction may carry the transaction's meter values; it has no connector id.
+        return result16.StopTransaction()
+
+    @on(Action16.meter_values)
+    async def on_meter_values(self, connector_id: int, meter_value: Sequence[Any], **_: Any) -> Any:
+        await self._store(connector_id, meter_value)
+        return result16.MeterValues()
+
+
+class CentralSystem201(_Common, ChargePoint201):
+    def __init__(self, charge_point_id: str, connection: Any, ingest: Ingest) -> None:
+        super().__init__(charge_point_id, connection)
+        self._ingest = ingest
+
+    @on(Action201.boot_notification)
+    def on_boot(self, **_: Any) -> Any:
+        return result201.BootNotification(
+            current_time=_now(),
+            interval=HEARTBEAT_SECONDS,
+            status=RegistrationStatusEnumType.accepted,
+        )
+
+    @on(Action201.heartbeat)
+    def on_heartbeat(self, **_: Any) -> Any:
+        return result201.Heartbeat(current_time=_now())
+
+    @on(Action201.status_notification)
+    def on_status(self, **_: Any) -> Any:
+        return result201.StatusNotification()
+
+    @on(Action201.authorize)
+    def on_authorize(self, **_: Any) -> Any:
+        return result201.Authorize(id_token_info={"status": AuthorizationStatusEnumType.accepted})
+
+    @on(Action201.transaction_event)
+    async def on_transaction_event(
+        self,
+        evse: dict[str, Any] | None = None,
+        meter_value: Sequence[Any] | None = None,
+        **_: Any,
+    ) -> Any:
+        if meter_value:
+            await self._store((evse or {}).get("id"), meter_value)
+        return result201.TransactionEvent()
+
+    @on(Action201.meter_values)
+    async def on_meter_values(self, evse_id: int, meter_value: Sequence[Any], **_: Any) -> Any:
+        await self._store(evse_id, meter_value)
+        return result201.MeterValues()
+
+
+def charge_point_id_of(path: str) -> str:
+    """The last segment of the URL's path: ws://host:9000/CP-1 → "CP-1"."""
+    return path.rstrip("/").rsplit("/", 1)[-1]
+
+
+async def serve_connection(connection: Any, ingest: Ingest) -> None:
+    """Runs one charge point's connection until it closes."""
+    charge_point_id = canonical_charge_point_id(charge_point_id_of(connection.request.path))
+    if not charge_point_id or connection.subprotocol not in SUBPROTOCOLS:
+        await connection.close(1002, "a charge point id and an OCPP subprotocol are required")
+        return
+    kind = CentralSystem16 if connection.subprotocol == "ocpp1.6" else CentralSystem201
+    charge_point = kind(charge_point_id, connection, ingest)
+    log.info(
+        "charge point connected",
+        extra={"charge_point": charge_point_id, "subprotocol": connection.subprotocol},
+    )
+    try:
+        await charge_point.start()
+    except websockets.ConnectionClosed:
+        log.info("charge point disconnected", extra={"charge_point": charge_point_id})
+
+
+async def serve(
+    host: str,
+    port: int,
+    ingest: Ingest,
+    started: asyncio.Future[int] | None = None,
+    stop: asyncio.Event | None = None,
+) -> None:
+    """Listens until `stop` is set; `started` receives the port bound (for port 0)."""
+    async with websockets.serve(
+        lambda connection: serve_connection(connection, ingest),
+        host,
+        port,
+        subprotocols=[Subprotocol(name) for name in SUBPROTOCOLS],
+    ) as server:
+        bound = next(iter(server.sockets)).getsockname()[1]
+        if started is not None:
+            started.set_result(bound)
+        await (stop or asyncio.Event()).wait()

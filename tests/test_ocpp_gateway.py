@@ -1,0 +1,220 @@
+"""The OCPP gateway with the `ocpp` library's own charge points as the chargers, over a real
+WebSocket, in front of a real MeterService: 1.6 and 2.0.1 boot and send meter values, which are
+stored as hand-computed readings; with MeterService unreachable the charger gets a CALLERROR and
+nothing is confirmed."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import grpc
+import psycopg
+import pytest
+import websockets
+from energy.meter.v1 import meter_service_pb2, meter_service_pb2_grpc
+from google.protobuf.timestamp_pb2 import Timestamp
+from ocpp.exceptions import InternalError
+from ocpp.v16 import ChargePoint as ChargePoint16
+from ocpp.v16 import call as call16
+from ocpp.v201 import ChargePoint as ChargePoint201
+from ocpp.v201 import call as call201
+from websockets.typing import Subprotocol
+
+from services.ocpp.gateway import MeterServiceIngest, serve
+
+pytestmark = pytest.mark.e2e
+
+DAY = 1_770_681_600  # 2026-02-10T00:00:00Z
+
+
+def gateway_run(
+    meter_target: str,
+    subprotocol: str,
+    charge_point_id: str,
+    client: type[Any],
+    script: Callable[[Any], Awaitable[None]],
+) -> None:
+    """Starts the gateway on port 0, connects one `client` charge point and runs `script`."""
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        started: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        async with grpc.aio.insecure_channel(meter_target) as channel:
+            gateway = asyncio.create_task(
+                serve("127.0.0.1", 0, MeterServiceIngest(channel), started, stop)
+            )
+            port = await asyncio.wait_for(started, 10)
+            async with websockets.connect(
+                f"ws://127.0.0.1:{port}/{charge_point_id}",
+                subprotocols=[Subprotocol(subprotocol)],
+            ) as connection:
+                charge_point = client(charge_point_id, connection)
+                listening = asyncio.create_task(charge_point.start())
+                try:
+                    await asyncio.wait_for(script(charge_point), 60)
+                finally:
+                    listening.cancel()
+            stop.set()
+            await gateway
+
+    asyncio.run(main())
+
+
+def stored(database_url: str, meter_id: str) -> list[tuple[Any, ...]]:
+    with psycopg.connect(database_url) as connection:
+        return connection.execute(
+            "SELECT extract(epoch FROM read_time)::int8, kwh_consumed_ac, "
+            "kwh_consumed_ac_register, voltage FROM meter.meter_readings "
+            "WHERE meter_id = %s ORDER BY read_time",
+            (meter_id,),
+        ).fetchall()
+
+
+def summary(meter_target: str, meter_id: str, start: int, end: int) -> Any:
+    with grpc.insecure_channel(meter_target) as channel:
+        stub = meter_service_pb2_grpc.MeterServiceStub(channel)
+        return stub.SummarizeConsumption(
+            meter_service_pb2.SummarizeConsumptionRequest(
+                intervals=[
+                    {
+                        "charger_id": meter_id,
+                        "start_time": Timestamp(seconds=start),
+                        "end_time": Timestamp(seconds=end),
+                    }
+                ]
+            ),
+            timeout=30,
+        ).summaries[0]
+
+
+def sampled(wh: str, *extra: dict[str, str]) -> list[dict[str, str]]:
+    return [{"value": wh, "measurand": "Energy.Active.Import.Register", "unit": "Wh"}, *extra]
+
+
+def test_a_1_6_charge_point_boots_and_its_register_is_stored_as_kwh(meter_server):
+    """Boot, then a Wh register 1,000,000 → 1,000,250 → (reset) 100 → 350, one a minute on
+    connector 1, with three L-N voltages, a Transaction.Begin 0 beside the periodic value and an
+    offset timestamp: stored as kWh registers under CP-16-A:1 (the id made upper case), and
+    SummarizeConsumption gives 0.25 + 0.1 (reset counts from zero) + 0.25 = 0.6 kWh."""
+    answers: list[Any] = []
+
+    async def script(charge_point: Any) -> None:
+        answers.append(
+            await charge_point.call(
+                call16.BootNotification(charge_point_model="M1", charge_point_vendor="V")
+            )
+        )
+        values = [
+            {
+                "timestamp": "2026-02-10T00:01:00Z",
+                "sampledValue": sampled(
+                    "1000000",
+                    {"value": "229", "measurand": "Voltage", "phase": "L1-N", "unit": "V"},
+                    {"value": "231", "measurand": "Voltage", "phase": "L2-N", "unit": "V"},
+                    {"value": "233", "measurand": "Voltage", "phase": "L3-N", "unit": "V"},
+                ),
+            },
+            {
+                "timestamp": "2026-02-10T10:02:00+10:00",
+                "sampledValue": [
+                    {"value": "0", "context": "Transaction.Begin", "unit": "Wh"},
+                    {"value": "1000250", "context": "Sample.Periodic", "unit": "Wh"},
+                ],
+            },
+            {"timestamp": "2026-02-10T00:03:00Z", "sampledValue": sampled("100")},
+            {"timestamp": "2026-02-10T00:04:00Z", "sampledValue": sampled("350")},
+        ]
+        for value in values:
+            answers.append(
+                await charge_point.call(
+                    call16.MeterValues(connector_id=1, meter_value=[value]), suppress=False
+                )
+            )
+
+    gateway_run(meter_server.target, "ocpp1.6", "cp-16-a", ChargePoint16, script)
+    assert answers[0].status == "Accepted" and answers[0].interval == 300
+    assert stored(meter_server.database_url, "CP-16-A:1") == [
+        (DAY + 60, None, 1000.0, 231.0),
+        (DAY + 120, None, 1000.25, None),
+        (DAY + 180, None, 0.1, None),
+        (DAY + 240, None, 0.35, None),
+    ]
+    total = summary(meter_server.target, "CP-16-A:1", DAY, DAY + 300)
+    assert round(total.kwh_consumed_ac, 9) == 0.6
+    assert total.unknown_energy_count == 1  # the first register reading starts the count
+
+
+def test_a_2_0_1_charge_point_sends_meter_values_and_transaction_events(meter_server):
+    """2.0.1: MeterValues on EVSE 2 (kWh register) and a TransactionEvent carrying one more:
+    both stored under CP-201:2."""
+
+    async def script(charge_point: Any) -> None:
+        boot = await charge_point.call(
+            call201.BootNotification(
+                charging_station={"model": "M2", "vendor_name": "V"}, reason="PowerUp"
+            )
+        )
+        assert boot.status == "Accepted"
+        await charge_point.call(
+            call201.MeterValues(
+                evse_id=2,
+                meter_value=[
+                    {
+                        "timestamp": "2026-02-10T00:01:00Z",
+                        "sampledValue": [
+                            {"value": 12.5, "unitOfMeasure": {"unit": "kWh"}},
+                            {"value": 230.5, "measurand": "Voltage", "phase": "L1-N"},
+                        ],
+                    }
+                ],
+            ),
+            suppress=False,
+        )
+        await charge_point.call(
+            call201.TransactionEvent(
+                event_type="Updated",
+                timestamp="2026-02-10T00:02:00Z",
+                trigger_reason="MeterValuePeriodic",
+                seq_no=1,
+                transaction_info={"transactionId": "T-1"},
+                evse={"id": 2},
+                meter_value=[
+                    {
+                        "timestamp": "2026-02-10T00:02:00Z",
+                        "sampledValue": [{"value": 12750, "unitOfMeasure": {"unit": "Wh"}}],
+                    }
+                ],
+            ),
+            suppress=False,
+        )
+
+    gateway_run(meter_server.target, "ocpp2.0.1", "CP-201", ChargePoint201, script)
+    assert stored(meter_server.database_url, "CP-201:2") == [
+        (DAY + 60, None, 12.5, 230.5),
+        (DAY + 120, None, 12.75, None),
+    ]
+
+
+def test_meter_values_meterservice_cannot_take_are_answered_with_a_callerror():
+    """No MeterService at the target: the charger gets CALLERROR InternalError, so it keeps the
+    values and sends them again later."""
+    errors: list[Exception] = []
+
+    async def script(charge_point: Any) -> None:
+        try:
+            await charge_point.call(
+                call16.MeterValues(
+                    connector_id=1,
+                    meter_value=[
+                        {"timestamp": "2026-02-10T00:01:00Z", "sampledValue": sampled("5")}
+                    ],
+                ),
+                suppress=False,
+            )
+        except InternalError as error:
+            errors.append(error)
+
+    gateway_run("127.0.0.1:1", "ocpp1.6", "cp-down", ChargePoint16, script)
+    assert len(errors) == 1
