@@ -21,6 +21,17 @@ def _serve(args: argparse.Namespace) -> int:
 
     settings = Settings.from_env()
     configure_logging(args.service, settings.log_level)
+    if args.service == "ocpp":
+        from services.ocpp import gateway
+
+        try:
+            gateway.run(settings.ocpp_listen_addr, settings.meter_target)
+        except OSError as error:
+            raise ConfigError(
+                f"cannot listen on {settings.ocpp_listen_addr}: {error.strerror or error}; set "
+                "OCPP_LISTEN_ADDR to use another address"
+            ) from None
+        return 0
     from services.common.server import (
         AddressUnavailable,
         ensure_address_free,
@@ -76,7 +87,7 @@ def parser() -> argparse.ArgumentParser:
     commands = root.add_subparsers(dest="command", required=True)
 
     serve = commands.add_parser("serve", help="run one service until SIGTERM/SIGINT")
-    serve.add_argument("service", choices=SERVICE_NAMES)
+    serve.add_argument("service", choices=(*SERVICE_NAMES, "ocpp"))
     serve.set_defaults(handler=_serve)
 
     migrate = commands.add_parser("migrate", help="bring each service's schema to head")

@@ -6,6 +6,12 @@ nothing is confirmed."""
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -218,3 +224,60 @@ def test_meter_values_meterservice_cannot_take_are_answered_with_a_callerror():
 
     gateway_run("127.0.0.1:1", "ocpp1.6", "cp-down", ChargePoint16, script)
     assert len(errors) == 1
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_serve_ocpp_runs_the_gateway_as_a_process_and_refuses_a_busy_address(meter_server):
+    """`energy-ingest serve ocpp` on OCPP_LISTEN_ADDR, sending to METER_TARGET: a 1.6 charge
+    point's meter value is stored; SIGTERM ends it with 0; a second one on the same address
+    exits 2 naming OCPP_LISTEN_ADDR."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "OCPP_LISTEN_ADDR": f"127.0.0.1:{port}",
+        "METER_TARGET": meter_server.target,
+    }
+    command = [sys.executable, "-m", "services.cli", "serve", "ocpp"]
+    gateway = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline and gateway.poll() is None, "no gateway"
+                time.sleep(0.1)
+        busy = subprocess.run(
+            command, env=env, capture_output=True, text=True, timeout=60, check=False
+        )
+        assert busy.returncode == 2
+        assert "OCPP_LISTEN_ADDR" in busy.stderr and "Traceback" not in busy.stderr
+
+        async def send() -> None:
+            async with websockets.connect(
+                f"ws://127.0.0.1:{port}/cp-proc", subprotocols=[Subprotocol("ocpp1.6")]
+            ) as connection:
+                charge_point = ChargePoint16("cp-proc", connection)
+                listening = asyncio.create_task(charge_point.start())
+                await charge_point.call(
+                    call16.MeterValues(
+                        connector_id=3,
+                        meter_value=[
+                            {"timestamp": "2026-02-10T00:05:00Z", "sampledValue": sampled("7500")}
+                        ],
+                    ),
+                    suppress=False,
+                )
+                listening.cancel()
+
+        asyncio.run(asyncio.wait_for(send(), 60))
+        assert stored(meter_server.database_url, "CP-PROC:3") == [(DAY + 300, None, 7.5, None)]
+    finally:
+        gateway.send_signal(signal.SIGTERM)
+        assert gateway.wait(30) == 0

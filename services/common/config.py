@@ -71,6 +71,8 @@ class Settings:
     meter_listen_addr: str = DEFAULT_LISTEN_ADDRS["meter"]
     vehicle_listen_addr: str = DEFAULT_LISTEN_ADDRS["vehicle"]
     analytics_listen_addr: str = DEFAULT_LISTEN_ADDRS["analytics"]
+    # The OCPP gateway's WebSocket endpoint (energy-ingest serve ocpp); it sends to METER_TARGET.
+    ocpp_listen_addr: str = "[::]:9000"
     meter_target: str = "localhost:50051"
     vehicle_target: str = "localhost:50052"
 

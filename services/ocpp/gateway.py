@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import signal
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -244,3 +245,41 @@ async def serve(
         if started is not None:
             started.set_result(bound)
         await (stop or asyncio.Event()).wait()
+
+
+def listen_host_port(address: str) -> tuple[str, int]:
+    """ "[::]:9000" → ("::", 9000); "127.0.0.1:0" → ("127.0.0.1", 0)."""
+    host, _, port = address.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+def run(listen_addr: str, meter_target: str) -> None:
+    """`energy-ingest serve ocpp`: serves until SIGTERM or SIGINT. Raises OSError when the
+    address is taken or not this host's."""
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        started: asyncio.Future[int] = loop.create_future()
+        host, port = listen_host_port(listen_addr)
+        async with grpc.aio.insecure_channel(meter_target) as channel:
+            serving = asyncio.create_task(
+                serve(host, port, MeterServiceIngest(channel), started, stop)
+            )
+            waiting: set[asyncio.Future[Any]] = {serving, started}
+            done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+            if serving in done:
+                serving.result()  # the bind failed: raise it
+            log.info(
+                "OCPP gateway listening",
+                extra={
+                    "address": listen_addr,
+                    "port": started.result(),
+                    "meter_target": meter_target,
+                },
+            )
+            await serving
+
+    asyncio.run(main())
