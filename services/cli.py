@@ -22,10 +22,24 @@ def _serve(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     configure_logging(args.service, settings.log_level)
     if args.service == "ocpp":
-        from services.ocpp import gateway
+        from services.ocpp import gateway, passwords
 
+        credentials = None
+        if settings.ocpp_passwords_file:
+            credentials = gateway.Credentials(passwords.load(settings.ocpp_passwords_file))
+        tls = None
+        if settings.tls_cert_file:  # security profile 2: wss:// with the server's certificate
+            import ssl
+
+            tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            tls.load_cert_chain(settings.tls_cert_file, settings.tls_key_file)
         try:
-            gateway.run(settings.ocpp_listen_addr, settings.meter_target)
+            gateway.run(
+                settings.ocpp_listen_addr,
+                settings.meter_target,
+                credentials=credentials,
+                tls=tls,
+            )
         except OSError as error:
             raise ConfigError(
                 f"cannot listen on {settings.ocpp_listen_addr}: {error.strerror or error}; set "

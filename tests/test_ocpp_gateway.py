@@ -9,10 +9,13 @@ import asyncio
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -28,7 +31,9 @@ from ocpp.v201 import ChargePoint as ChargePoint201
 from ocpp.v201 import call as call201
 from websockets.typing import Subprotocol
 
-from services.ocpp.gateway import MeterServiceIngest, serve
+from services.common.certs import make_ca, make_cert
+from services.ocpp import passwords
+from services.ocpp.gateway import Credentials, MeterServiceIngest, serve
 
 pytestmark = pytest.mark.e2e
 
@@ -41,31 +46,66 @@ def gateway_run(
     charge_point_id: str,
     client: type[Any],
     script: Callable[[Any], Awaitable[None]],
+    *,
+    credentials: Credentials | None = None,
+    login: str = "",
+    tls: tuple[ssl.SSLContext, ssl.SSLContext] | None = None,
 ) -> None:
-    """Starts the gateway on port 0, connects one `client` charge point and runs `script`."""
+    """Starts the gateway on port 0, connects one `client` charge point and runs `script`.
+    `login` ("user:password") is sent as Basic auth; `tls` is (server, client) contexts."""
 
     async def main() -> None:
         stop = asyncio.Event()
         started: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         async with grpc.aio.insecure_channel(meter_target) as channel:
             gateway = asyncio.create_task(
-                serve("127.0.0.1", 0, MeterServiceIngest(channel), started, stop)
+                serve(
+                    "127.0.0.1",
+                    0,
+                    MeterServiceIngest(channel),
+                    started,
+                    stop,
+                    credentials=credentials,
+                    tls=None if tls is None else tls[0],
+                )
             )
             port = await asyncio.wait_for(started, 10)
-            async with websockets.connect(
-                f"ws://127.0.0.1:{port}/{charge_point_id}",
-                subprotocols=[Subprotocol(subprotocol)],
-            ) as connection:
-                charge_point = client(charge_point_id, connection)
-                listening = asyncio.create_task(charge_point.start())
-                try:
-                    await asyncio.wait_for(script(charge_point), 60)
-                finally:
-                    listening.cancel()
-            stop.set()
-            await gateway
+            scheme = "ws" if tls is None else "wss"
+            userinfo = f"{login}@" if login else ""
+            try:
+                await connect_and_run(
+                    f"{scheme}://{userinfo}127.0.0.1:{port}/{charge_point_id}",
+                    subprotocol,
+                    charge_point_id,
+                    client,
+                    script,
+                    client_tls=None if tls is None else tls[1],
+                )
+            finally:
+                stop.set()
+                await gateway
 
     asyncio.run(main())
+
+
+async def connect_and_run(
+    uri: str,
+    subprotocol: str,
+    charge_point_id: str,
+    client: type[Any],
+    script: Callable[[Any], Awaitable[None]],
+    *,
+    client_tls: ssl.SSLContext | None,
+) -> None:
+    async with websockets.connect(
+        uri, subprotocols=[Subprotocol(subprotocol)], ssl=client_tls
+    ) as connection:
+        charge_point = client(charge_point_id, connection)
+        listening = asyncio.create_task(charge_point.start())
+        try:
+            await asyncio.wait_for(script(charge_point), 60)
+        finally:
+            listening.cancel()
 
 
 def stored(database_url: str, meter_id: str) -> list[tuple[Any, ...]]:
@@ -281,3 +321,74 @@ def test_serve_ocpp_runs_the_gateway_as_a_process_and_refuses_a_busy_address(met
     finally:
         gateway.send_signal(signal.SIGTERM)
         assert gateway.wait(30) == 0
+
+
+def one_meter_value(wh: str) -> Callable[[Any], Awaitable[None]]:
+    async def script(charge_point: Any) -> None:
+        await charge_point.call(
+            call16.MeterValues(
+                connector_id=1,
+                meter_value=[{"timestamp": "2026-02-10T00:09:00Z", "sampledValue": sampled(wh)}],
+            ),
+            suppress=False,
+        )
+
+    return script
+
+
+def test_with_passwords_a_charge_point_must_authenticate_as_itself(meter_server):
+    """Security profile 1: the right password (the id in any case) is served; no credentials or
+    a wrong password is 401 at the handshake, another charge point's credentials 403; only the
+    authenticated charge point's values are stored."""
+    credentials = Credentials(
+        {
+            "CP-AUTH": passwords.hash_password("right", iterations=1000),
+            "CP-OTHER": passwords.hash_password("other", iterations=1000),
+        }
+    )
+    gateway_run(
+        meter_server.target,
+        "ocpp1.6",
+        "cp-auth",
+        ChargePoint16,
+        one_meter_value("1000"),
+        credentials=credentials,
+        login="Cp-Auth:right",
+    )
+    for login, status in (("", 401), ("cp-auth:wrong", 401), ("cp-other:other", 403)):
+        with pytest.raises(websockets.InvalidStatus) as refused:
+            gateway_run(
+                meter_server.target,
+                "ocpp1.6",
+                "cp-auth",
+                ChargePoint16,
+                one_meter_value("2000"),
+                credentials=credentials,
+                login=login,
+            )
+        assert refused.value.response.status_code == status, login
+    assert stored(meter_server.database_url, "CP-AUTH:1") == [(DAY + 540, None, 1.0, None)]
+
+
+def test_security_profile_2_serves_wss_with_the_servers_certificate(meter_server):
+    ca_cert, ca_key = make_ca("test OCPP CA")
+    cert, key = make_cert(ca_cert, ca_key, "gateway", ip_addresses=("127.0.0.1",), server=True)
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    with tempfile.TemporaryDirectory() as scratch:
+        cert_path, key_path = Path(scratch) / "cert.pem", Path(scratch) / "key.pem"
+        cert_path.write_bytes(cert)
+        key_path.write_bytes(key)
+        server.load_cert_chain(cert_path, key_path)
+    client = ssl.create_default_context(cadata=ca_cert.decode())
+    credentials = Credentials({"CP-TLS": passwords.hash_password("pw", iterations=1000)})
+    gateway_run(
+        meter_server.target,
+        "ocpp1.6",
+        "CP-TLS",
+        ChargePoint16,
+        one_meter_value("3000"),
+        credentials=credentials,
+        login="CP-TLS:pw",
+        tls=(server, client),
+    )
+    assert stored(meter_server.database_url, "CP-TLS:1") == [(DAY + 540, None, 3.0, None)]

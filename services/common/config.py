@@ -73,6 +73,8 @@ class Settings:
     analytics_listen_addr: str = DEFAULT_LISTEN_ADDRS["analytics"]
     # The OCPP gateway's WebSocket endpoint (energy-ingest serve ocpp); it sends to METER_TARGET.
     ocpp_listen_addr: str = "[::]:9000"
+    # Charge points' hashed passwords (services/ocpp/passwords.py); set, Basic auth is required.
+    ocpp_passwords_file: str = ""
     meter_target: str = "localhost:50051"
     vehicle_target: str = "localhost:50052"
 

@@ -14,11 +14,14 @@ for MeterService."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import itertools
 import logging
 import signal
-from collections.abc import Awaitable, Callable, Sequence
+import ssl
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
+from http import HTTPStatus
 from typing import Any
 
 import grpc
@@ -36,9 +39,11 @@ from ocpp.v201 import ChargePoint as ChargePoint201
 from ocpp.v201 import call_result as result201
 from ocpp.v201.enums import Action as Action201
 from ocpp.v201.enums import AuthorizationStatusEnumType, RegistrationStatusEnumType
+from websockets.asyncio.server import basic_auth
 from websockets.typing import Subprotocol
 
 from services.common.timeconv import now_micros
+from services.ocpp import passwords
 from services.ocpp.mapping import Reading, canonical_charge_point_id, readings
 
 log = logging.getLogger(__name__)
@@ -227,19 +232,73 @@ async def serve_connection(connection: Any, ingest: Ingest) -> None:
         log.info("charge point disconnected", extra={"charge_point": charge_point_id})
 
 
+class Credentials:
+    """HTTP Basic auth at the handshake (OCPP security profiles 1 and 2): the user name is the
+    charge point id of the URL and the password matches its hash (services/ocpp/passwords.py).
+    A verified password is remembered by its SHA-256 so that reconnects cost no PBKDF2."""
+
+    def __init__(self, hashes: Mapping[str, str]) -> None:
+        self._hashes = dict(hashes)
+        self._verified: dict[str, bytes] = {}
+
+    def check(self, charge_point_id: str, password: str) -> bool:
+        canonical = canonical_charge_point_id(charge_point_id)
+        encoded = self._hashes.get(canonical)
+        if encoded is None:
+            return False
+        digest = hashlib.sha256(password.encode()).digest()
+        if self._verified.get(canonical) == digest:
+            return True
+        if not passwords.verify(password, encoded):
+            return False
+        self._verified[canonical] = digest
+        return True
+
+    def process_request(self) -> Callable[[Any, Any], Awaitable[Any]]:
+        """websockets' process_request: 401 without valid credentials, 403 when they are
+        another charge point's than the URL's."""
+        basic = basic_auth(realm="energy-ingest OCPP", check_credentials=self.check)
+
+        async def process(connection: Any, request: Any) -> Any:
+            refused = await basic(connection, request)
+            if refused is not None:
+                log.warning(
+                    "charge point refused: no valid credentials", extra={"path": request.path}
+                )
+                return refused
+            wanted = canonical_charge_point_id(charge_point_id_of(request.path))
+            if canonical_charge_point_id(connection.username) != wanted:
+                log.warning(
+                    "charge point refused: credentials of another charge point",
+                    extra={"path": request.path, "user": connection.username},
+                )
+                return connection.respond(
+                    HTTPStatus.FORBIDDEN, "these credentials are another charge point's\n"
+                )
+            return None
+
+        return process
+
+
 async def serve(
     host: str,
     port: int,
     ingest: Ingest,
     started: asyncio.Future[int] | None = None,
     stop: asyncio.Event | None = None,
+    *,
+    credentials: Credentials | None = None,
+    tls: ssl.SSLContext | None = None,
 ) -> None:
-    """Listens until `stop` is set; `started` receives the port bound (for port 0)."""
+    """Listens until `stop` is set; `started` receives the port bound (for port 0). With
+    `credentials`, a charge point must authenticate as itself; with `tls`, over wss://."""
     async with websockets.serve(
         lambda connection: serve_connection(connection, ingest),
         host,
         port,
         subprotocols=[Subprotocol(name) for name in SUBPROTOCOLS],
+        process_request=None if credentials is None else credentials.process_request(),
+        ssl=tls,
     ) as server:
         bound = next(iter(server.sockets)).getsockname()[1]
         if started is not None:
@@ -253,7 +312,13 @@ def listen_host_port(address: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-def run(listen_addr: str, meter_target: str) -> None:
+def run(
+    listen_addr: str,
+    meter_target: str,
+    *,
+    credentials: Credentials | None = None,
+    tls: ssl.SSLContext | None = None,
+) -> None:
     """`energy-ingest serve ocpp`: serves until SIGTERM or SIGINT. Raises OSError when the
     address is taken or not this host's."""
 
@@ -266,7 +331,15 @@ def run(listen_addr: str, meter_target: str) -> None:
         host, port = listen_host_port(listen_addr)
         async with grpc.aio.insecure_channel(meter_target) as channel:
             serving = asyncio.create_task(
-                serve(host, port, MeterServiceIngest(channel), started, stop)
+                serve(
+                    host,
+                    port,
+                    MeterServiceIngest(channel),
+                    started,
+                    stop,
+                    credentials=credentials,
+                    tls=tls,
+                )
             )
             waiting: set[asyncio.Future[Any]] = {serving, started}
             done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
