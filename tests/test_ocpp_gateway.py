@@ -22,7 +22,9 @@ import grpc
 import psycopg
 import pytest
 import websockets
+from energy.analytics.v1 import analytics_service_pb2, analytics_service_pb2_grpc
 from energy.meter.v1 import meter_service_pb2, meter_service_pb2_grpc
+from energy.vehicle.v1 import vehicle_pb2, vehicle_service_pb2, vehicle_service_pb2_grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 from ocpp.exceptions import InternalError
 from ocpp.v16 import ChargePoint as ChargePoint16
@@ -34,6 +36,7 @@ from websockets.typing import Subprotocol
 from services.common.certs import make_ca, make_cert
 from services.ocpp import passwords
 from services.ocpp.gateway import Credentials, MeterServiceIngest, serve
+from tests.conftest import start_in_process
 
 pytestmark = pytest.mark.e2e
 
@@ -392,3 +395,70 @@ def test_security_profile_2_serves_wss_with_the_servers_certificate(meter_server
         tls=(server, client),
     )
     assert stored(meter_server.database_url, "CP-TLS:1") == [(DAY + 540, None, 3.0, None)]
+
+
+def test_a_vehicle_on_a_1_6_connector_is_measured_by_that_charge_points_register(
+    database_url, meter_server, vehicle_server
+):
+    """A 1.6 charge point reports its register every minute (Wh, 10 minutes: 500,000 Wh rising
+    2,000 Wh a minute, so 20 kWh); a vehicle on `CP-E2E:1` reports 1.8 kWh of DC a minute over
+    the same minutes. GetVehiclePerformance: AC 20.0 kWh from the register (its first reading
+    starts the count), DC 18.0, efficiency 0.9."""
+
+    async def script(charge_point: Any) -> None:
+        await charge_point.call(
+            call16.BootNotification(charge_point_model="M1", charge_point_vendor="V")
+        )
+        for minute in range(11):
+            await charge_point.call(
+                call16.MeterValues(
+                    connector_id=1,
+                    meter_value=[
+                        {
+                            "timestamp": f"2026-02-10T00:{minute:02d}:00Z",
+                            "sampledValue": sampled(str(500_000 + 2_000 * minute)),
+                        }
+                    ],
+                ),
+                suppress=False,
+            )
+
+    gateway_run(meter_server.target, "ocpp1.6", "cp-e2e", ChargePoint16, script)
+    vehicle_readings = [
+        vehicle_pb2.VehicleReading(
+            vehicle_id="VH-OCPP",
+            charger_id="CP-E2E:1",
+            kwh_delivered_dc=1.8,
+            timestamp=Timestamp(seconds=DAY + 60 * minute),
+        )
+        for minute in range(1, 11)
+    ]
+    with grpc.insecure_channel(vehicle_server.target) as channel:
+        sent = vehicle_service_pb2_grpc.VehicleServiceStub(channel).IngestReadings(
+            iter([vehicle_service_pb2.IngestReadingsRequest(readings=vehicle_readings)]),
+            timeout=30,
+        )
+        assert sent.accepted == 10
+    analytics = start_in_process(
+        "analytics",
+        database_url,
+        meter_target=meter_server.target,
+        vehicle_target=vehicle_server.target,
+    )
+    try:
+        with analytics.channel() as channel:
+            performance = analytics_service_pb2_grpc.AnalyticsServiceStub(
+                channel
+            ).GetVehiclePerformance(
+                analytics_service_pb2.GetVehiclePerformanceRequest(
+                    vehicle_id="VH-OCPP", end_time=Timestamp(seconds=DAY + 3600)
+                ),
+                timeout=30,
+            )
+    finally:
+        analytics.running.shutdown(5)
+    assert round(performance.total_energy_consumed_ac, 9) == 20.0
+    assert round(performance.total_energy_delivered_dc, 9) == 18.0
+    assert round(performance.efficiency_ratio, 9) == 0.9
+    assert performance.ac_coverage == 1.0
+    assert list(performance.quality_flags) == []
