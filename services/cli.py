@@ -39,6 +39,7 @@ def _serve(args: argparse.Namespace) -> int:
                 settings.meter_target,
                 credentials=credentials,
                 tls=tls,
+                max_connections=settings.ocpp_max_connections,
             )
         except OSError as error:
             raise ConfigError(

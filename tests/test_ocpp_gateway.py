@@ -462,3 +462,43 @@ def test_a_vehicle_on_a_1_6_connector_is_measured_by_that_charge_points_register
     assert round(performance.efficiency_ratio, 9) == 0.9
     assert performance.ac_coverage == 1.0
     assert list(performance.quality_flags) == []
+
+
+def test_beyond_ocpp_max_connections_a_handshake_is_answered_503(meter_server):
+    """OCPP_MAX_CONNECTIONS = 1: while one charge point is connected a second is refused with
+    503; once the first has gone, the second connects and its values are stored."""
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        started: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        async with grpc.aio.insecure_channel(meter_server.target) as channel:
+            gateway = asyncio.create_task(
+                serve("127.0.0.1", 0, MeterServiceIngest(channel), started, stop, max_connections=1)
+            )
+            port = await asyncio.wait_for(started, 10)
+            protocol = [Subprotocol("ocpp1.6")]
+            try:
+                async with websockets.connect(
+                    f"ws://127.0.0.1:{port}/cp-first", subprotocols=protocol
+                ):
+                    with pytest.raises(websockets.InvalidStatus) as refused:
+                        async with websockets.connect(
+                            f"ws://127.0.0.1:{port}/cp-second", subprotocols=protocol
+                        ):
+                            pass
+                    assert refused.value.response.status_code == 503
+                await asyncio.sleep(0.2)  # the first connection's handler has ended
+                await connect_and_run(
+                    f"ws://127.0.0.1:{port}/cp-second",
+                    "ocpp1.6",
+                    "cp-second",
+                    ChargePoint16,
+                    one_meter_value("4000"),
+                    client_tls=None,
+                )
+            finally:
+                stop.set()
+                await gateway
+
+    asyncio.run(main())
+    assert stored(meter_server.database_url, "CP-SECOND:1") == [(DAY + 540, None, 4.0, None)]

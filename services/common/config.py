@@ -75,6 +75,8 @@ class Settings:
     ocpp_listen_addr: str = "[::]:9000"
     # Charge points' hashed passwords (services/ocpp/passwords.py); set, Basic auth is required.
     ocpp_passwords_file: str = ""
+    # Charge points connected at once; a handshake beyond it is answered 503.
+    ocpp_max_connections: int = 10_000
     meter_target: str = "localhost:50051"
     vehicle_target: str = "localhost:50052"
 
@@ -184,6 +186,7 @@ class Settings:
             "max_reading_interval_seconds",
             "max_charger_power_kw",
             "session_gap_seconds",
+            "ocpp_max_connections",
         )
         for name in positive:
             if getattr(self, name) <= 0:

@@ -280,6 +280,11 @@ class Credentials:
         return process
 
 
+DEFAULT_MAX_CONNECTIONS = 10_000
+# A MeterValues of a busy charger is a few kB; anything near this is not one.
+MAX_MESSAGE_BYTES = 1024 * 1024
+
+
 async def serve(
     host: str,
     port: int,
@@ -289,16 +294,42 @@ async def serve(
     *,
     credentials: Credentials | None = None,
     tls: ssl.SSLContext | None = None,
+    max_connections: int = DEFAULT_MAX_CONNECTIONS,
 ) -> None:
     """Listens until `stop` is set; `started` receives the port bound (for port 0). With
-    `credentials`, a charge point must authenticate as itself; with `tls`, over wss://."""
+    `credentials`, a charge point must authenticate as itself; with `tls`, over wss://. Beyond
+    `max_connections` open connections (OCPP_MAX_CONNECTIONS) a handshake is answered 503, and
+    a message over MAX_MESSAGE_BYTES closes its connection (1009)."""
+    authenticate = None if credentials is None else credentials.process_request()
+    open_connections = 0
+
+    async def admit(connection: Any, request: Any) -> Any:
+        if open_connections >= max_connections:
+            log.warning(
+                "charge point refused: OCPP_MAX_CONNECTIONS reached",
+                extra={"path": request.path, "open": open_connections},
+            )
+            return connection.respond(
+                HTTPStatus.SERVICE_UNAVAILABLE, "too many charge points connected, retry later\n"
+            )
+        return None if authenticate is None else await authenticate(connection, request)
+
+    async def handle(connection: Any) -> None:
+        nonlocal open_connections
+        open_connections += 1
+        try:
+            await serve_connection(connection, ingest)
+        finally:
+            open_connections -= 1
+
     async with websockets.serve(
-        lambda connection: serve_connection(connection, ingest),
+        handle,
         host,
         port,
         subprotocols=[Subprotocol(name) for name in SUBPROTOCOLS],
-        process_request=None if credentials is None else credentials.process_request(),
+        process_request=admit,
         ssl=tls,
+        max_size=MAX_MESSAGE_BYTES,
     ) as server:
         bound = next(iter(server.sockets)).getsockname()[1]
         if started is not None:
@@ -318,6 +349,7 @@ def run(
     *,
     credentials: Credentials | None = None,
     tls: ssl.SSLContext | None = None,
+    max_connections: int = DEFAULT_MAX_CONNECTIONS,
 ) -> None:
     """`energy-ingest serve ocpp`: serves until SIGTERM or SIGINT. Raises OSError when the
     address is taken or not this host's."""
@@ -339,6 +371,7 @@ def run(
                     stop,
                     credentials=credentials,
                     tls=tls,
+                    max_connections=max_connections,
                 )
             )
             waiting: set[asyncio.Future[Any]] = {serving, started}
