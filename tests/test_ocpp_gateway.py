@@ -34,8 +34,9 @@ from ocpp.v201 import call as call201
 from websockets.typing import Subprotocol
 
 from services.common.certs import make_ca, make_cert
+from services.launcher import start_serving
 from services.ocpp import passwords
-from services.ocpp.gateway import Credentials, MeterServiceIngest, serve
+from services.ocpp.gateway import Credentials, MeterServiceIngest, meter_channel, serve
 from tests.conftest import start_in_process
 
 pytestmark = pytest.mark.e2e
@@ -502,3 +503,87 @@ def test_beyond_ocpp_max_connections_a_handshake_is_answered_503(meter_server):
 
     asyncio.run(main())
     assert stored(meter_server.database_url, "CP-SECOND:1") == [(DAY + 540, None, 4.0, None)]
+
+
+def test_meterservice_killed_and_restarted_under_1000_charge_points_loses_nothing(database_url):
+    """1,000 1.6 charge points each send 3 MeterValues (a Wh register), resending after a
+    CALLERROR as chargers do; MeterService is killed (SIGKILL) once a third is confirmed and
+    started again on the same address. Every MeterValues the gateway confirmed is stored, each
+    reading once (3,000 rows), and some were refused while it was down."""
+    port = free_port()
+    env = {"DATABASE_URL": database_url, "METER_LISTEN_ADDR": f"127.0.0.1:{port}"}
+    meter = start_serving("meter", env)
+    charge_points, values = 1000, 3
+    confirmed: set[tuple[str, int]] = set()
+    refusals = [0]
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        started: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        async with meter_channel(f"127.0.0.1:{port}") as channel:
+            gateway = asyncio.create_task(
+                serve("127.0.0.1", 0, MeterServiceIngest(channel), started, stop)
+            )
+            gateway_port = await asyncio.wait_for(started, 10)
+
+            async def charger(n: int) -> None:
+                name = f"kill-{n:04d}"
+                async with websockets.connect(
+                    f"ws://127.0.0.1:{gateway_port}/{name}",
+                    subprotocols=[Subprotocol("ocpp1.6")],
+                    open_timeout=60,
+                ) as connection:
+                    charge_point = ChargePoint16(name, connection)
+                    listening = asyncio.create_task(charge_point.start())
+                    for k in range(values):
+                        request = call16.MeterValues(
+                            connector_id=1,
+                            meter_value=[
+                                {
+                                    "timestamp": f"2026-02-10T00:{k:02d}:00Z",
+                                    "sampledValue": sampled(str(1000 * (n + k))),
+                                }
+                            ],
+                        )
+                        while True:
+                            try:
+                                await charge_point.call(request, suppress=False)
+                                break
+                            except InternalError:
+                                refusals[0] += 1
+                                await asyncio.sleep(0.5)
+                        confirmed.add((name.upper() + ":1", DAY + 60 * k))
+                    listening.cancel()
+
+            async def killer() -> None:
+                nonlocal meter
+                while len(confirmed) < charge_points * values // 3:
+                    await asyncio.sleep(0.05)
+                meter.process.kill()
+                meter.process.wait()
+                await asyncio.sleep(1.0)
+                meter = await asyncio.get_running_loop().run_in_executor(
+                    None, lambda: start_serving("meter", env)
+                )
+
+            try:
+                await asyncio.wait_for(
+                    asyncio.gather(killer(), *(charger(n) for n in range(charge_points))), 300
+                )
+            finally:
+                stop.set()
+                await gateway
+
+    try:
+        asyncio.run(main())
+    finally:
+        meter.terminate(30)
+    with psycopg.connect(database_url) as connection:
+        rows = connection.execute(
+            "SELECT meter_id, extract(epoch FROM read_time)::int8 FROM meter.meter_readings "
+            "WHERE meter_id LIKE 'KILL-%'"
+        ).fetchall()
+    assert len(confirmed) == charge_points * values
+    assert len(rows) == len(set(rows)) == charge_points * values
+    assert confirmed == set(rows)
+    assert refusals[0] > 0, "MeterService was down while charge points were sending"
