@@ -13,6 +13,7 @@ import json
 import os
 import queue
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -262,6 +263,33 @@ def wait_serving(
     finally:
         for channel in channels:
             channel.close()
+
+
+def wait_listening(
+    children: Sequence[ServiceProcess], timeout: float, stop: threading.Event | None = None
+) -> None:
+    """Like wait_serving for children that are not gRPC servers (the OCPP gateway): returns
+    once each accepts TCP connections on its target."""
+    stop = stop if stop is not None else threading.Event()
+    waiting = list(children)
+    deadline = time.monotonic() + timeout
+    while waiting and not stop.is_set():
+        exited = first_exited(children)
+        if exited is not None:
+            raise ExitedBeforeServing(*exited)
+        waiting = [child for child in waiting if not _accepts(child.target)]
+        if waiting and time.monotonic() > deadline:
+            raise NotServingInTime([child.service for child in waiting], timeout)
+        stop.wait(POLL_SECONDS)
+
+
+def _accepts(target: str) -> bool:
+    host, port = target.rsplit(":", 1)
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=1).close()
+    except OSError:
+        return False
+    return True
 
 
 def _serving(channel: grpc.Channel, service_name: str) -> bool:

@@ -1,7 +1,8 @@
-"""`energy-ingest run`: the three services as child processes, on an embedded PostgreSQL
-under ./var unless a database URL is configured. The banner comes only once every service
-answers SERVING; a busy address or a service that dies on the way is one line and exit code 1
-or 2; Ctrl-C stops all of them cleanly."""
+"""`energy-ingest run`: the three services and the OCPP gateway as child processes, on an
+embedded PostgreSQL under ./var unless a database URL is configured. The banner comes only once
+every service answers SERVING (and the gateway accepts connections); a busy address or a
+service that dies on the way is one line and exit code 1 or 2; Ctrl-C stops all of them
+cleanly."""
 
 from __future__ import annotations
 
@@ -38,6 +39,10 @@ def _banner(settings: Settings) -> str:
     lines = ["energy-ingest is running:"]
     for service in SERVICE_NAMES:
         lines.append(f"  {service:<9} {dial_address(settings.listen_addr(service))}")
+    scheme = "wss" if settings.tls_cert_file else "ws"
+    lines.append(
+        f"  {'ocpp':<9} {scheme}://{dial_address(settings.ocpp_listen_addr)}/<chargePointId>"
+    )
     lines += [
         "try:",
         f"  {grpcurl} {meter} list",
@@ -53,9 +58,8 @@ def _banner(settings: Settings) -> str:
 def _check_addresses(settings: Settings) -> None:
     """Refuses to start anything when a service's address is taken (most often: another
     `energy-ingest run`); run needs fixed ports to tell the user where the services are."""
-    for service in SERVICE_NAMES:
-        listen_addr = settings.listen_addr(service)
-        variable = Settings.listen_variable(service)
+    addresses = [(settings.listen_addr(s), Settings.listen_variable(s)) for s in SERVICE_NAMES]
+    for listen_addr, variable in [*addresses, (settings.ocpp_listen_addr, "OCPP_LISTEN_ADDR")]:
         if listen_addr.endswith(":0"):
             raise ConfigError(f"run needs a fixed port: {variable}={listen_addr}")
         try:
@@ -98,6 +102,8 @@ def _start_children(
         for service in SERVICE_NAMES:
             target = dial_address(settings.listen_addr(service))
             children.append(launcher.spawn(service, env, target))
+        # The OCPP gateway sends to METER_TARGET, as AnalyticsService does.
+        children.append(launcher.spawn("ocpp", env, dial_address(settings.ocpp_listen_addr)))
     finally:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
@@ -107,10 +113,13 @@ def _wait_until_serving(
 ) -> None:
     """Returns once every service answers SERVING (or `stop` is set); ConfigError when one
     exits or times out."""
+    grpc_children = [child for child in children if child.service != "ocpp"]
+    gateway = [child for child in children if child.service == "ocpp"]
     try:
         launcher.wait_serving(
-            children, SERVING_TIMEOUT_SECONDS, channel_credentials(settings), stop
+            grpc_children, SERVING_TIMEOUT_SECONDS, channel_credentials(settings), stop
         )
+        launcher.wait_listening(gateway, SERVING_TIMEOUT_SECONDS, stop)
     except launcher.ExitedBeforeServing as exited:
         raise ConfigError(
             f"{exited.service} exited with code {exited.code} before serving (see above)"
@@ -142,7 +151,7 @@ def run_all(settings: Settings, data_dir: str) -> int:
             print(f"starting embedded PostgreSQL in {embedded.data_dir}", flush=True)
             env["DATABASE_URL"] = embedded.start()
             settings = Settings.from_env(env)
-        print("migrating and starting meter, vehicle and analytics", flush=True)
+        print("migrating and starting meter, vehicle, analytics and the OCPP gateway", flush=True)
         for service in migrations.MIGRATED_SERVICES:
             migrations.upgrade(service, settings.service_database_url(service))
         _start_children(settings, env, children)

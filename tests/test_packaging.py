@@ -305,6 +305,7 @@ def no_database_env(tmp_path: Path, *packages: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.endswith("DATABASE_URL")}
     # Free ports of our own (run needs fixed ones), so a run that wrongly starts takes nobody's.
     env |= {f"{s.upper()}_LISTEN_ADDR": f"127.0.0.1:{free_port()}" for s in SERVICE_NAMES}
+    env["OCPP_LISTEN_ADDR"] = f"127.0.0.1:{free_port()}"
     return env | without(tmp_path, *packages)
 
 

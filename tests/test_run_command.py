@@ -71,8 +71,10 @@ def run_until_banner(env: dict[str, str], data_dir: Path) -> tuple[subprocess.Po
 
 
 def ports_env() -> tuple[dict[str, str], dict[str, int]]:
+    """Free ports for the three gRPC services (returned) and the OCPP gateway (in the env)."""
     ports = {service: free_port() for service in FULL_NAMES}
     env = {f"{s.upper()}_LISTEN_ADDR": f"127.0.0.1:{port}" for s, port in ports.items()}
+    env["OCPP_LISTEN_ADDR"] = f"127.0.0.1:{free_port()}"
     return env, ports
 
 
@@ -103,6 +105,7 @@ def test_run_with_embedded_postgres(pg_dir):
         assert "starting embedded PostgreSQL" in banner
         for service, port in ports.items():
             assert f"{service}" in banner and f"127.0.0.1:{port}" in banner
+        assert f"ocpp      ws://{listen['OCPP_LISTEN_ADDR']}/<chargePointId>" in banner
         assert "grpcurl -plaintext" in banner
         # A second run on the same embedded database (other ports) is refused, and leaves the
         # first one serving.
@@ -192,9 +195,9 @@ def test_ctrl_c_during_start_up_stops_everything_without_a_traceback(
     assert process.stdout is not None
     try:
         first = process.stdout.readline()
-        assert first == "migrating and starting meter, vehicle and analytics\n", first
+        assert first == "migrating and starting meter, vehicle, analytics and the OCPP gateway\n"
         if moment == "children importing":
-            wait_for(lambda: len(child_pids(process.pid)) == 3, "the three children")
+            wait_for(lambda: len(child_pids(process.pid)) == 4, "the four children")
         os.killpg(process.pid, signal.SIGINT)
         stdout, _ = process.communicate(timeout=60)
     finally:
