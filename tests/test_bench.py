@@ -47,6 +47,9 @@ def test_quick_benchmark_reports_every_measurement(postgres_url, tmp_path):
     assert fleet["readings_stored"] == fleet["readings_sent"] > 0
     assert fleet["all_held"], "every stream was open on the server at the same time"
     assert results["analytics"]["calls"] > 0 and results["analytics"]["grpc_p99_ms"] > 0
+    ocpp = results["ocpp"]
+    assert ocpp["confirmed"] == ocpp["charge_points"] * 5 and ocpp["failed_connections"] == 0
+    assert ocpp["gateway_cpu_us"] > 0 and ocpp["meter_cpu_us"] > 0
     mixed = results["mixed"]
     for name in ("ingest", "status", "analytics"):
         for run in ("idle", "loaded"):

@@ -42,6 +42,8 @@ class Plan:
     analytics_calls: int
     status_calls: int
     mixed_seconds: float
+    ocpp_charge_points: int
+    ocpp_values: int
     day: bool
 
 
@@ -58,6 +60,8 @@ QUICK = Plan(
     analytics_calls=100,
     status_calls=10,
     mixed_seconds=5,
+    ocpp_charge_points=100,
+    ocpp_values=5,
     day=False,
 )
 FULL = Plan(
@@ -73,6 +77,8 @@ FULL = Plan(
     analytics_calls=1_000,
     status_calls=50,
     mixed_seconds=30,
+    ocpp_charge_points=1_000,
+    ocpp_values=30,
     day=True,
 )
 DAY_START_US = 1_770_681_600 * 1_000_000  # 2026-02-10T00:00:00Z
@@ -184,6 +190,16 @@ def benchmark(server_url: str, plan: Plan, skip: set[str]) -> dict[str, Any]:
                 )
                 for run, in_flight in enumerate(plan.unary_in_flight)
             ]
+        if "ocpp" not in skip:
+            # A tenth of the fleet's chargers reporting every second instead of every minute.
+            results["ocpp"] = asdict(
+                phases.ocpp(
+                    meter,
+                    plan.ocpp_charge_points,
+                    plan.ocpp_values,
+                    DAY_START_US - 5 * 24 * 60 * MINUTE_US,
+                )
+            )
         if plan.day and "day" not in skip:
             phases.truncate(database_url)
             day = FleetConfig(
@@ -323,6 +339,18 @@ def table(results: dict[str, Any]) -> str:
                 f"{u['per_s']:,.0f} calls/s, p50 {u['p50_ms']:.2f} ms, p99 {u['p99_ms']:.2f} ms, "
                 f"{u['errors']} errors; CPU per call: server {u['server_cpu_us']:.0f} µs, "
                 f"PostgreSQL {u['postgres_cpu_us']:.0f} µs, client {u['client_cpu_us']:.0f} µs",
+            )
+        )
+    if "ocpp" in results:
+        o = results["ocpp"]
+        rows.append(
+            (
+                f"ocpp: {o['charge_points']:,} 1.6 charge points, a MeterValues a second each, "
+                "through the gateway",
+                f"{o['per_s']:,.0f} readings/s, {o['confirmed']:,} confirmed, {o['refused']} "
+                f"refused, {o['failed_connections']} failed connections; CPU per reading: gateway "
+                f"{o['gateway_cpu_us']:.0f} µs, MeterService {o['meter_cpu_us']:.0f} µs, "
+                f"PostgreSQL {o['postgres_cpu_us']:.0f} µs",
             )
         )
     if "day" in results:

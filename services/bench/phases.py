@@ -8,6 +8,7 @@ import os
 import random
 import resource
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
@@ -26,6 +27,7 @@ from energy.meter.v1 import meter_pb2, meter_service_pb2, meter_service_pb2_grpc
 from energy.vehicle.v1 import vehicle_service_pb2
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from services import launcher
 from services.analytics.correlation import ChargerSpan, Consumption, Session
 from services.analytics.downstream import Downstream
 from services.analytics.service import VehiclePerformanceService
@@ -35,6 +37,7 @@ from services.launcher import ServiceProcess
 from services.meter.kind import METER
 from services.meter.repository import READINGS_TABLE as METER_TABLE
 from services.meter.repository import MeterRepository, SpanColumns
+from services.ocpp import charge_points as charge_points_module
 from services.simulate import recording
 from services.simulate.feed import FeedResult, feed
 from services.simulate.fleet import Fleet, FleetConfig, MeterRow, VehicleRow
@@ -846,3 +849,59 @@ def mixed(
             }
             loaded = {name: future.result() for name, future in running.items()}
     return Mixed(seconds, ingest_per_s, message_readings, idle, loaded)
+
+
+# --- OCPP: charge points through the gateway ------------------------------------------------
+
+
+@dataclass
+class OcppLoad:
+    """`charge_points` 1.6 charge points each sending a MeterValues a second through the gateway
+    (`energy-ingest serve ocpp`) into MeterService: readings/s confirmed, and CPU per reading
+    (µs) of the gateway, MeterService and PostgreSQL; the charge points run in the bench's own
+    process."""
+
+    charge_points: int
+    confirmed: int
+    refused: int
+    failed_connections: int
+    seconds: float
+    per_s: float
+    gateway_cpu_us: float
+    meter_cpu_us: float
+    postgres_cpu_us: float
+
+
+def ocpp(meter: ServiceProcess, charge_points: int, values: int, start_us: int) -> OcppLoad:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {
+        **os.environ,
+        "OCPP_LISTEN_ADDR": f"127.0.0.1:{port}",
+        "METER_TARGET": meter.target,
+        "LOG_LEVEL": "WARNING",
+    }
+    gateway = launcher.spawn("ocpp", env, f"127.0.0.1:{port}")
+    try:
+        launcher.wait_listening([gateway], 60)
+        before = (_cpu_seconds(gateway.pid), _cpu_seconds(meter.pid), _postgres_cpu_seconds())
+        run = charge_points_module.drive_blocking(
+            f"ws://127.0.0.1:{port}", charge_points, values, start_us=start_us
+        )
+        after = (_cpu_seconds(gateway.pid), _cpu_seconds(meter.pid), _postgres_cpu_seconds())
+    finally:
+        gateway.terminate(30)
+    per_reading = 1e6 / max(1, run.confirmed)
+    gateway_cpu, meter_cpu, postgres_cpu = (b - a for a, b in zip(before, after, strict=True))
+    return OcppLoad(
+        charge_points,
+        run.confirmed,
+        run.refused,
+        run.failed_connections,
+        run.seconds,
+        run.per_s,
+        gateway_cpu * per_reading,
+        meter_cpu * per_reading,
+        postgres_cpu * per_reading,
+    )
