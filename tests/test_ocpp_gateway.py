@@ -587,3 +587,60 @@ def test_meterservice_killed_and_restarted_under_1000_charge_points_loses_nothin
     assert len(rows) == len(set(rows)) == charge_points * values
     assert confirmed == set(rows)
     assert refusals[0] > 0, "MeterService was down while charge points were sending"
+
+
+def test_simulate_ocpp_drives_charge_points_through_the_gateway(meter_server):
+    """`energy-ingest simulate --ocpp`: 5 charge points, 3 simulated minutes, backfill: 15
+    MeterValues confirmed and stored as CHG-0000n:1 registers, one line of summary."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "OCPP_LISTEN_ADDR": f"127.0.0.1:{port}",
+        "METER_TARGET": meter_server.target,
+    }
+    gateway = subprocess.Popen(
+        [sys.executable, "-m", "services.cli", "serve", "ocpp"], env=env, stderr=subprocess.PIPE
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline and gateway.poll() is None, "no gateway"
+                time.sleep(0.1)
+        simulated = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "services.cli",
+                "simulate",
+                "--ocpp",
+                "--chargers=5",
+                "--vehicles=0",
+                "--hours=0.05",
+                "--start=2026-02-10T00:00:00Z",
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    finally:
+        gateway.send_signal(signal.SIGTERM)
+        gateway.wait(30)
+    assert simulated.returncode == 0, simulated.stdout + simulated.stderr
+    assert simulated.stdout.splitlines()[-1].startswith(
+        "15 MeterValues confirmed by the gateway (0 answered CALLERROR and sent again, 0 charge "
+        "points could not connect)"
+    )
+    with psycopg.connect(meter_server.database_url) as connection:
+        rows = connection.execute(
+            "SELECT meter_id, count(*), min(read_time) FROM meter.meter_readings "
+            "WHERE meter_id LIKE 'CHG-%' GROUP BY meter_id ORDER BY meter_id"
+        ).fetchall()
+    assert [(meter_id, count) for meter_id, count, _ in rows] == [
+        (f"CHG-0000{n}:1", 3) for n in range(5)
+    ]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -106,19 +107,31 @@ async def drive(
     start_us: int,
     step_us: int = 60_000_000,
     prefix: str = "SIM-CP",
-    stop: asyncio.Event | None = None,
+    stop_when: Callable[[], bool] | None = None,
 ) -> ChargePointRun:
     """`charge_points` charge points named `<prefix>-00000`… at `uri` (ws://host:port), each
     sending `values` MeterValues one per `period_s` seconds of real time, timestamped from
     `start_us` every `step_us` (a minute by default: a tenth of a minute's fleet reporting 60
     times faster)."""
     run = ChargePointRun(charge_points)
-    stop = stop or asyncio.Event()
+    stop = asyncio.Event()
+
+    async def watch() -> None:  # e.g. a Ctrl-C seen by another thread's handler
+        while stop_when is not None and not stop.is_set():
+            if stop_when():
+                stop.set()
+            await asyncio.sleep(0.2)
+
+    watcher = asyncio.create_task(watch())
     started = time.monotonic()
     plan = _Plan(uri, values, period_s, start_us, step_us)
-    await asyncio.gather(
-        *(_charge_point(plan, f"{prefix}-{n:05d}", run, stop) for n in range(charge_points))
-    )
+    try:
+        await asyncio.gather(
+            *(_charge_point(plan, f"{prefix}-{n:05d}", run, stop) for n in range(charge_points))
+        )
+    finally:
+        stop.set()
+        await watcher
     run.seconds = time.monotonic() - started
     return run
 

@@ -106,6 +106,13 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--batch-size", type=_positive_int, default=500, help="readings per message"
     )
     simulate.add_argument(
+        "--ocpp",
+        action="store_true",
+        help="the chargers only, as OCPP 1.6 charge points (the ocpp library's client) sending "
+        "their Wh register to the gateway at OCPP_LISTEN_ADDR, one MeterValues per simulated "
+        "minute on connector 1 (meter id <CHG-…>:1); a summary at the end, no progress bar",
+    )
+    simulate.add_argument(
         "--output",
         type=Path,
         help="write the readings to this file as encoded IngestReadings messages instead of "
@@ -251,6 +258,8 @@ def _run(args: argparse.Namespace, stop: threading.Event, abandon: threading.Eve
     )
     fleet = Fleet(config)
     first = datetime.fromtimestamp(config.start_us / 1e6, UTC)
+    if args.ocpp:
+        return _run_ocpp(args, settings, config, stop)
     if args.output is not None:
         try:
             with args.output.open("wb") as out:
@@ -291,3 +300,33 @@ def _run(args: argparse.Namespace, stop: threading.Event, abandon: threading.Eve
         return INTERRUPTED
     failed = result.meter.errors or result.vehicle.errors
     return 1 if failed or result.meter.rejected or result.vehicle.rejected else 0
+
+
+def _run_ocpp(
+    args: argparse.Namespace, settings: Settings, config: FleetConfig, stop: threading.Event
+) -> int:
+    from services.ocpp.charge_points import drive_blocking
+
+    uri = f"ws://{dial_address(settings.ocpp_listen_addr)}"
+    print(
+        f"simulating {config.chargers:,} OCPP 1.6 charge points for {config.minutes:,} minutes "
+        f"({args.mode}) against {uri}; Ctrl-C stops",
+        flush=True,
+    )
+    run = drive_blocking(
+        uri,
+        config.chargers,
+        config.minutes,
+        period_s=60.0 / args.speed if args.mode == "live" else 0.0,
+        start_us=config.start_us,
+        prefix="CHG",
+        stop_when=stop.is_set,
+    )
+    print(
+        f"{run.confirmed:,} MeterValues confirmed by the gateway ({run.refused:,} answered "
+        f"CALLERROR and sent again, {run.failed_connections} charge points could not connect) "
+        f"in {run.seconds:.1f} s = {run.per_s:,.0f} readings/s"
+    )
+    if stop.is_set():
+        return INTERRUPTED
+    return 1 if run.failed_connections else 0
