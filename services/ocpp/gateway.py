@@ -92,11 +92,19 @@ def meter_channel(target: str) -> grpc.aio.Channel:
     return grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS)
 
 
+# Calls in flight to MeterService at once: its per-client cap (MAX_CALLS_PER_PEER, 512) would
+# answer RESOURCE_EXHAUSTED beyond it, and a charger would resend for nothing. The others wait
+# for a slot (their chargers wait for the confirmation, as they do for any answer).
+MAX_CALLS_IN_FLIGHT = 64
+
+
 class MeterServiceIngest:
-    """Sends readings to MeterService as one IngestReadings stream per MeterValues."""
+    """Sends readings to MeterService as one IngestReadings stream per MeterValues, at most
+    MAX_CALLS_IN_FLIGHT at once."""
 
     def __init__(self, channel: grpc.aio.Channel) -> None:
         self._call = meter_service_pb2_grpc.MeterServiceStub(channel).IngestReadings
+        self._slots = asyncio.Semaphore(MAX_CALLS_IN_FLIGHT)
 
     async def __call__(self, found: Sequence[Reading]) -> None:
         if not found:
@@ -105,7 +113,8 @@ class MeterServiceIngest:
             readings=[reading_message(reading) for reading in found]
         )
         try:
-            response = await self._call(iter([request]), timeout=INGEST_TIMEOUT_SECONDS)
+            async with self._slots:
+                response = await self._call(iter([request]), timeout=INGEST_TIMEOUT_SECONDS)
         except grpc.aio.AioRpcError as error:
             log.warning("MeterService did not take meter values: %s", error.code().name)
             raise InternalError(description="meter values not stored, send them again") from None
