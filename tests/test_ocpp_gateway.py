@@ -26,7 +26,7 @@ from energy.analytics.v1 import analytics_service_pb2, analytics_service_pb2_grp
 from energy.meter.v1 import meter_service_pb2, meter_service_pb2_grpc
 from energy.vehicle.v1 import vehicle_pb2, vehicle_service_pb2, vehicle_service_pb2_grpc
 from google.protobuf.timestamp_pb2 import Timestamp
-from ocpp.exceptions import InternalError
+from ocpp.exceptions import InternalError, PropertyConstraintViolationError
 from ocpp.v16 import ChargePoint as ChargePoint16
 from ocpp.v16 import call as call16
 from ocpp.v201 import ChargePoint as ChargePoint201
@@ -644,3 +644,39 @@ def test_simulate_ocpp_drives_charge_points_through_the_gateway(meter_server):
     assert [(meter_id, count) for meter_id, count, _ in rows] == [
         (f"CHG-0000{n}:1", 3) for n in range(5)
     ]
+
+
+def test_a_malformed_charge_point_id_is_refused_at_the_handshake(meter_server):
+    """An id that cannot make a meter id (49 characters, a percent-encoded space) is answered
+    400 before any OCPP message."""
+    for name in ("c" * 49, "cp%20one"):
+        with pytest.raises(websockets.InvalidStatus) as refused:
+            gateway_run(
+                meter_server.target, "ocpp1.6", name, ChargePoint16, one_meter_value("1000")
+            )
+        assert refused.value.response.status_code == 400, name
+
+
+def test_meter_values_without_a_utc_offset_are_refused_and_not_stored(meter_server):
+    """A timestamp without an offset is not guessed: CALLERROR PropertyConstraintViolation, and
+    nothing of the message is stored."""
+    errors: list[Exception] = []
+
+    async def script(charge_point: Any) -> None:
+        try:
+            await charge_point.call(
+                call16.MeterValues(
+                    connector_id=1,
+                    meter_value=[
+                        {"timestamp": "2026-02-10T00:01:00Z", "sampledValue": sampled("1000")},
+                        {"timestamp": "2026-02-10T00:02:00", "sampledValue": sampled("2000")},
+                    ],
+                ),
+                suppress=False,
+            )
+        except PropertyConstraintViolationError as error:
+            errors.append(error)
+
+    gateway_run(meter_server.target, "ocpp1.6", "cp-naive", ChargePoint16, script)
+    assert len(errors) == 1 and "has no UTC offset" in str(errors[0])
+    assert stored(meter_server.database_url, "CP-NAIVE:1") == []

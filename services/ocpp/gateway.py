@@ -17,6 +17,7 @@ import asyncio
 import hashlib
 import itertools
 import logging
+import re
 import signal
 import ssl
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -28,7 +29,7 @@ import grpc
 import websockets
 from energy.meter.v1 import meter_pb2, meter_service_pb2, meter_service_pb2_grpc
 from google.protobuf.timestamp_pb2 import Timestamp
-from ocpp.exceptions import InternalError
+from ocpp.exceptions import InternalError, PropertyConstraintViolationError
 from ocpp.routing import on
 from ocpp.v16 import ChargePoint as ChargePoint16
 from ocpp.v16 import call_result as result16
@@ -139,8 +140,9 @@ class _Common:
         try:
             found = readings(self.id, connector_id, meter_value, now_micros())
         except ValueError as error:
+            # Not confirmed: the charger learns the message was refused (nothing of it stored).
             log.warning("meter values refused: %s", error, extra={"charge_point": self.id})
-            return
+            raise PropertyConstraintViolationError(description=str(error)) from None
         if any(reading.timestamp_missing for reading in found):
             log.warning(
                 "meter value without timestamp: receive time used", extra={"charge_point": self.id}
@@ -303,6 +305,9 @@ class Credentials:
         return process
 
 
+# Charge point ids the meter ids can hold: `<id>:<connector>` must be a valid meter id (1-64
+# characters of [A-Za-z0-9._:-]); ':' separates the connector.
+CHARGE_POINT_ID = re.compile(r"[A-Za-z0-9._-]{1,48}")
 DEFAULT_MAX_CONNECTIONS = 10_000
 # A MeterValues of a busy charger is a few kB; anything near this is not one.
 MAX_MESSAGE_BYTES = 1024 * 1024
@@ -327,6 +332,13 @@ async def serve(
     open_connections = 0
 
     async def admit(connection: Any, request: Any) -> Any:
+        charge_point_id = charge_point_id_of(request.path)
+        if not CHARGE_POINT_ID.fullmatch(charge_point_id):
+            log.warning("charge point refused: malformed id", extra={"path": request.path})
+            return connection.respond(
+                HTTPStatus.BAD_REQUEST,
+                "the URL must end in a charge point id of 1-48 characters of A-Z a-z 0-9 . _ -\n",
+            )
         if open_connections >= max_connections:
             log.warning(
                 "charge point refused: OCPP_MAX_CONNECTIONS reached",
