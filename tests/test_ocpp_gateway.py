@@ -239,12 +239,31 @@ def test_a_2_0_1_charge_point_sends_meter_values_and_transaction_events(meter_se
             ),
             suppress=False,
         )
+        # A later event of the transaction names no EVSE: it is the same EVSE's.
+        await charge_point.call(
+            call201.TransactionEvent(
+                event_type="Ended",
+                timestamp="2026-02-10T00:03:00Z",
+                trigger_reason="EVDeparted",
+                seq_no=2,
+                transaction_info={"transactionId": "T-1"},
+                meter_value=[
+                    {
+                        "timestamp": "2026-02-10T00:03:00Z",
+                        "sampledValue": [{"value": 13000, "unitOfMeasure": {"unit": "Wh"}}],
+                    }
+                ],
+            ),
+            suppress=False,
+        )
 
     gateway_run(meter_server.target, "ocpp2.0.1", "CP-201", ChargePoint201, script)
     assert stored(meter_server.database_url, "CP-201:2") == [
         (DAY + 60, None, 12.5, 230.5),
         (DAY + 120, None, 12.75, None),
+        (DAY + 180, None, 13.0, None),
     ]
+    assert stored(meter_server.database_url, "CP-201") == []
 
 
 def test_meter_values_meterservice_cannot_take_are_answered_with_a_callerror():
@@ -680,3 +699,37 @@ def test_meter_values_without_a_utc_offset_are_refused_and_not_stored(meter_serv
     gateway_run(meter_server.target, "ocpp1.6", "cp-naive", ChargePoint16, script)
     assert len(errors) == 1 and "has no UTC offset" in str(errors[0])
     assert stored(meter_server.database_url, "CP-NAIVE:1") == []
+
+
+def test_a_1_6_stop_transactions_meter_values_go_to_its_connector(meter_server):
+    """StartTransaction on connector 2, then StopTransaction whose transactionData holds the
+    closing register (Transaction.End): stored under CP-STOP:2."""
+
+    async def script(charge_point: Any) -> None:
+        started = await charge_point.call(
+            call16.StartTransaction(
+                connector_id=2,
+                id_tag="TAG",
+                meter_start=500_000,
+                timestamp="2026-02-10T00:00:00Z",
+            )
+        )
+        await charge_point.call(
+            call16.StopTransaction(
+                meter_stop=512_000,
+                timestamp="2026-02-10T00:20:00Z",
+                transaction_id=started.transaction_id,
+                transaction_data=[
+                    {
+                        "timestamp": "2026-02-10T00:20:00Z",
+                        "sampledValue": [
+                            {"value": "512000", "context": "Transaction.End", "unit": "Wh"}
+                        ],
+                    }
+                ],
+            ),
+            suppress=False,
+        )
+
+    gateway_run(meter_server.target, "ocpp1.6", "cp-stop", ChargePoint16, script)
+    assert stored(meter_server.database_url, "CP-STOP:2") == [(DAY + 1200, None, 512.0, None)]

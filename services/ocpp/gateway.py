@@ -155,6 +155,7 @@ class CentralSystem16(_Common, ChargePoint16):
         super().__init__(charge_point_id, connection)
         self._ingest = ingest
         self._transactions = itertools.count(1)
+        self._connectors: dict[int, int] = {}  # transaction id -> connector id
 
     @on(Action16.boot_notification)
     def on_boot(self, **_: Any) -> Any:
@@ -175,15 +176,22 @@ class CentralSystem16(_Common, ChargePoint16):
         return result16.Authorize(id_tag_info={"status": Authorization16.accepted})
 
     @on(Action16.start_transaction)
-    def on_start(self, **_: Any) -> Any:
+    def on_start(self, connector_id: int, **_: Any) -> Any:
+        transaction_id = next(self._transactions)
+        self._connectors[transaction_id] = connector_id
         return result16.StartTransaction(
-            transaction_id=next(self._transactions),
-            id_tag_info={"status": Authorization16.accepted},
+            transaction_id=transaction_id, id_tag_info={"status": Authorization16.accepted}
         )
 
     @on(Action16.stop_transaction)
-    async def on_stop(self, transaction_data: Sequence[Any] | None = None, **_: Any) -> Any:
-        # A StopTransaction may carry the transaction's meter values; it has no connector id.
+    async def on_stop(
+        self, transaction_id: int, transaction_data: Sequence[Any] | None = None, **_: Any
+    ) -> Any:
+        # Its meter values (often the closing register) carry no connector: the transaction's,
+        # when this connection started it; else the station's meter.
+        if transaction_data:
+            await self._store(self._connectors.get(transaction_id), transaction_data)
+        self._connectors.pop(transaction_id, None)
         return result16.StopTransaction()
 
     @on(Action16.meter_values)
@@ -196,6 +204,7 @@ class CentralSystem201(_Common, ChargePoint201):
     def __init__(self, charge_point_id: str, connection: Any, ingest: Ingest) -> None:
         super().__init__(charge_point_id, connection)
         self._ingest = ingest
+        self._evses: dict[Any, int] = {}  # transaction id -> EVSE id
 
     @on(Action201.boot_notification)
     def on_boot(self, **_: Any) -> Any:
@@ -220,12 +229,17 @@ class CentralSystem201(_Common, ChargePoint201):
     @on(Action201.transaction_event)
     async def on_transaction_event(
         self,
+        transaction_info: dict[str, Any],
         evse: dict[str, Any] | None = None,
         meter_value: Sequence[Any] | None = None,
         **_: Any,
     ) -> Any:
+        # The EVSE comes only in a transaction's first event: later ones are the same EVSE's.
+        transaction_id = transaction_info.get("transaction_id")
+        if evse and "id" in evse:
+            self._evses[transaction_id] = evse["id"]
         if meter_value:
-            await self._store((evse or {}).get("id"), meter_value)
+            await self._store(self._evses.get(transaction_id), meter_value)
         return result201.TransactionEvent()
 
     @on(Action201.meter_values)
@@ -235,8 +249,8 @@ class CentralSystem201(_Common, ChargePoint201):
 
 
 def charge_point_id_of(path: str) -> str:
-    """The last segment of the URL's path: ws://host:9000/CP-1 → "CP-1"."""
-    return path.rstrip("/").rsplit("/", 1)[-1]
+    """The last segment of the URL's path: ws://host:9000/ocpp/CP-1?x=y → "CP-1"."""
+    return path.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1]
 
 
 async def serve_connection(connection: Any, ingest: Ingest) -> None:
@@ -266,6 +280,10 @@ class Credentials:
         self._hashes = dict(hashes)
         self._verified: dict[str, bytes] = {}
 
+    async def check_async(self, charge_point_id: str, password: str) -> bool:
+        """`check` off the event loop: PBKDF2 takes long enough to stall every connection."""
+        return await asyncio.to_thread(self.check, charge_point_id, password)
+
     def check(self, charge_point_id: str, password: str) -> bool:
         canonical = canonical_charge_point_id(charge_point_id)
         encoded = self._hashes.get(canonical)
@@ -282,7 +300,7 @@ class Credentials:
     def process_request(self) -> Callable[[Any, Any], Awaitable[Any]]:
         """websockets' process_request: 401 without valid credentials, 403 when they are
         another charge point's than the URL's."""
-        basic = basic_auth(realm="energy-ingest OCPP", check_credentials=self.check)
+        basic = basic_auth(realm="energy-ingest OCPP", check_credentials=self.check_async)
 
         async def process(connection: Any, request: Any) -> Any:
             refused = await basic(connection, request)

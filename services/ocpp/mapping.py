@@ -15,9 +15,10 @@ timestamp and its sampled values) becomes at most one reading:
   the same message) → the `Sample.Periodic` one, else `Sample.Clock`, else the first sent; never
   a 0 from another context in place of a periodic value.
 - A value for the whole meter (no phase) wins over per-phase energy; per-phase energy alone is
-  summed. Values measured at the EV (`location` EV) are not the charger's AC and are skipped;
-  1.6 signed values (`format` SignedData) are skipped (signature checks are out of scope), and
-  2.0.1's `signed_meter_value` is ignored while its plain value is used.
+  summed over L1, L2 and L3 (L1-N and N are not added again). Values measured at the EV
+  (`location` EV) are not the charger's AC and are skipped; 1.6 signed values (`format`
+  SignedData) are skipped (signature checks are out of scope), and 2.0.1's
+  `signed_meter_value` is ignored while its plain value is used.
 - A MeterValue without energy gives no reading: voltage alone cannot say how much energy was
   taken, and an absent energy would read as 0.
 
@@ -38,6 +39,7 @@ INTERVAL = "Energy.Active.Import.Interval"
 VOLTAGE = "Voltage"
 _CONTEXT_PREFERENCE = ("Sample.Periodic", "Sample.Clock")
 _PHASE_TO_NEUTRAL = ("L1-N", "L2-N", "L3-N")
+_LINES = ("L1", "L2", "L3")
 
 
 @dataclass(frozen=True)
@@ -73,10 +75,17 @@ def timestamp_micros(text: str) -> int:
 
 
 def _kwh(value: float, sample: Mapping[str, Any]) -> float:
+    """Raises ValueError when the multiplier makes the value unrepresentable."""
     unit_of_measure = sample.get("unit_of_measure") or {}
     unit = sample.get("unit") or unit_of_measure.get("unit") or "Wh"
-    value *= 10.0 ** int(unit_of_measure.get("multiplier", 0) or 0)
-    return value / 1000.0 if unit == "Wh" else value
+    try:
+        value *= 10.0 ** int(unit_of_measure.get("multiplier", 0) or 0)
+    except (OverflowError, TypeError, ValueError):
+        raise ValueError(f"unit multiplier {unit_of_measure.get('multiplier')!r}") from None
+    kwh = value / 1000.0 if unit == "Wh" else value
+    if not math.isfinite(kwh):
+        raise ValueError(f"unit multiplier {unit_of_measure.get('multiplier')!r}")
+    return kwh
 
 
 def _value(sample: Mapping[str, Any]) -> float | None:
@@ -106,7 +115,8 @@ def _energy(samples: Sequence[Mapping[str, Any]]) -> float | None:
         value = _value(sample)
         if value is not None:
             return _kwh(value, sample)
-    phases = [(s, _value(s)) for s in chosen if s.get("phase")]
+    # Only the line conductors add up to the total (L1-N is the same energy again, N not one).
+    phases = [(s, _value(s)) for s in chosen if s.get("phase") in _LINES]
     values = [_kwh(v, s) for s, v in phases if v is not None]
     return sum(values) if values else None
 
@@ -129,7 +139,7 @@ def readings(
 ) -> list[Reading]:
     """The readings of a MeterValues (1.6: connector_id) or a TransactionEvent / MeterValues
     (2.0.1: the EVSE id), in the order sent. `received_us` stands in for an absent timestamp.
-    Raises ValueError for a timestamp without an offset."""
+    Raises ValueError for a timestamp without an offset or an unrepresentable multiplier."""
     meter = meter_id(charge_point_id, connector_id)
     found: list[Reading] = []
     for meter_value in meter_values:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from services.ocpp.gateway import charge_point_id_of
 from services.ocpp.mapping import Reading, meter_id, readings, timestamp_micros
 
 T0 = 1_770_681_600_000_000  # 2026-02-10T00:00:00Z
@@ -152,3 +153,43 @@ def test_a_timestamp_without_an_offset_is_refused():
 )
 def test_meter_ids_are_the_canonical_charge_point_id_and_the_connector(cp, connector, expected):
     assert meter_id(cp, connector) == expected
+
+
+def test_only_line_conductors_add_up_when_no_total_is_sent():
+    found = one(
+        [
+            {
+                "timestamp": "2026-02-10T00:00:00Z",
+                "sampled_value": [
+                    {"value": "1000", "phase": "L1"},
+                    {"value": "1000", "phase": "L1-N"},
+                    {"value": "5", "phase": "N"},
+                    {"value": "2000", "phase": "L2"},
+                ],
+            }
+        ]
+    )
+    assert [r.kwh_consumed_ac_register for r in found] == [3.0]
+
+
+@pytest.mark.parametrize("multiplier", [400, "x"])
+def test_an_unrepresentable_multiplier_is_refused(multiplier):
+    with pytest.raises(ValueError, match="unit multiplier"):
+        one(
+            [
+                {
+                    "timestamp": "2026-02-10T00:00:00Z",
+                    "sampled_value": [
+                        {"value": 1.0, "unit_of_measure": {"unit": "Wh", "multiplier": multiplier}}
+                    ],
+                }
+            ]
+        )
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [("/CP-1", "CP-1"), ("/ocpp/cp-1/", "cp-1"), ("/ocpp/CP-1?token=abc", "CP-1"), ("/", "")],
+)
+def test_the_charge_point_id_is_the_urls_last_path_segment(path, expected):
+    assert charge_point_id_of(path) == expected
