@@ -22,6 +22,7 @@ def _serve(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     configure_logging(args.service, settings.log_level)
     if args.service == "ocpp":
+        from services.common.security import channel_credentials
         from services.ocpp import gateway, passwords
 
         credentials = None
@@ -40,6 +41,7 @@ def _serve(args: argparse.Namespace) -> int:
                 credentials=credentials,
                 tls=tls,
                 max_connections=settings.ocpp_max_connections,
+                meter_credentials=channel_credentials(settings),
             )
         except OSError as error:
             raise ConfigError(

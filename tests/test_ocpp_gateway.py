@@ -112,6 +112,39 @@ async def connect_and_run(
             listening.cancel()
 
 
+def gateway_run_with(
+    meter_target: str,
+    meter_credentials: grpc.ChannelCredentials,
+    charge_point_id: str,
+    script: Callable[[Any], Awaitable[None]],
+) -> None:
+    """gateway_run for a 1.6 charge point, the gateway dialling MeterService over TLS with
+    `meter_credentials`."""
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        started: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        async with meter_channel(meter_target, meter_credentials) as channel:
+            gateway = asyncio.create_task(
+                serve("127.0.0.1", 0, MeterServiceIngest(channel), started, stop)
+            )
+            port = await asyncio.wait_for(started, 10)
+            try:
+                await connect_and_run(
+                    f"ws://127.0.0.1:{port}/{charge_point_id}",
+                    "ocpp1.6",
+                    charge_point_id,
+                    ChargePoint16,
+                    script,
+                    client_tls=None,
+                )
+            finally:
+                stop.set()
+                await gateway
+
+    asyncio.run(main())
+
+
 def stored(database_url: str, meter_id: str) -> list[tuple[Any, ...]]:
     with psycopg.connect(database_url) as connection:
         return connection.execute(

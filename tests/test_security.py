@@ -25,10 +25,12 @@ from google.protobuf.duration_pb2 import Duration
 from google.protobuf.timestamp_pb2 import Timestamp
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from ocpp.exceptions import InternalError
 
 from services.common import certs
 from services.common.certs import make_ca, make_cert
 from tests.conftest import InProcessServer, start_in_process
+from tests.test_ocpp_gateway import call16, gateway_run_with, one_meter_value
 
 pytestmark = pytest.mark.e2e
 
@@ -919,3 +921,41 @@ def test_dev_pki_certificates_work_against_real_servers(
     port = server.target.rsplit(":", 1)[1]
     with grpc.secure_channel(f"localhost:{port}", credentials) as channel:
         wait_serving(channel)
+
+
+# --- the OCPP gateway towards a MeterService that requires mutual TLS --------------------------
+
+
+def test_the_ocpp_gateway_reaches_a_mutual_tls_meterservice_as_a_service(pki, mtls_meter):
+    """With the service certificate (what TLS_CA_FILE and TLS_CLIENT_CERT_FILE give it), the
+    gateway's MeterValues are stored under the charge point's own ids; without a certificate
+    MeterService refuses the connection and the charger gets CALLERROR InternalError."""
+    service = grpc.ssl_channel_credentials(
+        root_certificates=pki.ca, private_key=pki.service.key, certificate_chain=pki.service.cert
+    )
+    gateway_run_with(mtls_meter.target, service, "cp-mtls", one_meter_value("6000"))
+    assert meter_rows(mtls_meter.database_url, "CP-MTLS:1") == 1
+
+    errors: list[Exception] = []
+
+    async def refused(charge_point: Any) -> None:
+        try:
+            await charge_point.call(
+                call16.MeterValues(
+                    connector_id=1,
+                    meter_value=[
+                        {
+                            "timestamp": "2026-02-10T00:10:00Z",
+                            "sampledValue": [{"value": "7000", "unit": "Wh"}],
+                        }
+                    ],
+                ),
+                suppress=False,
+            )
+        except InternalError as error:
+            errors.append(error)
+
+    anonymous = grpc.ssl_channel_credentials(root_certificates=pki.ca)
+    gateway_run_with(mtls_meter.target, anonymous, "cp-mtls", refused)
+    assert len(errors) == 1
+    assert meter_rows(mtls_meter.database_url, "CP-MTLS:1") == 1

@@ -88,9 +88,15 @@ CHANNEL_OPTIONS = (
 )
 
 
-def meter_channel(target: str) -> grpc.aio.Channel:
-    """The gateway's channel to MeterService."""
-    return grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS)
+def meter_channel(
+    target: str, credentials: grpc.ChannelCredentials | None = None
+) -> grpc.aio.Channel:
+    """The gateway's channel to MeterService: over TLS with `credentials` (TLS_CA_FILE, and the
+    service certificate TLS_CLIENT_CERT_FILE / TLS_CLIENT_KEY_FILE under mutual TLS: the
+    gateway writes any charge point's ids, as a service principal), else plaintext."""
+    if credentials is None:
+        return grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS)
+    return grpc.aio.secure_channel(target, credentials, options=CHANNEL_OPTIONS)
 
 
 # Calls in flight to MeterService at once: its per-client cap (MAX_CALLS_PER_PEER, 512) would
@@ -403,6 +409,7 @@ def run(
     credentials: Credentials | None = None,
     tls: ssl.SSLContext | None = None,
     max_connections: int = DEFAULT_MAX_CONNECTIONS,
+    meter_credentials: grpc.ChannelCredentials | None = None,
 ) -> None:
     """`energy-ingest serve ocpp`: serves until SIGTERM or SIGINT. Raises OSError when the
     address is taken or not this host's."""
@@ -414,7 +421,7 @@ def run(
             loop.add_signal_handler(signum, stop.set)
         started: asyncio.Future[int] = loop.create_future()
         host, port = listen_host_port(listen_addr)
-        async with meter_channel(meter_target) as channel:
+        async with meter_channel(meter_target, meter_credentials) as channel:
             serving = asyncio.create_task(
                 serve(
                     host,
