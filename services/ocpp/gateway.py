@@ -20,6 +20,7 @@ import logging
 import re
 import signal
 import ssl
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from http import HTTPStatus
@@ -136,13 +137,53 @@ class MeterServiceIngest:
             )
 
 
+# Meter-value messages one charge point may have handled per second, after a burst: a charger
+# sends a few a minute, and a backlog it resends after an outage drains at this pace instead of
+# taking the gateway's MeterService slots from everyone else.
+MESSAGES_PER_SECOND = 10.0
+MESSAGES_BURST = 20
+
+
+class RateLimit:
+    """A token bucket that waits (never refuses: the charger keeps its values until confirmed,
+    so refusing would only make it resend sooner)."""
+
+    def __init__(
+        self,
+        per_second: float = MESSAGES_PER_SECOND,
+        burst: int = MESSAGES_BURST,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self._per_second = per_second
+        self._burst = float(burst)
+        self._tokens = float(burst)
+        self._clock = clock
+        self._sleep = sleep
+        self._last = clock()
+
+    async def wait(self) -> float:
+        """Takes a token, first waiting for one if none is left; returns the seconds waited."""
+        now = self._clock()
+        self._tokens = min(self._burst, self._tokens + (now - self._last) * self._per_second)
+        self._last = now
+        self._tokens -= 1
+        if self._tokens >= 0:
+            return 0.0
+        delay = -self._tokens / self._per_second
+        await self._sleep(delay)
+        return delay
+
+
 class _Common:
     """What both versions do with meter values."""
 
     id: str
     _ingest: Ingest
+    _rate: RateLimit
 
     async def _store(self, connector_id: int | None, meter_value: Sequence[Any]) -> None:
+        await self._rate.wait()
         try:
             found = readings(self.id, connector_id, meter_value, now_micros())
         except ValueError as error:
@@ -160,6 +201,7 @@ class CentralSystem16(_Common, ChargePoint16):
     def __init__(self, charge_point_id: str, connection: Any, ingest: Ingest) -> None:
         super().__init__(charge_point_id, connection)
         self._ingest = ingest
+        self._rate = RateLimit()
         self._transactions = itertools.count(1)
         self._connectors: dict[int, int] = {}  # transaction id -> connector id
 
@@ -210,6 +252,7 @@ class CentralSystem201(_Common, ChargePoint201):
     def __init__(self, charge_point_id: str, connection: Any, ingest: Ingest) -> None:
         super().__init__(charge_point_id, connection)
         self._ingest = ingest
+        self._rate = RateLimit()
         self._evses: dict[Any, int] = {}  # transaction id -> EVSE id
 
     @on(Action201.boot_notification)

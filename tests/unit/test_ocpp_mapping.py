@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
-from services.ocpp.gateway import charge_point_id_of
+from services.ocpp.gateway import RateLimit, charge_point_id_of
 from services.ocpp.mapping import Reading, meter_id, readings, timestamp_micros
 
 T0 = 1_770_681_600_000_000  # 2026-02-10T00:00:00Z
@@ -193,3 +195,27 @@ def test_an_unrepresentable_multiplier_is_refused(multiplier):
 )
 def test_the_charge_point_id_is_the_urls_last_path_segment(path, expected):
     assert charge_point_id_of(path) == expected
+
+
+def test_a_charge_points_messages_are_paced_after_a_burst_never_refused():
+    """10 a second after a burst of 20: the 21st message at once waits 0.1 s, the 22nd 0.2 s;
+    after a quiet second the bucket holds 10 again."""
+    now = [0.0]
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+
+    async def run() -> list[float]:
+        limit = RateLimit(10.0, 20, clock=lambda: now[0], sleep=sleep)
+        waits = [await limit.wait() for _ in range(22)]
+        now[0] += 1.0 + 0.2  # a second and the two owed
+        waits += [await limit.wait() for _ in range(11)]
+        return waits
+
+    waits = asyncio.run(run())
+    assert waits[:20] == [0.0] * 20
+    assert [round(w, 6) for w in waits[20:22]] == [0.1, 0.2]
+    assert waits[22:32] == [0.0] * 10
+    assert round(waits[32], 6) == 0.1
+    assert [round(s, 6) for s in slept] == [0.1, 0.2, 0.1]
