@@ -54,14 +54,16 @@ def gateway_run(
     credentials: Credentials | None = None,
     login: str = "",
     tls: tuple[ssl.SSLContext, ssl.SSLContext] | None = None,
+    meter_credentials: grpc.ChannelCredentials | None = None,
 ) -> None:
     """Starts the gateway on port 0, connects one `client` charge point and runs `script`.
-    `login` ("user:password") is sent as Basic auth; `tls` is (server, client) contexts."""
+    `login` ("user:password") is sent as Basic auth; `tls` is (server, client) contexts;
+    `meter_credentials`: the gateway dials MeterService over TLS with them."""
 
     async def main() -> None:
         stop = asyncio.Event()
         started: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        async with grpc.aio.insecure_channel(meter_target) as channel:
+        async with meter_channel(meter_target, meter_credentials) as channel:
             gateway = asyncio.create_task(
                 serve(
                     "127.0.0.1",
@@ -110,39 +112,6 @@ async def connect_and_run(
             await asyncio.wait_for(script(charge_point), 60)
         finally:
             listening.cancel()
-
-
-def gateway_run_with(
-    meter_target: str,
-    meter_credentials: grpc.ChannelCredentials,
-    charge_point_id: str,
-    script: Callable[[Any], Awaitable[None]],
-) -> None:
-    """gateway_run for a 1.6 charge point, the gateway dialling MeterService over TLS with
-    `meter_credentials`."""
-
-    async def main() -> None:
-        stop = asyncio.Event()
-        started: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        async with meter_channel(meter_target, meter_credentials) as channel:
-            gateway = asyncio.create_task(
-                serve("127.0.0.1", 0, MeterServiceIngest(channel), started, stop)
-            )
-            port = await asyncio.wait_for(started, 10)
-            try:
-                await connect_and_run(
-                    f"ws://127.0.0.1:{port}/{charge_point_id}",
-                    "ocpp1.6",
-                    charge_point_id,
-                    ChargePoint16,
-                    script,
-                    client_tls=None,
-                )
-            finally:
-                stop.set()
-                await gateway
-
-    asyncio.run(main())
 
 
 def stored(database_url: str, meter_id: str) -> list[tuple[Any, ...]]:

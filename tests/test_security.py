@@ -26,11 +26,12 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from ocpp.exceptions import InternalError
+from ocpp.v16 import ChargePoint as ChargePoint16
 
 from services.common import certs
 from services.common.certs import make_ca, make_cert
 from tests.conftest import InProcessServer, start_in_process
-from tests.test_ocpp_gateway import call16, gateway_run_with, one_meter_value
+from tests.test_ocpp_gateway import call16, gateway_run, one_meter_value
 
 pytestmark = pytest.mark.e2e
 
@@ -933,7 +934,14 @@ def test_the_ocpp_gateway_reaches_a_mutual_tls_meterservice_as_a_service(pki, mt
     service = grpc.ssl_channel_credentials(
         root_certificates=pki.ca, private_key=pki.service.key, certificate_chain=pki.service.cert
     )
-    gateway_run_with(mtls_meter.target, service, "cp-mtls", one_meter_value("6000"))
+    gateway_run(
+        mtls_meter.target,
+        "ocpp1.6",
+        "cp-mtls",
+        ChargePoint16,
+        one_meter_value("6000"),
+        meter_credentials=service,
+    )
     assert meter_rows(mtls_meter.database_url, "CP-MTLS:1") == 1
 
     errors: list[Exception] = []
@@ -956,6 +964,8 @@ def test_the_ocpp_gateway_reaches_a_mutual_tls_meterservice_as_a_service(pki, mt
             errors.append(error)
 
     anonymous = grpc.ssl_channel_credentials(root_certificates=pki.ca)
-    gateway_run_with(mtls_meter.target, anonymous, "cp-mtls", refused)
+    gateway_run(
+        mtls_meter.target, "ocpp1.6", "cp-mtls", ChargePoint16, refused, meter_credentials=anonymous
+    )
     assert len(errors) == 1
     assert meter_rows(mtls_meter.database_url, "CP-MTLS:1") == 1

@@ -96,6 +96,22 @@ def _write_share(
                 cursor.execute(table.write_sql.format(staged=len(batch)).encode())
 
 
+def _run_timed(threads: Sequence[threading.Thread]) -> float:
+    """Seconds from starting the threads to the last one's end."""
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return time.perf_counter() - started
+
+
+def _history_rows(database_url: str) -> int:
+    return count_rows(database_url, "meter.meter_readings") + count_rows(
+        database_url, "vehicle.vehicle_readings"
+    )
+
+
 def limit(
     database_url: str,
     meters: list[MeterRow],
@@ -126,15 +142,8 @@ def limit(
         threading.Thread(target=_write_share, args=(database_url, table, share, batch_size))
         for table, share in shares
     ]
-    started = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    seconds = time.perf_counter() - started
-    stored = count_rows(database_url, "meter.meter_readings") + count_rows(
-        database_url, "vehicle.vehicle_readings"
-    )
+    seconds = _run_timed(threads)
+    stored = _history_rows(database_url)
     assert stored == len(meters) + len(vehicles), f"limit stored {stored}"
     return stored / seconds
 
@@ -247,15 +256,8 @@ def copy_limit(database_url: str, path: Path, connections: int = 2) -> float:
                     copy.write(data)
 
     threads = [threading.Thread(target=send, args=(share,)) for share in payloads]
-    started = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    seconds = time.perf_counter() - started
-    stored = count_rows(database_url, "meter.meter_readings") + count_rows(
-        database_url, "vehicle.vehicle_readings"
-    )
+    seconds = _run_timed(threads)
+    stored = _history_rows(database_url)
     truncate(database_url)
     return stored / seconds
 
