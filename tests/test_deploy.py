@@ -8,6 +8,7 @@ import fnmatch
 import json
 import re
 import shlex
+import socket
 import subprocess
 import sys
 import tomllib
@@ -38,6 +39,8 @@ FULL_NAMES = {
     "vehicle": "energy.vehicle.v1.VehicleService",
     "analytics": "energy.analytics.v1.AnalyticsService",
 }
+# The OCPP gateway's default port (OCPP_LISTEN_ADDR); it dials METER_TARGET.
+OCPP_PORT = 9000
 # Where AnalyticsService dials, and which service must answer there.
 TARGETS = {"METER_TARGET": "meter", "VEHICLE_TARGET": "vehicle"}
 CLI = "energy-ingest"
@@ -190,7 +193,7 @@ def subcommand(argv: list[str]) -> tuple[str, ...]:
     """The CLI subcommand an argv runs; fails unless it is one the CLI has."""
     assert argv[:1] == [CLI], f"{argv} does not run {CLI}"
     rest = tuple(argv[1:])
-    valid = {("migrate",)} | {("serve", name) for name in SERVICE_NAMES}
+    valid = {("migrate",), ("serve", "ocpp")} | {("serve", name) for name in SERVICE_NAMES}
     assert rest in valid, f"{' '.join(argv)} is not one of {sorted(' '.join(v) for v in valid)}"
     from services.cli import parser  # the real command line must accept it too
 
@@ -419,7 +422,7 @@ def test_dockerfile_entrypoint_expose_and_user() -> None:
     exposed = {
         int(p.split("/")[0]) for kw, args in instructions if kw == "EXPOSE" for p in args.split()
     }
-    assert set(PORTS.values()) <= exposed, f"EXPOSE {sorted(exposed)}"
+    assert {*PORTS.values(), OCPP_PORT} <= exposed, f"EXPOSE {sorted(exposed)}"
     users = [args for kw, args in instructions if kw == "USER"]
     assert users and users[-1].split(":")[0] not in ("root", "0"), "image must not run as root"
     assert any(kw == "RUN" and "pip install" in args for kw, args in instructions)
@@ -595,6 +598,55 @@ def test_k8s_analytics_targets(variable: str) -> None:
     service = next(s for s in services if s["metadata"]["name"] == host.split(".")[0])
     assert port in [p["port"] for p in service["spec"]["ports"]], (variable, port)
     assert port == PORTS[TARGETS[variable]]
+
+
+# ================================================================ tests: the OCPP gateway
+
+
+def test_compose_runs_the_ocpp_gateway_against_meterservice() -> None:
+    names = compose_service_running(("serve", "ocpp"))
+    assert len(names) == 1, names
+    svc = compose_services()[names[0]]
+    assert compose_ports(svc) == [(OCPP_PORT, OCPP_PORT)], svc.get("ports")
+    settings = settings_from(compose_env(svc))
+    assert settings.ocpp_listen_addr.endswith(f":{OCPP_PORT}"), settings.ocpp_listen_addr
+    host, port = host_port(settings.meter_target)
+    assert compose_service_running(("serve", "meter")) == [host] and port == PORTS["meter"]
+
+
+def test_k8s_runs_the_ocpp_gateway_against_meterservice() -> None:
+    workload, container = the_deployment("ocpp")
+    declared = [container_port(container, p["containerPort"]) for p in container["ports"]]
+    assert declared == [OCPP_PORT], declared
+    settings = settings_from(k8s_env(container))
+    assert settings.ocpp_listen_addr.endswith(f":{OCPP_PORT}"), settings.ocpp_listen_addr
+    for kind in ("readinessProbe", "livenessProbe"):
+        assert probe_port(container, container[kind]) == OCPP_PORT, kind
+    services = k8s_services_selecting(workload)
+    assert [s["metadata"]["name"] for s in services] == ["ocpp"]
+    assert [p["port"] for p in services[0]["spec"]["ports"]] == [OCPP_PORT]
+    host, port = host_port(settings.meter_target)
+    meter_services = k8s_services_selecting(the_deployment("meter")[0])
+    assert [s["metadata"]["name"] for s in meter_services] == [host] and port == PORTS["meter"]
+
+
+def test_compose_ocpp_healthcheck_reports_whether_the_gateway_listens() -> None:
+    """Runs the gateway's healthcheck against a listening socket (healthy) and the same port
+    closed (unhealthy)."""
+    names = compose_service_running(("serve", "ocpp"))
+    code = compose_healthcheck_code(names[0])
+    assert f"'localhost', {OCPP_PORT}" in code, code
+    listener = socket.create_server(("localhost", 0))
+    port = listener.getsockname()[1]
+    code = code.replace(f"'localhost', {OCPP_PORT}", f"'localhost', {port}")
+    try:
+        healthy = subprocess.run([sys.executable, "-c", code], timeout=30, check=False)
+    finally:
+        listener.close()
+    unhealthy = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, timeout=30, check=False
+    )
+    assert healthy.returncode == 0 and unhealthy.returncode != 0
 
 
 # ================================================================ tests: shutdown

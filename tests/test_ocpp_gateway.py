@@ -612,7 +612,8 @@ def test_meterservice_killed_and_restarted_under_1000_charge_points_loses_nothin
 
 def test_simulate_ocpp_drives_charge_points_through_the_gateway(meter_server):
     """`energy-ingest simulate --ocpp`: 5 charge points, 3 simulated minutes, backfill: 15
-    MeterValues confirmed and stored as CHG-0000n:1 registers, one line of summary."""
+    MeterValues confirmed and stored as CHG-0000n:1 registers, the progress bar ending at 15 of
+    15 on stderr, one line of summary."""
     port = free_port()
     env = {
         **os.environ,
@@ -657,6 +658,7 @@ def test_simulate_ocpp_drives_charge_points_through_the_gateway(meter_server):
         "15 MeterValues confirmed by the gateway (0 answered CALLERROR and sent again, 0 charge "
         "points could not connect)"
     )
+    assert "100.0%           15 of 15 readings acknowledged" in simulated.stderr
     with psycopg.connect(meter_server.database_url) as connection:
         rows = connection.execute(
             "SELECT meter_id, count(*), min(read_time) FROM meter.meter_readings "

@@ -108,12 +108,13 @@ async def drive(
     step_us: int = 60_000_000,
     prefix: str = "SIM-CP",
     stop_when: Callable[[], bool] | None = None,
+    run: ChargePointRun | None = None,
 ) -> ChargePointRun:
     """`charge_points` charge points named `<prefix>-00000`… at `uri` (ws://host:port), each
     sending `values` MeterValues one per `period_s` seconds of real time, timestamped from
     `start_us` every `step_us` (a minute by default: a tenth of a minute's fleet reporting 60
-    times faster)."""
-    run = ChargePointRun(charge_points)
+    times faster). Counts into `run` when given, so another thread can watch it grow."""
+    run = run if run is not None else ChargePointRun(charge_points)
     stop = asyncio.Event()
 
     async def watch() -> None:  # e.g. a Ctrl-C seen by another thread's handler

@@ -21,7 +21,7 @@ from services.common.contracts import FULL_NAMES
 from services.common.errors import ConfigError
 from services.common.security import channel_credentials
 from services.simulate import recording
-from services.simulate.feed import STREAM_READINGS, FeedResult, feed
+from services.simulate.feed import STREAM_READINGS, FeedResult, Progress, feed
 from services.simulate.fleet import MINUTE_US, Fleet, FleetConfig
 
 # The default run: small enough to finish within a minute on a 2-core machine that also runs
@@ -110,7 +110,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         action="store_true",
         help="the chargers only, as OCPP 1.6 charge points (the ocpp library's client) sending "
         "their Wh register to the gateway at OCPP_LISTEN_ADDR, one MeterValues per simulated "
-        "minute on connector 1 (meter id <CHG-…>:1); a summary at the end, no progress bar",
+        "minute on connector 1 (meter id <CHG-…>:1)",
     )
     simulate.add_argument(
         "--output",
@@ -305,7 +305,7 @@ def _run(args: argparse.Namespace, stop: threading.Event, abandon: threading.Eve
 def _run_ocpp(
     args: argparse.Namespace, settings: Settings, config: FleetConfig, stop: threading.Event
 ) -> int:
-    from services.ocpp.charge_points import drive_blocking
+    from services.ocpp.charge_points import ChargePointRun, drive_blocking
 
     uri = f"ws://{dial_address(settings.ocpp_listen_addr)}"
     print(
@@ -313,15 +313,21 @@ def _run_ocpp(
         f"({args.mode}) against {uri}; Ctrl-C stops",
         flush=True,
     )
-    run = drive_blocking(
-        uri,
-        config.chargers,
-        config.minutes,
-        period_s=60.0 / args.speed if args.mode == "live" else 0.0,
-        start_us=config.start_us,
-        prefix="CHG",
-        stop_when=stop.is_set,
-    )
+    run = ChargePointRun(config.chargers)
+    bar = Progress(lambda: run.confirmed, config.chargers * config.minutes, enabled=True)
+    try:
+        drive_blocking(
+            uri,
+            config.chargers,
+            config.minutes,
+            period_s=60.0 / args.speed if args.mode == "live" else 0.0,
+            start_us=config.start_us,
+            prefix="CHG",
+            stop_when=stop.is_set,
+            run=run,
+        )
+    finally:
+        bar.finish()
     print(
         f"{run.confirmed:,} MeterValues confirmed by the gateway ({run.refused:,} answered "
         f"CALLERROR and sent again, {run.failed_connections} charge points could not connect) "
