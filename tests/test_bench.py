@@ -58,5 +58,11 @@ def test_quick_benchmark_reports_every_measurement(postgres_url, tmp_path):
             assert 0 < figures["p50_ms"] <= figures["p99_ms"], (run, name)
     for key in ("status", "status_uncached"):
         assert results[key]["chargers"] > 0 and results[key]["clients_per_s"] > 0
+    # The ingest phase alone stored 30 minutes of 1,000 chargers on the day dropped.
+    assert results["day_drop"]["rows"] >= 30 * 1_000
+    assert results["day_drop"]["delete_seconds"] > 0 and results["day_drop"]["drop_seconds"] > 0
+    growth = results["growth"]
+    assert growth["first_per_s"] > 0 and growth["after_per_s"] > 0
+    assert growth["history_rows"] >= 2_000_000 + growth["first_readings"] + growth["after_readings"]
     assert results["machine"]["cpus"] and results["machine"]["postgresql"]
     assert "| ingest: recorded IngestReadings streams from the loader process" in result.stdout

@@ -20,6 +20,7 @@ from grpc_health.v1 import health_pb2
 from sqlalchemy.engine import make_url
 
 from services.common.databases import with_database
+from services.common.partitions import DailyPartitions, day_of
 from services.launcher import ServiceProcess, health_status, start_service, wait_for_health
 
 pytestmark = pytest.mark.e2e
@@ -294,6 +295,14 @@ def test_ingest_keeps_its_rate_while_expensive_reads_are_abandoned(database_url)
     least half its rate (the issue's guarantee; the README quotes the measured ratio), and at
     least half again within a second of the attack's end. Before reads were bounded, each
     abandoned call ran on in PostgreSQL for minutes."""
+    with psycopg.connect(database_url, autocommit=True) as connection:
+        first_day, last_day = (
+            day_of(T0 * 1_000_000),
+            day_of((T0 + ATTACK_READINGS * 60) * 1_000_000),
+        )
+        DailyPartitions("meter", "meter_readings").ensure(
+            connection, range(first_day, last_day + 1)
+        )
     with psycopg.connect(database_url) as connection:
         connection.execute(
             "INSERT INTO meter.meter_readings (meter_id, read_time, kwh_consumed_ac, voltage) "

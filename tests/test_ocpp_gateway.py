@@ -737,3 +737,211 @@ def test_a_1_6_stop_transactions_meter_values_go_to_its_connector(meter_server):
 
     gateway_run(meter_server.target, "ocpp1.6", "cp-stop", ChargePoint16, script)
     assert stored(meter_server.database_url, "CP-STOP:2") == [(DAY + 1200, None, 512.0, None)]
+
+
+def with_gateway(meter_target: str, body: Callable[[int], Awaitable[None]], **options: Any) -> None:
+    """Runs the gateway on port 0 in front of MeterService while `body(port)` runs."""
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        started: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        async with grpc.aio.insecure_channel(meter_target) as channel:
+            gateway = asyncio.create_task(
+                serve("127.0.0.1", 0, MeterServiceIngest(channel), started, stop, **options)
+            )
+            port = await asyncio.wait_for(started, 10)
+            try:
+                await asyncio.wait_for(body(port), 60)
+            finally:
+                stop.set()
+                await gateway
+
+    asyncio.run(main())
+
+
+async def on_connection(
+    port: int, name: str, subprotocol: str, script: Callable[[Any], Awaitable[Any]]
+) -> Any:
+    """One connection of charge point `name` running `script`; returns what it returned."""
+    kind = ChargePoint16 if subprotocol == "ocpp1.6" else ChargePoint201
+    async with websockets.connect(
+        f"ws://127.0.0.1:{port}/{name}", subprotocols=[Subprotocol(subprotocol)]
+    ) as connection:
+        charge_point = kind(name, connection)
+        listening = asyncio.create_task(charge_point.start())
+        try:
+            return await script(charge_point)
+        finally:
+            listening.cancel()
+
+
+def test_a_1_6_transaction_stopped_after_a_reconnect_keeps_its_connector(meter_server):
+    """Connector 1's transaction starts on one connection; the charger reconnects, starts one on
+    connector 2 (another id) and stops the first with its closing register 2,000 Wh: stored on
+    CP-RC:1 (2.0 kWh), nothing on CP-RC:2."""
+
+    def start(connector: int) -> Callable[[Any], Awaitable[Any]]:
+        async def script(charge_point: Any) -> Any:
+            answer = await charge_point.call(
+                call16.StartTransaction(
+                    connector_id=connector,
+                    id_tag="TAG",
+                    meter_start=1000,
+                    timestamp="2026-02-10T00:00:00Z",
+                )
+            )
+            return answer.transaction_id
+
+        return script
+
+    async def body(port: int) -> None:
+        first = await on_connection(port, "cp-rc", "ocpp1.6", start(1))
+        second = await on_connection(port, "cp-rc", "ocpp1.6", start(2))
+        assert first != second
+
+        async def stop_first(charge_point: Any) -> None:
+            await charge_point.call(
+                call16.StopTransaction(
+                    meter_stop=2000,
+                    timestamp="2026-02-10T00:10:00Z",
+                    transaction_id=first,
+                    transaction_data=[
+                        {
+                            "timestamp": "2026-02-10T00:10:00Z",
+                            "sampledValue": [{"value": "2000", "context": "Transaction.End"}],
+                        }
+                    ],
+                ),
+                suppress=False,
+            )
+
+        await on_connection(port, "cp-rc", "ocpp1.6", stop_first)
+
+    with_gateway(meter_server.target, body)
+    assert stored(meter_server.database_url, "CP-RC:1") == [(DAY + 600, None, 2.0, None)]
+    assert stored(meter_server.database_url, "CP-RC:2") == []
+
+
+def test_a_2_0_1_transaction_continued_after_a_reconnect_keeps_its_evse(meter_server):
+    """Started on EVSE 2 with 1,000 Wh; after a reconnect an Updated event without `evse`
+    brings 1,500 Wh: both on CP-RC2:2. An event of a transaction the gateway never saw start
+    is confirmed and not stored (its EVSE is unknown): nothing on the station meter."""
+
+    def event(
+        kind: str, seq: int, wh: str, minute: int, *, evse: dict[str, int] | None, tx: str
+    ) -> Callable[[Any], Awaitable[None]]:
+        async def script(charge_point: Any) -> None:
+            await charge_point.call(
+                call201.TransactionEvent(
+                    event_type=kind,
+                    timestamp=f"2026-02-10T00:{minute:02d}:00Z",
+                    trigger_reason="MeterValuePeriodic",
+                    seq_no=seq,
+                    transaction_info={"transactionId": tx},
+                    evse=evse,
+                    meter_value=[
+                        {
+                            "timestamp": f"2026-02-10T00:{minute:02d}:00Z",
+                            "sampledValue": [{"value": float(wh)}],
+                        }
+                    ],
+                ),
+                suppress=False,
+            )
+
+        return script
+
+    async def body(port: int) -> None:
+        await on_connection(
+            port, "cp-rc2", "ocpp2.0.1", event("Started", 0, "1000", 1, evse={"id": 2}, tx="T-1")
+        )
+        await on_connection(
+            port, "cp-rc2", "ocpp2.0.1", event("Updated", 1, "1500", 2, evse=None, tx="T-1")
+        )
+        await on_connection(
+            port, "cp-rc2", "ocpp2.0.1", event("Updated", 5, "9000", 3, evse=None, tx="T-X")
+        )
+
+    with_gateway(meter_server.target, body)
+    assert stored(meter_server.database_url, "CP-RC2:2") == [
+        (DAY + 60, None, 1.0, None),
+        (DAY + 120, None, 1.5, None),
+    ]
+    assert stored(meter_server.database_url, "CP-RC2") == []
+
+
+def test_a_meter_value_without_timestamp_is_stored_at_its_receive_time(meter_server):
+    """A 1.6 MeterValues whose meterValue has no timestamp (schema-invalid, sent anyway): the
+    gateway confirms it and stores 1.0 kWh at the time it received it."""
+
+    async def script(charge_point: Any) -> None:
+        await charge_point.call(
+            call16.MeterValues(connector_id=1, meter_value=[{"sampledValue": [{"value": "1000"}]}]),
+            suppress=False,
+            skip_schema_validation=True,
+        )
+
+    before = time.time()
+    with_gateway(
+        meter_server.target, lambda port: on_connection(port, "cp-nots", "ocpp1.6", script)
+    )
+    after = time.time()
+    ((seconds, interval, register, voltage),) = stored(meter_server.database_url, "CP-NOTS:1")
+    assert (interval, register, voltage) == (None, 1.0, None)
+    assert before - 1 <= seconds <= after + 1  # whole seconds, rounded
+
+
+def test_ocpp_max_connections_holds_while_passwords_are_checked(meter_server):
+    """OCPP_MAX_CONNECTIONS = 3 with passwords: 12 charge points with the right passwords
+    handshake at once; exactly 3 connect, 9 are answered 503."""
+    names = [f"CP-M{n}" for n in range(12)]
+    credentials = Credentials({n: passwords.hash_password("pw", iterations=20_000) for n in names})
+
+    async def body(port: int) -> None:
+        async def attempt(name: str) -> Any:
+            try:
+                connection = await websockets.connect(
+                    f"ws://{name}:pw@127.0.0.1:{port}/{name}",
+                    subprotocols=[Subprotocol("ocpp1.6")],
+                )
+            except websockets.InvalidStatus as refused:
+                return refused.response.status_code
+            return connection
+
+        outcomes = await asyncio.gather(*(attempt(n) for n in names))
+        opened = [o for o in outcomes if not isinstance(o, int)]
+        assert len(opened) == 3 and sorted(o for o in outcomes if isinstance(o, int)) == [503] * 9
+        for connection in opened:
+            await connection.close()
+
+    with_gateway(meter_server.target, body, credentials=credentials, max_connections=3)
+
+
+def test_a_charge_point_reconnecting_replaces_its_older_connection(meter_server):
+    async def body(port: int) -> None:
+        protocol = [Subprotocol("ocpp1.6")]
+        older = await websockets.connect(f"ws://127.0.0.1:{port}/cp-twice", subprotocols=protocol)
+        newer = await websockets.connect(f"ws://127.0.0.1:{port}/CP-TWICE", subprotocols=protocol)
+        await asyncio.wait_for(older.wait_closed(), 5)
+        assert older.close_code == 1000 and newer.state.name == "OPEN"
+        await newer.close()
+
+    with_gateway(meter_server.target, body)
+
+
+def test_a_password_that_is_not_utf_8_is_refused_with_401(meter_server):
+    import base64
+
+    credentials = Credentials({"CP-L1": passwords.hash_password("pässword", iterations=1000)})
+
+    async def body(port: int) -> None:
+        header = base64.b64encode("CP-L1:pässword".encode("latin-1")).decode()
+        with pytest.raises(websockets.InvalidStatus) as refused:
+            await websockets.connect(
+                f"ws://127.0.0.1:{port}/CP-L1",
+                subprotocols=[Subprotocol("ocpp1.6")],
+                additional_headers={"Authorization": f"Basic {header}"},
+            )
+        assert refused.value.response.status_code == 401
+
+    with_gateway(meter_server.target, body, credentials=credentials)

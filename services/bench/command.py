@@ -45,6 +45,8 @@ class Plan:
     ocpp_charge_points: int
     ocpp_values: int
     day: bool
+    growth_minutes: int
+    growth_history_rows: int
 
 
 QUICK = Plan(
@@ -63,6 +65,8 @@ QUICK = Plan(
     ocpp_charge_points=100,
     ocpp_values=5,
     day=False,
+    growth_minutes=50,
+    growth_history_rows=2_000_000,
 )
 FULL = Plan(
     chargers=10_000,
@@ -80,8 +84,12 @@ FULL = Plan(
     ocpp_charge_points=1_000,
     ocpp_values=30,
     day=True,
+    growth_minutes=50,
+    growth_history_rows=100_000_000,
 )
 DAY_START_US = 1_770_681_600 * 1_000_000  # 2026-02-10T00:00:00Z
+# The growth phase's loads: days after everything else, its filled history the days before.
+GROWTH_START_US = DAY_START_US + 30 * 24 * 60 * MINUTE_US
 
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -256,6 +264,25 @@ def benchmark(server_url: str, plan: Plan, skip: set[str]) -> dict[str, Any]:
                         seconds=plan.mixed_seconds,
                     )
                 )
+        if "day-drop" not in skip:
+            # The day every phase above wrote: the day phase's 14.4M meter readings (full run).
+            results["day_drop"] = asdict(phases.day_drop(database_url, DAY_START_US))
+        if "growth" not in skip:
+            grown = phases.growth(
+                database_url,
+                meter,
+                vehicle,
+                config=FleetConfig(
+                    chargers=plan.chargers,
+                    vehicles=plan.vehicles,
+                    minutes=plan.growth_minutes,
+                    start_us=GROWTH_START_US,
+                ),
+                history_rows=plan.growth_history_rows,
+                scratch=scratch,
+                streams=plan.streams,
+            )
+            results["growth"] = {**asdict(grown), "ratio": grown.ratio}
         results["server_peak_rss_mib"] = {s.service: peak_rss_mib(s.pid) for s in services}
         for service in services:
             service.terminate(60)
@@ -373,6 +400,25 @@ def table(results: dict[str, Any]) -> str:
                 f"peak RSS {f['server_peak_rss_mib']:.0f} MiB, "
                 f"{f['server_peak_threads']:,} threads, "
                 f"server CPU {f['server_cpu_seconds']:.1f} s in {f['duration_seconds']:.0f} s",
+            )
+        )
+    if "day_drop" in results:
+        d = results["day_drop"]
+        rows.append(
+            (
+                f"retention: one day of {d['rows']:,} meter readings removed",
+                f"DELETE {d['delete_seconds'] * 1000:,.0f} ms; partition detached and dropped "
+                f"{d['drop_seconds'] * 1000:,.1f} ms",
+            )
+        )
+    if "growth" in results:
+        g = results["growth"]
+        rows.append(
+            (
+                f"growth: ingest of {g['first_readings']:,} readings into empty histories, then "
+                f"{g['after_readings']:,} with {g['history_rows']:,} rows stored",
+                f"{g['first_per_s']:,.0f} /s → {g['after_per_s']:,.0f} /s, ratio "
+                f"{g['ratio']:.2f} (history made in {g['fill_seconds']:.0f} s)",
             )
         )
     if "analytics" in results:

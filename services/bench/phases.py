@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -14,9 +15,10 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent import futures
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, cast
 
@@ -33,6 +35,7 @@ from services.analytics.downstream import Downstream
 from services.analytics.service import VehiclePerformanceService
 from services.common.database import create_engine
 from services.common.group_commit import ReadingTable
+from services.common.partitions import DAY_US, DailyPartitions, day_of
 from services.launcher import ServiceProcess
 from services.meter.kind import METER
 from services.meter.repository import READINGS_TABLE as METER_TABLE
@@ -56,6 +59,15 @@ TABLES = (
 def truncate(database_url: str) -> None:
     with psycopg.connect(database_url) as connection:
         connection.execute(f"TRUNCATE {', '.join(TABLES)}")
+
+
+def make_partitions(database_url: str, micros: Iterable[int]) -> None:
+    """The daily partitions of both histories for the days of `micros`, made before a phase
+    that writes without the services' writers starts its clock."""
+    days = {day_of(us) for us in micros}
+    with psycopg.connect(database_url, autocommit=True) as connection:
+        for schema, table in (("meter", "meter_readings"), ("vehicle", "vehicle_readings")):
+            DailyPartitions(schema, table).ensure(connection, days)
 
 
 def count_rows(database_url: str, table: str) -> int:
@@ -123,6 +135,7 @@ def limit(
     """Readings/s when psycopg runs the same COPY → staging → insert → hot upsert as the
     services' writers, with as many connections per table, and no gRPC at all."""
     truncate(database_url)
+    make_partitions(database_url, [row[1] for row in meters] + [row[1] for row in vehicles])
     shares: list[tuple[ReadingTable, list[tuple[Any, ...]]]] = []
     # The staging rows the fast paths make of interval readings: the register column unset,
     # the stream index last.
@@ -226,6 +239,7 @@ def copy_limit(database_url: str, path: Path, connections: int = 2) -> float:
     the clock starts, so the client only sends bytes."""
     truncate(database_url)
     rows = _recorded_rows(path)
+    make_partitions(database_url, [row[1] for table_rows in rows for row in table_rows])
     payloads: list[list[tuple[str, str, bytes]]] = [[] for _ in range(connections)]
     with psycopg.connect(database_url, autocommit=True) as connection:
         for (table, staged, columns, key), table_rows in zip(_LIMIT_TABLES, rows, strict=True):
@@ -401,6 +415,7 @@ _PER_REQUEST_UPSERT = (
 def per_request(database_url: str, sample: list[MeterRow], connections: int = 10) -> float:
     """Readings/s of one INSERT and one UPSERT per reading, each reading its own transaction,
     over 10 concurrent connections (the original's pool size)."""
+    make_partitions(database_url, [row[1] for row in sample])
     shares = [sample[i::connections] for i in range(connections)]
 
     def work(rows: list[MeterRow]) -> None:
@@ -907,3 +922,139 @@ def ocpp(meter: ServiceProcess, charge_points: int, values: int, start_us: int) 
         meter_cpu * per_reading,
         postgres_cpu * per_reading,
     )
+
+
+# --- history: dropping a day, and ingest as the history grows ---------------------------------
+
+
+@dataclass
+class DayDrop:
+    """One day of meter readings removed two ways: DELETE (rolled back, so that the same day is
+    then dropped) and its partition detached CONCURRENTLY and dropped."""
+
+    rows: int
+    delete_seconds: float
+    drop_seconds: float
+
+
+def day_drop(database_url: str, day_us: int) -> DayDrop:
+    partitions = DailyPartitions("meter", "meter_readings")
+    day = day_of(day_us)
+    name = f"meter.{partitions.name(day)}"
+    with psycopg.connect(database_url, autocommit=True) as connection:
+        row = connection.execute(f"SELECT count(*) FROM {name}").fetchone()
+        rows = int(row[0]) if row else 0
+        started = time.perf_counter()
+        with connection.transaction():
+            connection.execute(
+                "DELETE FROM meter.meter_readings WHERE read_time >= %s AND read_time < %s",
+                (_datetime(day * DAY_US), _datetime((day + 1) * DAY_US)),
+            )
+            deleted = time.perf_counter() - started
+            raise psycopg.Rollback()
+        started = time.perf_counter()
+        dropped = partitions.drop(connection, day)
+        drop_seconds = time.perf_counter() - started
+    assert dropped, partitions.name(day)
+    return DayDrop(rows=rows, delete_seconds=deleted, drop_seconds=drop_seconds)
+
+
+def _datetime(micros: int) -> datetime:
+    return datetime.fromtimestamp(micros / 1e6, UTC)
+
+
+@dataclass
+class Growth:
+    """Ingest end to end (recorded streams, both services) into empty histories, then the same
+    again after `history_rows` rows of earlier days were added (generated in SQL, checkpointed):
+    the rate of each and their ratio."""
+
+    first_readings: int
+    first_per_s: float
+    history_rows: int
+    fill_seconds: float
+    after_readings: int
+    after_per_s: float
+
+    @property
+    def ratio(self) -> float:
+        return self.after_per_s / self.first_per_s
+
+
+def growth(
+    database_url: str,
+    meter: ServiceProcess,
+    vehicle: ServiceProcess,
+    *,
+    config: FleetConfig,
+    history_rows: int,
+    scratch: Path,
+    streams: int,
+) -> Growth:
+    """`config` is the first load; the second is the fleet's next as many minutes."""
+    truncate(database_url)
+    first_file, after_file = scratch / "growth-1.readings", scratch / "growth-2.readings"
+    record(config, first_file)
+    later = FleetConfig(
+        chargers=config.chargers,
+        vehicles=config.vehicles,
+        minutes=config.minutes,
+        start_us=config.start_us + config.minutes * 60_000_000,
+        seed=config.seed,
+    )
+    record(later, after_file)
+    first = load(first_file, meter, vehicle, streams)
+    started = time.perf_counter()
+    fill_history(database_url, config.start_us, history_rows, config.chargers)
+    fill_seconds = time.perf_counter() - started
+    after = load(after_file, meter, vehicle, streams)
+    return Growth(
+        first_readings=first.readings,
+        first_per_s=first.per_s,
+        history_rows=_history_rows(database_url),
+        fill_seconds=fill_seconds,
+        after_readings=after.readings,
+        after_per_s=after.per_s,
+    )
+
+
+def fill_history(database_url: str, before_us: int, rows: int, entities: int) -> None:
+    """`rows` readings of the days before `before_us`, half meter and half vehicle, `entities`
+    of each reporting once a minute, made by PostgreSQL (one connection per kind), then a
+    CHECKPOINT so that the measurement after it does not pay for writing them out."""
+    last_day = day_of(before_us) - 1
+    per_day = entities * 1_440
+    half = rows // 2
+    days = [last_day - k for k in range(-(-half // per_day))]
+    make_partitions(database_url, [day * DAY_US for day in days])
+    statements = {
+        "meter": (
+            "INSERT INTO meter.meter_readings (meter_id, read_time, kwh_consumed_ac, voltage) "
+            "SELECT 'FILL-' || lpad(e::text, 6, '0'), %s + m * interval '1 minute', 0.18, 230 "
+            "FROM generate_series(0, %s - 1) AS e, generate_series(0, 1439) AS m LIMIT %s"
+        ),
+        "vehicle": (
+            "INSERT INTO vehicle.vehicle_readings (vehicle_id, read_time, charger_id, soc, "
+            "kwh_delivered_dc, battery_temp) "
+            "SELECT 'FILLV-' || lpad(e::text, 6, '0'), %s + m * interval '1 minute', "
+            "'FILL-' || lpad(e::text, 6, '0'), 50, 0.16, 25 "
+            "FROM generate_series(0, %s - 1) AS e, generate_series(0, 1439) AS m LIMIT %s"
+        ),
+    }
+
+    def fill(statement: str) -> None:
+        left = half
+        with psycopg.connect(database_url, autocommit=True) as connection:
+            for day in days:
+                take = min(left, per_day)
+                connection.execute(statement, (_datetime(day * DAY_US), entities, take))
+                left -= take
+
+    threads = [threading.Thread(target=fill, args=(sql,)) for sql in statements.values()]
+    _run_timed(threads)
+    # CHECKPOINT needs superuser or pg_checkpoint; without, the second load pays for it.
+    with (
+        psycopg.connect(database_url, autocommit=True) as connection,
+        contextlib.suppress(psycopg.errors.InsufficientPrivilege),
+    ):
+        connection.execute("CHECKPOINT")

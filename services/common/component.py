@@ -16,6 +16,8 @@ from services.common.durability import durability_problem
 from services.common.errors import DATABASE_UNAVAILABLE, ConfigError
 from services.common.group_commit import GroupCommitWriters, ReadingTable
 from services.common.ingest import Ingestor
+from services.common.maintenance import Maintenance
+from services.common.partitions import DailyPartitions
 from services.common.reads import ReadGate
 from services.common.server import HealthReporter
 from services.common.validation import BatchValidator, ReadingRules
@@ -186,8 +188,23 @@ def build_ingestor(
         rules,
         validate_batch,
         clock_skew_seconds=settings.clock_skew_seconds,
+        retention_days=settings.retention_days,
         max_rejections_listed=settings.max_rejections_listed,
         max_device_stream_bytes=settings.max_device_stream_bytes,
         max_streams_per_device=settings.max_streams_per_device,
     )
     return ingestor, writers
+
+
+def build_maintenance(settings: Settings, service: str, partitions: DailyPartitions) -> Maintenance:
+    """The maintenance loop of a service's history (partitions ahead, retention)."""
+    url = settings.service_database_url(service)
+    return Maintenance(
+        lambda: connect(
+            url, connect_timeout=settings.db_connect_timeout_seconds, name=f"{service}-maintenance"
+        ),
+        partitions,
+        retention_days=settings.retention_days,
+        interval_seconds=settings.maintenance_interval_seconds,
+        name=service,
+    )

@@ -113,6 +113,13 @@ class Settings:
     # Acknowledge only what survives a crash; 1 accepts synchronous_commit/fsync = off anyway.
     allow_unsafe_commit: bool = False
 
+    # History (meter and vehicle readings): days kept, 0 = forever. Whole days past it are
+    # dropped by the maintenance loop (every MAINTENANCE_INTERVAL_SECONDS, and at start), and
+    # older readings are refused at ingest. Hourly rollups are kept ROLLUP_RETENTION_DAYS.
+    retention_days: int = 0
+    rollup_retention_days: int = 0
+    maintenance_interval_seconds: float = 3600.0
+
     # Validation.
     clock_skew_seconds: float = 300.0
     max_rejections_listed: int = 100
@@ -187,6 +194,7 @@ class Settings:
             "max_charger_power_kw",
             "session_gap_seconds",
             "ocpp_max_connections",
+            "maintenance_interval_seconds",
         )
         for name in positive:
             if getattr(self, name) <= 0:
@@ -199,12 +207,22 @@ class Settings:
             "grpc_min_ping_interval_seconds",
             "grpc_max_ping_strikes",
             "status_page_max_age_ms",
+            "retention_days",
+            "rollup_retention_days",
         )
         for name in not_negative:
             if getattr(self, name) < 0:
                 raise ConfigError(
                     f"{_env_name(name)} may not be negative, got {getattr(self, name)}"
                 )
+        if self.rollup_retention_days and not (
+            self.retention_days and self.rollup_retention_days >= self.retention_days
+        ):
+            # Work served from rollups must find them wherever raw history still is.
+            raise ConfigError(
+                "ROLLUP_RETENTION_DAYS must be 0 (keep forever) or at least RETENTION_DAYS, got "
+                f"{self.rollup_retention_days} with RETENTION_DAYS={self.retention_days or 'unset'}"
+            )
         if 0 < self.grpc_max_workers < self.grpc_max_concurrent_rpcs:
             # Admitted calls beyond the pool would wait in its queue, unanswered: overload must
             # be an answer (RESOURCE_EXHAUSTED), never a silent queue.

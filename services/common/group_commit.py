@@ -19,6 +19,7 @@ from psycopg import pq
 
 from services.common.durability import UnsafeDatabase, durability_problem
 from services.common.errors import DATABASE_UNAVAILABLE, ResourceExhausted, Unavailable
+from services.common.partitions import DailyPartitions, day_of
 
 log = logging.getLogger(__name__)
 
@@ -40,10 +41,11 @@ class ReadingTable:
     transaction) over that table, which empties it; `{staged}` in it is the number of staged
     rows. Either statement inserts the new readings into history, upserts the newest reading per
     entity (newer-only) and returns one row: (readings newly stored, JSON text of the
-    "id micros" keys of identical readings already stored or NULL, JSON text of
-    [[id, micros, *stored values], …] of the keys stored with other values or NULL). The key
-    list is only computed when some readings were not stored. `value_names` name the values of
-    a row, for telling a conflict.
+    "id micros" keys of the readings not stored, or NULL when all were). Only then, and only
+    for those keys, `stored_sql` (parameters: the ids, the micros) returns
+    (id, micros, *stored values) of each, to tell a duplicate from a conflict. `value_names`
+    name the values of a row, for telling a conflict. `partitions`, when the history is
+    partitioned by day, makes the days a batch needs before it is written.
     """
 
     staging_ddl: str
@@ -52,6 +54,8 @@ class ReadingTable:
     write_sql: str
     value_names: Sequence[str] = ()
     write_rows_sql: str = ""
+    stored_sql: str = ""
+    partitions: DailyPartitions | None = None
 
 
 # Up to this many readings a batch goes as JSON to the prepared statement; above, COPY's binary
@@ -316,8 +320,7 @@ class Writer:
 
     def _write_or_fail(self, batch: list[_Part]) -> None:
         try:
-            connection = self._ensure_connection()
-            outcomes = self._write(connection, batch)
+            outcomes = self._write_batch(batch)
         except UnsafeDatabase as error:
             log.error(str(error), extra={"writer": self.name})
             self._fail(batch, error)
@@ -335,6 +338,23 @@ class Writer:
         for part, (accepted, duplicates, conflicts) in zip(batch, outcomes, strict=True):
             part.ticket._settle(accepted, duplicates, conflicts=conflicts)
 
+    def _write_batch(self, batch: list[_Part]) -> list[tuple[int, int, list[Conflict]]]:
+        connection = self._ensure_connection()
+        try:
+            return self._write(connection, batch)
+        except psycopg.errors.CheckViolation:
+            # The history has no CHECK constraint: this is a row with no partition for its day,
+            # a day this process took for made having been dropped or never made (another
+            # replica's retention, a database restored or recreated). Forget what is known,
+            # and write again on a new session (the failed one's staging table holds rows).
+            partitions = self._table.partitions
+            if partitions is None:
+                raise
+            log.warning("a day's partition was missing; making it", extra={"writer": self.name})
+            partitions.forget()
+            self._drop_connection()
+            return self._write(self._ensure_connection(), batch)
+
     def _fail(self, batch: list[_Part], error: Exception) -> None:
         # The error is kept by every ticket of the batch; its traceback's frames hold the
         # batch (every caller's rows) and, once a caller raises it, that caller's frames and
@@ -347,6 +367,9 @@ class Writer:
         if self._connection is None or self._connection.closed:
             connection = self._connect()
             connection.autocommit = True  # write_sql is one transaction on its own
+            # No automatic prepared statements: psycopg answers DDL (a partition attached by
+            # ensure) with DEALLOCATE ALL, which would take the write statement with them.
+            connection.prepare_threshold = None
             problem = durability_problem(lambda name: _show(connection, name))
             if problem and not self._allow_unsafe_commit:
                 connection.close()
@@ -386,6 +409,8 @@ class Writer:
                     repeated.append((index, row))
                 else:
                     first[key] = row
+        if table.partitions is not None:
+            table.partitions.ensure(connection, {day_of(key[1]) for key in first})
         payload = None
         if len(first) <= PREPARED_BATCH_READINGS and table.write_rows_sql:
             payload = _json_rows(list(first.values()))
@@ -399,44 +424,54 @@ class Writer:
                         copy.write_row(row)
                 cursor.execute(table.write_sql.format(staged=len(first)).encode())
                 fetched = cursor.fetchone()
-            result = (0, None, None) if fetched is None else tuple(fetched)
-        _, duplicates_json, conflicts_json = result
-        duplicate_keys = json.loads(duplicates_json) if duplicates_json else []
-        if not repeated and not duplicate_keys and not conflicts_json:
+            result = (0, None) if fetched is None else tuple(fetched)
+        _, not_inserted_json = result
+        if not repeated and not not_inserted_json:
             return [(len(part.rows), 0, []) for part in batch]  # the common case: all new
-        conflicting = json.loads(conflicts_json) if conflicts_json else []
-        return self._outcomes(batch, first, repeated, duplicate_keys, conflicting)
+        not_inserted = json.loads(not_inserted_json) if not_inserted_json else []
+        stored = self._stored(connection, not_inserted)
+        return self._outcomes(batch, first, repeated, stored)
+
+    def _stored(
+        self, connection: psycopg.Connection, keys: list[str]
+    ) -> dict[tuple[str, int], Sequence[Any]]:
+        """The stored values of the "id micros" keys the write did not insert. Read by a later
+        statement than the write, which waited for any concurrent writer of those keys, so
+        every one of them is there (unless its partition was dropped meanwhile: retention)."""
+        if not keys:
+            return {}
+        ids, micros = zip(*(key.rsplit(" ", 1) for key in keys), strict=True)
+        rows = connection.execute(
+            self._table.stored_sql, (list(ids), [int(m) for m in micros])
+        ).fetchall()
+        return {(row[0], int(row[1])): tuple(row[2:]) for row in rows}
 
     def _outcomes(
         self,
         batch: list[_Part],
         first: dict[tuple[str, int], Row],
         repeated: list[tuple[int, Row]],
-        duplicate_keys: list[str],
-        conflicting: list[list[Any]],
+        stored: dict[tuple[str, int], Sequence[Any]],
     ) -> list[tuple[int, int, list[Conflict]]]:
         """Rare (retries, corrections, shared ids): tells each part which of its readings were
-        already stored as sent (duplicates) and which are stored with other values (conflicts).
-        A later row of the batch with a key seen earlier is judged against the row that keeps
-        the key: the stored one, or the batch's first if that was stored now."""
+        already stored as sent (duplicates) and which are stored with other values (conflicts),
+        `stored` holding the stored values of every key the write did not insert. A later row
+        of the batch with a key seen earlier is judged against the row that keeps the key: the
+        stored one, or the batch's first if that was stored now."""
         names = self._table.value_names
         owner = {id(row): index for index, part in enumerate(batch) for row in part.rows}
         duplicates = [0] * len(batch)
         conflicts: list[list[Conflict]] = [[] for _ in batch]
-        kept: dict[tuple[str, int], Sequence[Any]] = {}  # key → the values stored before
-        for entity, micros, *values in conflicting:
-            key = (entity, int(micros))
-            kept[key] = values
+        for key, values in stored.items():
             row = first[key]
             conflict = conflict_of(names, values, row)
-            assert conflict is not None  # the statement returns only rows whose values differ
-            conflicts[owner[id(row)]].append(conflict)
-        for text in duplicate_keys:
-            entity, micros = text.rsplit(" ", 1)
-            duplicates[owner[id(first[(entity, int(micros))])]] += 1
+            if conflict is None:
+                duplicates[owner[id(row)]] += 1
+            else:
+                conflicts[owner[id(row)]].append(conflict)
         for index, row in repeated:
             key = (row[0], row[1])
-            conflict = conflict_of(names, kept.get(key, first[key][2:-1]), row)
+            conflict = conflict_of(names, stored.get(key, first[key][2:-1]), row)
             if conflict is None:
                 duplicates[index] += 1
             else:
@@ -466,12 +501,8 @@ def _write_rows(connection: psycopg.Connection, payload: bytes, count: int) -> t
     """Runs the prepared write on libpq (one round trip; the GIL is released while it waits)."""
     result = connection.pgconn.exec_prepared(_WRITE_ROWS, [payload, str(count).encode()])
     _raise_unless(connection, result, pq.ExecStatus.TUPLES_OK)
-    inserted, duplicates, conflicts = (result.get_value(0, column) for column in range(3))
-    return (
-        int(inserted or 0),
-        None if duplicates is None else duplicates.decode(),
-        None if conflicts is None else conflicts.decode(),
-    )
+    inserted, not_inserted = (result.get_value(0, column) for column in range(2))
+    return (int(inserted or 0), None if not_inserted is None else not_inserted.decode())
 
 
 def _raise_unless(connection: psycopg.Connection, result: pq.abc.PGresult, status: int) -> None:

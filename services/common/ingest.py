@@ -84,6 +84,7 @@ class Ingestor:
         validate_batch: BatchValidator,
         *,
         clock_skew_seconds: float,
+        retention_days: int = 0,
         max_rejections_listed: int,
         max_device_stream_bytes: int = DEFAULT_MAX_DEVICE_STREAM_BYTES,
         max_streams_per_device: int = DEFAULT_MAX_STREAMS_PER_DEVICE,
@@ -92,6 +93,7 @@ class Ingestor:
         self._rules = rules
         self._validate_batch = validate_batch
         self._skew = clock_skew_seconds
+        self._retention_days = retention_days
         self._max_rejections = max_rejections_listed
         self._max_device_bytes = max_device_stream_bytes
         self._max_streams = max_streams_per_device
@@ -164,7 +166,9 @@ class Ingestor:
                     "send the rest in another stream",
                     principal=device,
                 )
-            rows, rejections = self._validate_batch(batch, index, TimeWindow.now(self._skew))
+            rows, rejections = self._validate_batch(
+                batch, index, TimeWindow.now(self._skew, self._retention_days)
+            )
             index += len(batch)
             del batch  # the message goes now, not when the next one has arrived
             self._note(outcome, rejections)
@@ -175,7 +179,7 @@ class Ingestor:
     def ingest_one(self, reading: Any, device: str | None = None) -> ReadingOutcome:
         """Stores one reading once committed. INVALID_ARGUMENT lists every problem."""
         self._require_own([reading], device)
-        window = TimeWindow.now(self._skew)
+        window = TimeWindow.now(self._skew, self._retention_days)
         rows, rejections = self._validate_batch([reading], 0, window)
         if rejections:
             require_valid(self._rules, reading, window)  # raises, naming every violation
@@ -208,7 +212,9 @@ class Ingestor:
         ticket = Ticket(self._max_rejections)
         index = 0
         for readings, _ in batches:
-            rows, rejections = self._validate_batch(readings, index, TimeWindow.now(self._skew))
+            rows, rejections = self._validate_batch(
+                readings, index, TimeWindow.now(self._skew, self._retention_days)
+            )
             index += len(readings)
             self._note(outcome, rejections)
             self._writers.submit(rows, ticket)

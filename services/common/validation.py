@@ -108,16 +108,22 @@ class Bounds:
 
 @dataclass(frozen=True)
 class TimeWindow:
-    """Timestamps accepted now: from 2000-01-01, at most `skew_seconds` past the server's clock
-    (CLOCK_SKEW_SECONDS)."""
+    """Timestamps accepted now: from 2000-01-01, or from `retention_days` before the server's
+    clock when that is later (RETENTION_DAYS: older readings would be dropped, so they are
+    refused), to at most `skew_seconds` past the server's clock (CLOCK_SKEW_SECONDS)."""
 
     earliest: int
     latest: int
     skew_seconds: float = 0.0
+    retention_days: int = 0
 
     @classmethod
-    def now(cls, skew_seconds: float) -> TimeWindow:
-        return cls(EARLIEST_MICROS, now_micros() + int(skew_seconds * MICROS), skew_seconds)
+    def now(cls, skew_seconds: float, retention_days: int = 0) -> TimeWindow:
+        now = now_micros()
+        earliest = EARLIEST_MICROS
+        if retention_days:
+            earliest = max(earliest, now - retention_days * 86_400 * MICROS)
+        return cls(earliest, now + int(skew_seconds * MICROS), skew_seconds, retention_days)
 
 
 @dataclass(frozen=True)
@@ -160,8 +166,16 @@ def timestamp_violations(reading: Any, window: TimeWindow) -> list[tuple[str, st
     if problem:
         return [("timestamp", problem)]
     micros = ts.seconds * MICROS + ts.nanos // 1000
-    if micros < window.earliest:
+    if micros < EARLIEST_MICROS:
         return [("timestamp", f"must be at or after 2000-01-01T00:00:00Z, got {iso(micros)}")]
+    if micros < window.earliest:
+        return [
+            (
+                "timestamp",
+                f"must be at most {window.retention_days} days old (RETENTION_DAYS: older "
+                f"readings are not kept), at or after {iso(window.earliest)}, got {iso(micros)}",
+            )
+        ]
     if micros > window.latest:
         ahead = (micros - window.latest) / MICROS + window.skew_seconds
         return [

@@ -31,6 +31,7 @@ class ChargePointRun:
     refused: int = 0
     failed_connections: int = 0
     seconds: float = 0.0
+    first_failure: str = ""  # why the first connection that failed did
 
     @property
     def per_s(self) -> float:
@@ -94,8 +95,10 @@ async def _charge_point(plan: _Plan, name: str, run: ChargePointRun, stop: async
                             await asyncio.sleep(1.0)
             finally:
                 listening.cancel()
-    except (TimeoutError, OSError, websockets.WebSocketException):
+    except (TimeoutError, OSError, websockets.WebSocketException) as error:
         run.failed_connections += 1
+        if not run.first_failure:
+            run.first_failure = f"{name}: {type(error).__name__}: {error}"
 
 
 async def drive(

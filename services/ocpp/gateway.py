@@ -14,13 +14,18 @@ for MeterService."""
 from __future__ import annotations
 
 import asyncio
+import collections
+import concurrent.futures
 import hashlib
+import hmac
 import itertools
 import logging
 import re
+import secrets
 import signal
 import ssl
 import time
+import urllib.parse
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from http import HTTPStatus
@@ -30,18 +35,28 @@ import grpc
 import websockets
 from energy.meter.v1 import meter_pb2, meter_service_pb2, meter_service_pb2_grpc
 from google.protobuf.timestamp_pb2 import Timestamp
-from ocpp.exceptions import InternalError, PropertyConstraintViolationError
+from ocpp.exceptions import (
+    FormationViolationError,
+    InternalError,
+    PropertyConstraintViolationError,
+)
 from ocpp.routing import on
 from ocpp.v16 import ChargePoint as ChargePoint16
 from ocpp.v16 import call_result as result16
 from ocpp.v16.enums import Action as Action16
 from ocpp.v16.enums import AuthorizationStatus as Authorization16
+from ocpp.v16.enums import DataTransferStatus as DataTransferStatus16
 from ocpp.v16.enums import RegistrationStatus as Registration16
 from ocpp.v201 import ChargePoint as ChargePoint201
 from ocpp.v201 import call_result as result201
 from ocpp.v201.enums import Action as Action201
-from ocpp.v201.enums import AuthorizationStatusEnumType, RegistrationStatusEnumType
+from ocpp.v201.enums import (
+    AuthorizationStatusEnumType,
+    DataTransferStatusEnumType,
+    RegistrationStatusEnumType,
+)
 from websockets.asyncio.server import basic_auth
+from websockets.protocol import State
 from websockets.typing import Subprotocol
 
 from services.common.timeconv import now_micros
@@ -135,6 +150,16 @@ class MeterServiceIngest:
                     "reasons": [f"{r.field}: {r.description}" for r in response.rejections],
                 },
             )
+        if response.conflicts:
+            # A value that differs from the one stored for the same meter and time: the first
+            # stays (a charger correcting a value, or two chargers sharing an id).
+            log.warning(
+                "meter values conflict with stored ones, not stored",
+                extra={
+                    "conflicts": response.conflicts,
+                    "first": [c.description for c in response.conflicting_readings[:3]],
+                },
+            )
 
 
 # Meter-value messages one charge point may have handled per second, after a burst: a charger
@@ -175,17 +200,95 @@ class RateLimit:
         return delay
 
 
+# Transaction ids the gateway hands out (1.6) carry their connector in the low 8 bits, so that a
+# StopTransaction finds its connector whatever connection, gateway process or replica started the
+# transaction; the rest is a serial from a random start (no two transactions of a charger share
+# an id in practice). Connectors above 255 are remembered by this process instead.
+_CONNECTOR_BITS = 8
+_SERIAL_LIMIT = 1 << (31 - _CONNECTOR_BITS)
+_serials = itertools.count(secrets.randbelow(_SERIAL_LIMIT - 1) + 1)
+
+
+class BoundedMap(collections.OrderedDict[Any, Any]):
+    """A dict that forgets its oldest entries beyond `limit` (transactions never stopped)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__()
+        self._limit = limit
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        super().__setitem__(key, value)
+        self.move_to_end(key)
+        while len(self) > self._limit:
+            self.popitem(last=False)
+
+
+TRANSACTIONS_REMEMBERED = 100_000
+_wide_connectors: BoundedMap = BoundedMap(TRANSACTIONS_REMEMBERED)
+# 2.0.1: the EVSE of each (charge point, transaction), sent only in a transaction's first event,
+# kept by this process so that the events after a reconnect still find it.
+_evses: BoundedMap = BoundedMap(TRANSACTIONS_REMEMBERED)
+
+
+def transaction_id_for(connector_id: int) -> int:
+    serial = next(_serials) % (_SERIAL_LIMIT - 1) + 1
+    if 0 < connector_id < 1 << _CONNECTOR_BITS:
+        return serial << _CONNECTOR_BITS | connector_id
+    transaction_id = serial << _CONNECTOR_BITS
+    _wide_connectors[transaction_id] = connector_id
+    return transaction_id
+
+
+def connector_of(transaction_id: int) -> int | None:
+    """The connector a transaction id handed out by transaction_id_for was started on."""
+    if not isinstance(transaction_id, int) or transaction_id <= 0:
+        return None
+    connector = transaction_id & ((1 << _CONNECTOR_BITS) - 1)
+    return connector or _wide_connectors.get(transaction_id)
+
+
+# A connector or EVSE id that makes a meter id: `<id>:<n>` within 64 characters.
+MAX_CONNECTOR_ID = 2**31 - 1
+
+
+def _connector(value: Any, field: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise FormationViolationError(description=f"{field} must be an integer, got {value!r}")
+    if not 0 <= value <= MAX_CONNECTOR_ID:
+        raise PropertyConstraintViolationError(
+            description=f"{field} must be 0 to {MAX_CONNECTOR_ID}, got {value}"
+        )
+    return value
+
+
+def _meter_value_list(value: Any, field: str) -> list[Any]:
+    if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+        raise FormationViolationError(description=f"{field} must be a list of MeterValue objects")
+    for entry in value:
+        sampled = entry.get("sampled_value")
+        if not isinstance(sampled, list) or not all(isinstance(v, dict) for v in sampled):
+            raise FormationViolationError(
+                description=f"{field}[].sampledValue must be a list of SampledValue objects"
+            )
+        if "timestamp" in entry and not isinstance(entry["timestamp"], str):
+            raise FormationViolationError(description=f"{field}[].timestamp must be a string")
+    return value
+
+
 class _Common:
-    """What both versions do with meter values."""
+    """What both versions do with meter values. The meter-value actions skip the library's
+    schema check, whose only objection a charger meets in practice is a missing timestamp (the
+    receive time stands in, and a warning says so); their shape is checked here instead."""
 
     id: str
     _ingest: Ingest
     _rate: RateLimit
 
-    async def _store(self, connector_id: int | None, meter_value: Sequence[Any]) -> None:
+    async def _store(self, connector_id: int | None, meter_value: Any, field: str) -> None:
+        values = _meter_value_list(meter_value, field)
         await self._rate.wait()
         try:
-            found = readings(self.id, connector_id, meter_value, now_micros())
+            found = readings(self.id, connector_id, values, now_micros())
         except ValueError as error:
             # Not confirmed: the charger learns the message was refused (nothing of it stored).
             log.warning("meter values refused: %s", error, extra={"charge_point": self.id})
@@ -202,8 +305,6 @@ class CentralSystem16(_Common, ChargePoint16):
         super().__init__(charge_point_id, connection)
         self._ingest = ingest
         self._rate = RateLimit()
-        self._transactions = itertools.count(1)
-        self._connectors: dict[int, int] = {}  # transaction id -> connector id
 
     @on(Action16.boot_notification)
     def on_boot(self, **_: Any) -> Any:
@@ -225,27 +326,46 @@ class CentralSystem16(_Common, ChargePoint16):
 
     @on(Action16.start_transaction)
     def on_start(self, connector_id: int, **_: Any) -> Any:
-        transaction_id = next(self._transactions)
-        self._connectors[transaction_id] = connector_id
         return result16.StartTransaction(
-            transaction_id=transaction_id, id_tag_info={"status": Authorization16.accepted}
+            transaction_id=transaction_id_for(_connector(connector_id, "connectorId")),
+            id_tag_info={"status": Authorization16.accepted},
         )
 
-    @on(Action16.stop_transaction)
-    async def on_stop(
-        self, transaction_id: int, transaction_data: Sequence[Any] | None = None, **_: Any
-    ) -> Any:
-        # Its meter values (often the closing register) carry no connector: the transaction's,
-        # when this connection started it; else the station's meter.
+    @on(Action16.stop_transaction, skip_schema_validation=True)
+    async def on_stop(self, transaction_id: Any = None, **payload: Any) -> Any:
+        # Its meter values (often the closing register) carry no connector: the one the
+        # transaction id says. An id this gateway did not hand out names none: not stored (the
+        # energy of an unknown connector is not the station's), and said.
+        transaction_data = payload.get("transaction_data")
         if transaction_data:
-            await self._store(self._connectors.get(transaction_id), transaction_data)
-        self._connectors.pop(transaction_id, None)
+            connector = connector_of(transaction_id)
+            if connector is None:
+                log.warning(
+                    "StopTransaction meter values not stored: unknown transaction",
+                    extra={"charge_point": self.id, "transaction": transaction_id},
+                )
+            else:
+                await self._store(connector, transaction_data, "transactionData")
         return result16.StopTransaction()
 
-    @on(Action16.meter_values)
-    async def on_meter_values(self, connector_id: int, meter_value: Sequence[Any], **_: Any) -> Any:
-        await self._store(connector_id, meter_value)
+    @on(Action16.meter_values, skip_schema_validation=True)
+    async def on_meter_values(
+        self, connector_id: Any = None, meter_value: Any = None, **_: Any
+    ) -> Any:
+        await self._store(_connector(connector_id, "connectorId"), meter_value, "meterValue")
         return result16.MeterValues()
+
+    @on(Action16.firmware_status_notification)
+    def on_firmware_status(self, **_: Any) -> Any:
+        return result16.FirmwareStatusNotification()
+
+    @on(Action16.diagnostics_status_notification)
+    def on_diagnostics_status(self, **_: Any) -> Any:
+        return result16.DiagnosticsStatusNotification()
+
+    @on(Action16.data_transfer)
+    def on_data_transfer(self, **_: Any) -> Any:
+        return result16.DataTransfer(status=DataTransferStatus16.unknown_vendor_id)
 
 
 class CentralSystem201(_Common, ChargePoint201):
@@ -253,7 +373,6 @@ class CentralSystem201(_Common, ChargePoint201):
         super().__init__(charge_point_id, connection)
         self._ingest = ingest
         self._rate = RateLimit()
-        self._evses: dict[Any, int] = {}  # transaction id -> EVSE id
 
     @on(Action201.boot_notification)
     def on_boot(self, **_: Any) -> Any:
@@ -275,31 +394,61 @@ class CentralSystem201(_Common, ChargePoint201):
     def on_authorize(self, **_: Any) -> Any:
         return result201.Authorize(id_token_info={"status": AuthorizationStatusEnumType.accepted})
 
-    @on(Action201.transaction_event)
+    @on(Action201.transaction_event, skip_schema_validation=True)
     async def on_transaction_event(
-        self,
-        transaction_info: dict[str, Any],
-        evse: dict[str, Any] | None = None,
-        meter_value: Sequence[Any] | None = None,
-        **_: Any,
+        self, transaction_info: Any = None, evse: Any = None, meter_value: Any = None, **_: Any
     ) -> Any:
+        if not isinstance(transaction_info, dict) or "transaction_id" not in transaction_info:
+            raise FormationViolationError(description="transactionInfo.transactionId is required")
         # The EVSE comes only in a transaction's first event: later ones are the same EVSE's.
-        transaction_id = transaction_info.get("transaction_id")
-        if evse and "id" in evse:
-            self._evses[transaction_id] = evse["id"]
+        key = (self.id, str(transaction_info["transaction_id"]))
+        if isinstance(evse, dict) and "id" in evse:
+            _evses[key] = _connector(evse["id"], "evse.id")
         if meter_value:
-            await self._store(self._evses.get(transaction_id), meter_value)
+            evse_id = _evses.get(key)
+            if evse_id is None:
+                log.warning(
+                    "TransactionEvent meter values not stored: the transaction's EVSE is unknown",
+                    extra={"charge_point": self.id, "transaction": key[1]},
+                )
+            else:
+                await self._store(evse_id, meter_value, "meterValue")
         return result201.TransactionEvent()
 
-    @on(Action201.meter_values)
-    async def on_meter_values(self, evse_id: int, meter_value: Sequence[Any], **_: Any) -> Any:
-        await self._store(evse_id, meter_value)
+    @on(Action201.meter_values, skip_schema_validation=True)
+    async def on_meter_values(self, evse_id: Any = None, meter_value: Any = None, **_: Any) -> Any:
+        await self._store(_connector(evse_id, "evseId"), meter_value, "meterValue")
         return result201.MeterValues()
+
+    @on(Action201.firmware_status_notification)
+    def on_firmware_status(self, **_: Any) -> Any:
+        return result201.FirmwareStatusNotification()
+
+    @on(Action201.log_status_notification)
+    def on_log_status(self, **_: Any) -> Any:
+        return result201.LogStatusNotification()
+
+    @on(Action201.security_event_notification)
+    def on_security_event(self, **_: Any) -> Any:
+        return result201.SecurityEventNotification()
+
+    @on(Action201.notify_event)
+    def on_notify_event(self, **_: Any) -> Any:
+        return result201.NotifyEvent()
+
+    @on(Action201.notify_report)
+    def on_notify_report(self, **_: Any) -> Any:
+        return result201.NotifyReport()
+
+    @on(Action201.data_transfer)
+    def on_data_transfer(self, **_: Any) -> Any:
+        return result201.DataTransfer(status=DataTransferStatusEnumType.unknown_vendor_id)
 
 
 def charge_point_id_of(path: str) -> str:
-    """The last segment of the URL's path: ws://host:9000/ocpp/CP-1?x=y → "CP-1"."""
-    return path.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1]
+    """The last segment of the URL's path, percent-decoded: ws://host:9000/ocpp/CP%2D1?x=y →
+    "CP-1"."""
+    return urllib.parse.unquote(path.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1])
 
 
 async def serve_connection(connection: Any, ingest: Ingest) -> None:
@@ -318,33 +467,60 @@ async def serve_connection(connection: Any, ingest: Ingest) -> None:
         await charge_point.start()
     except websockets.ConnectionClosed:
         log.info("charge point disconnected", extra={"charge_point": charge_point_id})
+    except Exception as error:  # a frame the library cannot read (e.g. JSON nested too deep)
+        log.warning(
+            "charge point connection closed: unreadable message (%s)",
+            type(error).__name__,
+            extra={"charge_point": charge_point_id},
+        )
+        await connection.close(1007, "unreadable message")
 
 
 class Credentials:
     """HTTP Basic auth at the handshake (OCPP security profiles 1 and 2): the user name is the
     charge point id of the URL and the password matches its hash (services/ocpp/passwords.py).
-    A verified password is remembered by its SHA-256 so that reconnects cost no PBKDF2."""
+
+    A verified password is remembered by its SHA-256, so that a reconnect is checked on the
+    event loop at once and costs no PBKDF2. PBKDF2 (a new password, a wrong one) runs on
+    PASSWORD_CHECK_THREADS threads of its own, at most MAX_PASSWORD_CHECKS_WAITING waiting: a
+    flood of wrong passwords is refused quickly rather than queued, and never delays a charger
+    already verified."""
 
     def __init__(self, hashes: Mapping[str, str]) -> None:
         self._hashes = dict(hashes)
         self._verified: dict[str, bytes] = {}
+        self._hashing = concurrent.futures.ThreadPoolExecutor(
+            PASSWORD_CHECK_THREADS, thread_name_prefix="ocpp-password"
+        )
+        self._waiting = 0
 
     async def check_async(self, charge_point_id: str, password: str) -> bool:
-        """`check` off the event loop: PBKDF2 takes long enough to stall every connection."""
-        return await asyncio.to_thread(self.check, charge_point_id, password)
-
-    def check(self, charge_point_id: str, password: str) -> bool:
         canonical = canonical_charge_point_id(charge_point_id)
         encoded = self._hashes.get(canonical)
         if encoded is None:
             return False
-        digest = hashlib.sha256(password.encode()).digest()
-        if self._verified.get(canonical) == digest:
+        digest = hashlib.sha256(password.encode("utf-8", "surrogateescape")).digest()
+        if hmac.compare_digest(self._verified.get(canonical, b""), digest):
             return True
-        if not passwords.verify(password, encoded):
+        if self._waiting >= MAX_PASSWORD_CHECKS_WAITING:
+            log.warning("password checks saturated: refused", extra={"charge_point": canonical})
             return False
-        self._verified[canonical] = digest
-        return True
+        self._waiting += 1
+        try:
+            loop = asyncio.get_running_loop()
+            verified = await loop.run_in_executor(
+                self._hashing, passwords.verify, password, encoded
+            )
+        finally:
+            self._waiting -= 1
+        if verified:
+            self._verified[canonical] = digest
+        return verified
+
+    def check(self, charge_point_id: str, password: str) -> bool:
+        """The same check, blocking (tests, tools)."""
+        encoded = self._hashes.get(canonical_charge_point_id(charge_point_id))
+        return encoded is not None and passwords.verify(password, encoded)
 
     def process_request(self) -> Callable[[Any, Any], Awaitable[Any]]:
         """websockets' process_request: 401 without valid credentials, 403 when they are
@@ -376,6 +552,9 @@ class Credentials:
 # characters of [A-Za-z0-9._:-]); ':' separates the connector.
 CHARGE_POINT_ID = re.compile(r"[A-Za-z0-9._-]{1,48}")
 DEFAULT_MAX_CONNECTIONS = 10_000
+# PBKDF2 checks at once, and waiting beyond which a check is refused (see Credentials).
+PASSWORD_CHECK_THREADS = 2
+MAX_PASSWORD_CHECKS_WAITING = 32
 # A MeterValues of a busy charger is a few kB; anything near this is not one.
 MAX_MESSAGE_BYTES = 1024 * 1024
 
@@ -396,7 +575,14 @@ async def serve(
     `max_connections` open connections (OCPP_MAX_CONNECTIONS) a handshake is answered 503, and
     a message over MAX_MESSAGE_BYTES closes its connection (1009)."""
     authenticate = None if credentials is None else credentials.process_request()
-    open_connections = 0
+    # Connections past admission: handshaking (their slot taken before the password check
+    # awaits, so concurrent handshakes cannot all pass) or open. A handshake that fails after
+    # admission closes its connection, which frees the slot at the next admission.
+    admitted: set[Any] = set()
+    # One connection per charge point: a newer one replaces the older (a charger that
+    # reconnects before the old connection timed out), so no charger holds several.
+    current: dict[str, Any] = {}
+    closing: set[asyncio.Task[None]] = set()
 
     async def admit(connection: Any, request: Any) -> Any:
         charge_point_id = charge_point_id_of(request.path)
@@ -406,23 +592,40 @@ async def serve(
                 HTTPStatus.BAD_REQUEST,
                 "the URL must end in a charge point id of 1-48 characters of A-Z a-z 0-9 . _ -\n",
             )
-        if open_connections >= max_connections:
+        for gone in [c for c in admitted if c.state is State.CLOSED]:
+            admitted.discard(gone)
+        if len(admitted) >= max_connections:
             log.warning(
                 "charge point refused: OCPP_MAX_CONNECTIONS reached",
-                extra={"path": request.path, "open": open_connections},
+                extra={"path": request.path, "open": len(admitted)},
             )
             return connection.respond(
                 HTTPStatus.SERVICE_UNAVAILABLE, "too many charge points connected, retry later\n"
             )
-        return None if authenticate is None else await authenticate(connection, request)
+        admitted.add(connection)
+        refused = None if authenticate is None else await authenticate(connection, request)
+        if refused is not None:
+            admitted.discard(connection)
+        return refused
 
     async def handle(connection: Any) -> None:
-        nonlocal open_connections
-        open_connections += 1
+        charge_point_id = canonical_charge_point_id(charge_point_id_of(connection.request.path))
+        older = current.get(charge_point_id)
+        current[charge_point_id] = connection
+        if older is not None:
+            log.info(
+                "charge point reconnected: older connection closed",
+                extra={"charge_point": charge_point_id},
+            )
+            # Not awaited: a dead older connection takes its close timeout to go.
+            closing.add(asyncio.create_task(older.close(1000, "replaced by a newer connection")))
+            closing.difference_update([task for task in closing if task.done()])
         try:
             await serve_connection(connection, ingest)
         finally:
-            open_connections -= 1
+            admitted.discard(connection)
+            if current.get(charge_point_id) is connection:
+                del current[charge_point_id]
 
     async with websockets.serve(
         handle,
@@ -456,6 +659,9 @@ def run(
 ) -> None:
     """`energy-ingest serve ocpp`: serves until SIGTERM or SIGINT. Raises OSError when the
     address is taken or not this host's."""
+
+    # The library logs every frame at INFO: a payload per message, at thousands a second.
+    logging.getLogger("ocpp").setLevel(logging.WARNING)
 
     async def main() -> None:
         stop = asyncio.Event()

@@ -1,25 +1,31 @@
 """OCPP meter values → MeterService readings: pure functions, no I/O.
 
 Payloads are as the `ocpp` library hands them to a handler: keys in snake_case (`sampled_value`,
-`unit_of_measure`), values as sent (strings in 1.6, numbers in 2.0.1). One MeterValue (a
-timestamp and its sampled values) becomes at most one reading:
+`unit_of_measure`), values as sent (strings in 1.6, numbers in 2.0.1). The MeterValue entries
+of one message that share a timestamp are one sample (some chargers send the Transaction.Begin
+value and the periodic one, or the voltage, as entries of their own), and one sample becomes at
+most one reading:
 
 - `Energy.Active.Import.Register` (the default measurand when none is named) → the register
   in kWh (`kwh_consumed_ac_register`); `Energy.Active.Import.Interval` → the interval energy
-  (`kwh_consumed_ac`). Wh (OCPP's default unit) and kWh are converted, and 2.0.1's
-  `unit_of_measure.multiplier` applied. A sample with both forms keeps the register (a reading
-  carries one form).
-- `Voltage` → `voltage`: the phase-to-neutral values (L1-N, L2-N, L3-N) averaged, or a value
-  without a phase; unknown (None) when absent.
+  (`kwh_consumed_ac`). The unit is read case-insensitively: Wh (OCPP's default), kWh and MWh
+  are converted, and 2.0.1's `unit_of_measure.multiplier` applied; a value in any other unit
+  (varh, W, …) is not active energy and is skipped. A sample with both forms keeps the
+  register (a reading carries one form).
+- `Voltage` → `voltage` in V (kV converted, the multiplier applied): the phase-to-neutral
+  values averaged (L1-N, L2-N, L3-N, or L1, L2, L3 as 1.6 chargers often name them), else the
+  line-to-line ones averaged and divided by √3, else a value without a phase; unknown (None)
+  when absent.
 - The same measurand under several contexts (a periodic value beside a Transaction.Begin one in
   the same message) → the `Sample.Periodic` one, else `Sample.Clock`, else the first sent; never
   a 0 from another context in place of a periodic value.
 - A value for the whole meter (no phase) wins over per-phase energy; per-phase energy alone is
-  summed over L1, L2 and L3 (L1-N and N are not added again). Values measured at the EV
-  (`location` EV) are not the charger's AC and are skipped; 1.6 signed values (`format`
-  SignedData) are skipped (signature checks are out of scope), and 2.0.1's
-  `signed_meter_value` is ignored while its plain value is used.
-- A MeterValue without energy gives no reading: voltage alone cannot say how much energy was
+  summed over the three lines, each line's value taken as L1 or else L1-N (the same energy
+  named two ways is counted once; N is not a line). Values measured at the EV (`location` EV)
+  are not the charger's AC and are skipped; 1.6 signed values (`format` SignedData, whose value
+  is the signed blob) are skipped, the plain value sent beside them used (signature checks are
+  out of scope), and 2.0.1's `signed_meter_value` is ignored while its plain value is used.
+- A sample without energy gives no reading: voltage alone cannot say how much energy was
   taken, and an absent energy would read as 0.
 
 Charge point ids are case-insensitive in OCPP: the canonical form is upper case, and the meter id
@@ -38,8 +44,13 @@ REGISTER = "Energy.Active.Import.Register"
 INTERVAL = "Energy.Active.Import.Interval"
 VOLTAGE = "Voltage"
 _CONTEXT_PREFERENCE = ("Sample.Periodic", "Sample.Clock")
-_PHASE_TO_NEUTRAL = ("L1-N", "L2-N", "L3-N")
 _LINES = ("L1", "L2", "L3")
+_PHASE_TO_NEUTRAL = (("L1-N", "L1"), ("L2-N", "L2"), ("L3-N", "L3"))
+_LINE_TO_LINE = ("L1-L2", "L2-L3", "L3-L1")
+# Units of active energy and of voltage, lower-cased, and their ratio to kWh / V as
+# (multiplier, divisor): 350 Wh is 350 / 1000 = 0.35 kWh exactly as written, not 350 * 0.001.
+_ENERGY_UNITS = {"wh": (1.0, 1000.0), "kwh": (1.0, 1.0), "mwh": (1000.0, 1.0)}
+_VOLTAGE_UNITS = {"v": (1.0, 1.0), "kv": (1000.0, 1.0)}
 
 
 @dataclass(frozen=True)
@@ -74,18 +85,33 @@ def timestamp_micros(text: str) -> int:
     return round(moment.timestamp() * 1_000_000)
 
 
-def _kwh(value: float, sample: Mapping[str, Any]) -> float:
-    """Raises ValueError when the multiplier makes the value unrepresentable."""
+def _scaled(
+    value: float, sample: Mapping[str, Any], units: Mapping[str, tuple[float, float]], default: str
+) -> float | None:
+    """`value` in the base unit of `units` (kWh, V): its unit (case-insensitive; `default` when
+    none) and 2.0.1's multiplier applied; None for a unit `units` does not hold. Raises
+    ValueError when the multiplier makes the value unrepresentable."""
     unit_of_measure = sample.get("unit_of_measure") or {}
-    unit = sample.get("unit") or unit_of_measure.get("unit") or "Wh"
+    unit = str(sample.get("unit") or unit_of_measure.get("unit") or default).lower()
+    if unit not in units:
+        return None
     try:
         value *= 10.0 ** int(unit_of_measure.get("multiplier", 0) or 0)
     except (OverflowError, TypeError, ValueError):
         raise ValueError(f"unit multiplier {unit_of_measure.get('multiplier')!r}") from None
-    kwh = value / 1000.0 if unit == "Wh" else value
-    if not math.isfinite(kwh):
+    multiplier, divisor = units[unit]
+    scaled = value * multiplier / divisor
+    if not math.isfinite(scaled):
         raise ValueError(f"unit multiplier {unit_of_measure.get('multiplier')!r}")
-    return kwh
+    return scaled
+
+
+def _kwh(value: float, sample: Mapping[str, Any]) -> float | None:
+    return _scaled(value, sample, _ENERGY_UNITS, "Wh")
+
+
+def _volts(value: float, sample: Mapping[str, Any]) -> float | None:
+    return _scaled(value, sample, _VOLTAGE_UNITS, "V")
 
 
 def _value(sample: Mapping[str, Any]) -> float | None:
@@ -108,27 +134,60 @@ def _preferred(samples: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
 
 
 def _energy(samples: Sequence[Mapping[str, Any]]) -> float | None:
-    """kWh of one energy measurand: the whole meter's value, else the phases summed."""
-    chosen = _preferred(samples)
-    whole = [s for s in chosen if not s.get("phase")]
-    for sample in whole or []:
+    """kWh of one energy measurand: the whole meter's value, else the lines summed."""
+    chosen = [s for s in _preferred(samples) if _kwh(0.0, s) is not None]  # energy units only
+    for sample in (s for s in chosen if not s.get("phase")):
         value = _value(sample)
         if value is not None:
             return _kwh(value, sample)
-    # Only the line conductors add up to the total (L1-N is the same energy again, N not one).
-    phases = [(s, _value(s)) for s in chosen if s.get("phase") in _LINES]
-    values = [_kwh(v, s) for s, v in phases if v is not None]
+    lines = []
+    for names in _PHASE_TO_NEUTRAL:  # each line once, as "L1" or else "L1-N"
+        for name in reversed(names):
+            known = [
+                (s, v) for s in chosen if s.get("phase") == name if (v := _value(s)) is not None
+            ]
+            if known:
+                lines.append(_kwh(known[0][1], known[0][0]))
+                break
+    values = [v for v in lines if v is not None]
     return sum(values) if values else None
 
 
 def _voltage(samples: Sequence[Mapping[str, Any]]) -> float | None:
     chosen = _preferred(samples)
-    neutral = [_value(s) for s in chosen if s.get("phase") in _PHASE_TO_NEUTRAL]
-    known = [v for v in neutral if v is not None]
-    if known:
-        return sum(known) / len(known)
-    plain = [_value(s) for s in chosen if not s.get("phase")]
-    return next((v for v in plain if v is not None), None)
+
+    def volts(phases: Iterable[str]) -> list[float]:
+        wanted = set(phases)
+        found = [(s, _value(s)) for s in chosen if s.get("phase") in wanted]
+        return [v for s, value in found if value is not None if (v := _volts(value, s)) is not None]
+
+    neutral = volts(name for names in _PHASE_TO_NEUTRAL for name in names)
+    if neutral:
+        return sum(neutral) / len(neutral)
+    between_lines = volts(_LINE_TO_LINE)
+    if between_lines:
+        return sum(between_lines) / len(between_lines) / math.sqrt(3)
+    plain = [
+        v
+        for s in chosen
+        if not s.get("phase")
+        if (value := _value(s)) is not None
+        if (v := _volts(value, s)) is not None
+    ]
+    return plain[0] if plain else None
+
+
+def _samples(
+    meter_values: Iterable[Mapping[str, Any]],
+) -> list[tuple[Any, list[Mapping[str, Any]]]]:
+    """The sampled values of the entries grouped by timestamp (the same instant written alike or
+    not), in the order the timestamps first came; an entry without one is a group of its own."""
+    groups: dict[Any, tuple[Any, list[Mapping[str, Any]]]] = {}
+    for position, meter_value in enumerate(meter_values):
+        text = meter_value.get("timestamp")
+        key = timestamp_micros(text) if text else ("missing", position)
+        groups.setdefault(key, (text, []))[1].extend(meter_value.get("sampled_value") or [])
+    return list(groups.values())
 
 
 def readings(
@@ -142,9 +201,9 @@ def readings(
     Raises ValueError for a timestamp without an offset or an unrepresentable multiplier."""
     meter = meter_id(charge_point_id, connector_id)
     found: list[Reading] = []
-    for meter_value in meter_values:
+    for text, sampled in _samples(meter_values):
         by_measurand: dict[str, list[Mapping[str, Any]]] = {}
-        for sample in meter_value.get("sampled_value") or []:
+        for sample in sampled:
             if sample.get("location") == "EV":
                 continue
             by_measurand.setdefault(sample.get("measurand") or REGISTER, []).append(sample)
@@ -152,7 +211,6 @@ def readings(
         interval = _energy(by_measurand[INTERVAL]) if INTERVAL in by_measurand else None
         if register is None and interval is None:
             continue
-        text = meter_value.get("timestamp")
         found.append(
             Reading(
                 meter_id=meter,

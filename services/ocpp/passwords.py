@@ -40,8 +40,12 @@ def verify(password: str, encoded: str) -> bool:
         if scheme != _SCHEME:
             return False
         expected = base64.b64decode(key)
+        # A header's bytes that are not UTF-8 come as surrogate escapes: hashed as those bytes.
         actual = hashlib.pbkdf2_hmac(
-            "sha256", password.encode(), base64.b64decode(salt), int(iterations)
+            "sha256",
+            password.encode("utf-8", "surrogateescape"),
+            base64.b64decode(salt),
+            int(iterations),
         )
     except ValueError:
         return False

@@ -1,5 +1,5 @@
 """Builds a reading service from settings: engine → repository → service → servicer, with
-its group-commit writers started and stopped with the server."""
+its group-commit writers and its maintenance loop started and stopped with the server."""
 
 from __future__ import annotations
 
@@ -8,7 +8,12 @@ from typing import Any, TypeVar
 
 from sqlalchemy.engine import Engine
 
-from services.common.component import DatabaseComponent, build_ingestor, build_reads
+from services.common.component import (
+    DatabaseComponent,
+    build_ingestor,
+    build_maintenance,
+    build_reads,
+)
 from services.common.config import Settings
 from services.common.ingest import Ingestor
 from services.common.reads import ReadGate
@@ -32,9 +37,21 @@ def build_reading_component(
     """`repository` (a repository's from_settings), `service` and `servicer` make the kind's own
     layers (each extends the shared one with the kind's own RPCs)."""
     engine, reads = build_reads(settings, kind.service)
+    table = reading_table(kind)
     ingestor, writers = build_ingestor(
-        settings, kind.service, reading_table(kind), kind.rules, kind.validate_batch
+        settings, kind.service, table, kind.rules, kind.validate_batch
     )
+    assert table.partitions is not None
+    maintenance = build_maintenance(settings, kind.service, table.partitions)
+
+    def start() -> None:
+        writers.start()
+        maintenance.start()
+
+    def stop() -> None:
+        maintenance.stop()
+        writers.stop()
+
     return DatabaseComponent(
         kind.contract.service_name,
         engine,
@@ -49,8 +66,8 @@ def build_reading_component(
             settings.status_page_max_age_ms / 1000,
         ),
         kind.contract.add_to_server,
-        on_start=writers.start,
-        on_stop=writers.stop,
+        on_start=start,
+        on_stop=stop,
         allow_unsafe_commit=settings.allow_unsafe_commit,
         probe_timeout=settings.db_connect_timeout_seconds,
     )

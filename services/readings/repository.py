@@ -10,6 +10,7 @@ from sqlalchemy.engine import Engine
 
 from services.common.config import Settings
 from services.common.group_commit import ReadingTable
+from services.common.partitions import DailyPartitions
 from services.common.reads import ReadGate
 from services.readings.kind import ReadingKind
 
@@ -31,13 +32,13 @@ def reading_table(kind: ReadingKind) -> ReadingTable:
     in its stream. A large batch is COPYed into a session-local staging table; a small one is
     sent as one JSON array of rows to a statement prepared once per connection (one round trip,
     a cached plan). Either way one statement then inserts the readings not yet stored (natural
-    key: id and read_time) and moves each id's status to its newest new reading if that is not
-    older than the stored one. A reading whose key is stored with other values is a conflict:
-    `ON CONFLICT DO UPDATE ... WHERE values differ` changes nothing (the key is set to itself)
-    but returns the stored row, locked at its newest committed version, so a conflict with a
-    concurrent writer's uncommitted reading is told right once it commits. Returned: (readings
-    inserted, JSON text of the "id micros" keys of identical readings already stored or NULL,
-    JSON text of [[id, micros, *stored values], …] of conflicts or NULL)."""
+    key: id and read_time; `ON CONFLICT DO NOTHING`, which waits for a concurrent writer's
+    uncommitted reading of the same key and skips it once committed) and moves each id's status
+    to its newest new reading if that is not older than the stored one. Returned: (readings
+    inserted, JSON text of the "id micros" keys not inserted, or NULL when all were). Those
+    keys are then read back with `stored_sql` (a later statement, so it sees every reading that
+    kept them) and told apart: stored as sent (a duplicate) or with other values (a
+    conflict)."""
     key = kind.id_field
     staging = f"{kind.service}_staging"
     names = [column.name for column in kind.columns]
@@ -61,6 +62,9 @@ def reading_table(kind: ReadingKind) -> ReadingTable:
         f"sent AS MATERIALIZED (SELECT {extracted} "
         "FROM jsonb_array_elements(CAST($1 AS jsonb)) AS r),"
     )
+    stored_micros = MICROS_SQL.format(col="s.read_time")
+    stored_values = ", ".join(f"s.{name}" for name in names)
+    key_time = TIMESTAMPTZ_SQL.format(us="k.us")
     return ReadingTable(
         staging_ddl=(
             f"CREATE TEMP TABLE IF NOT EXISTS {staging} ("
@@ -73,6 +77,13 @@ def reading_table(kind: ReadingKind) -> ReadingTable:
         value_names=tuple(names),
         write_sql=_write_sql(kind, "", staging, "{staged}") + f";\n        TRUNCATE {staging}",
         write_rows_sql=_write_sql(kind, sent, "sent", "$2"),
+        stored_sql=(
+            f"SELECT s.{key}, {stored_micros}, {stored_values} "
+            "FROM unnest(%s::text[], %s::int8[]) AS k(id, us) "
+            f"JOIN {kind.service}.{kind.readings_table} s "
+            f"ON s.{key} = k.id AND s.read_time = {key_time}"
+        ),
+        partitions=DailyPartitions(kind.service, kind.readings_table),
     )
 
 
@@ -82,24 +93,16 @@ def _write_sql(kind: ReadingKind, prelude: str, rows: str, staged: str) -> str:
     schema, key = kind.service, kind.id_field
     names = [column.name for column in kind.columns]
     values = ", ".join(names)
-    stored_values = ", ".join(f"stored.{name}" for name in names)
-    sent_values = ", ".join(f"excluded.{name}" for name in names)
     read_time = TIMESTAMPTZ_SQL.format(us="read_us")
     staged_read_time = TIMESTAMPTZ_SQL.format(us="s.read_us")
-    micros = MICROS_SQL.format(col="read_time")
     updates = ",\n                ".join(f"{name} = excluded.{name}" for name in names)
     return f"""
-        WITH {prelude} written AS (
-            INSERT INTO {schema}.{kind.readings_table} AS stored ({key}, read_time, {values})
+        WITH {prelude} inserted AS (
+            INSERT INTO {schema}.{kind.readings_table} ({key}, read_time, {values})
             SELECT {key}, {read_time}, {values}
             FROM {rows} ORDER BY {key}, read_us
-            ON CONFLICT ({key}, read_time) DO UPDATE SET {key} = excluded.{key}
-            WHERE ({stored_values}) IS DISTINCT FROM ({sent_values})
-            -- xmax is 0 on a row this statement inserted; an updated (conflict) row carries
-            -- the lock this statement took on it.
-            RETURNING {key}, read_time, {values}, stored.xmax = 0 AS fresh
-        ), inserted AS (
-            SELECT {key}, read_time, {values} FROM written WHERE fresh
+            ON CONFLICT ({key}, read_time) DO NOTHING
+            RETURNING {key}, read_time, {values}
         ), upserted AS (
             -- Only readings stored just now: a resent one never rewrites the status.
             INSERT INTO {schema}.{kind.status_table} AS current
@@ -114,14 +117,12 @@ def _write_sql(kind: ReadingKind, prelude: str, rows: str, staged: str) -> str:
         )
         SELECT
             (SELECT count(*) FROM inserted),
-            CASE WHEN (SELECT count(*) FROM written) < {staged} THEN (
+            CASE WHEN (SELECT count(*) FROM inserted) < {staged} THEN (
                 SELECT json_agg(s.{key} || ' ' || s.read_us)::text FROM {rows} s
                 WHERE NOT EXISTS (
-                    SELECT 1 FROM written w
+                    SELECT 1 FROM inserted w
                     WHERE w.{key} = s.{key} AND w.read_time = {staged_read_time})
-            ) END,
-            (SELECT json_agg(json_build_array({key}, {micros}, {values}))::text
-             FROM written WHERE NOT fresh)"""
+            ) END"""
 
 
 DEFAULT_REACH_US = 900 * 1_000_000

@@ -243,7 +243,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace, stop: threading.Event, abandon: threading.Event) -> int:
     settings = Settings.from_env()
-    if not 0 <= args.vehicles <= args.chargers:
+    if not args.ocpp and not 0 <= args.vehicles <= args.chargers:
         raise ConfigError(
             f"--vehicles must be between 0 and --chargers ({args.chargers}): a vehicle only "
             f"uses the chargers of its own group of 20, got {args.vehicles}"
@@ -333,6 +333,8 @@ def _run_ocpp(
         f"CALLERROR and sent again, {run.failed_connections} charge points could not connect) "
         f"in {run.seconds:.1f} s = {run.per_s:,.0f} readings/s"
     )
+    if run.first_failure:
+        print(f"first charge point that could not connect: {run.first_failure}")
     if stop.is_set():
         return INTERRUPTED
     return 1 if run.failed_connections else 0

@@ -219,3 +219,112 @@ def test_a_charge_points_messages_are_paced_after_a_burst_never_refused():
     assert waits[22:32] == [0.0] * 10
     assert round(waits[32], 6) == 0.1
     assert [round(s, 6) for s in slept] == [0.1, 0.2, 0.1]
+
+
+def test_entries_of_one_timestamp_are_one_sample_whatever_their_order():
+    """The Transaction.Begin 0 Wh and the periodic 163,630 Wh as entries of their own (the
+    same instant written two ways), and the voltage in a third: one reading, 163.63 kWh at 230 V."""
+    found = one(
+        [
+            {
+                "timestamp": "2026-02-10T00:00:00Z",
+                "sampled_value": [{"value": "0", "context": "Transaction.Begin"}],
+            },
+            {
+                "timestamp": "2026-02-10T10:00:00+10:00",
+                "sampled_value": [{"value": "163630", "context": "Sample.Periodic"}],
+            },
+            {
+                "timestamp": "2026-02-10T00:00:00.000Z",
+                "sampled_value": [{"value": "230", "measurand": "Voltage"}],
+            },
+        ]
+    )
+    assert found == [Reading("CP-BERLIN-7:1", T0, None, 163.63, 230.0)]
+
+
+@pytest.mark.parametrize(
+    ("unit", "kwh"),
+    [
+        ("Wh", 163.63),
+        ("wh", 163.63),
+        ("WH", 163.63),
+        ("kWh", 163630.0),
+        ("KWH", 163630.0),
+        ("MWh", 163_630_000.0),
+    ],
+)
+def test_energy_units_are_read_case_insensitively(unit, kwh):
+    sample = {"value": "163630", "unit": unit}
+    found = one([{"timestamp": "2026-02-10T00:00:00Z", "sampled_value": [sample]}])
+    assert [r.kwh_consumed_ac_register for r in found] == [kwh]
+
+
+@pytest.mark.parametrize("unit", ["varh", "kvarh", "W", "kW", "VA"])
+def test_a_value_in_a_unit_that_is_not_active_energy_gives_no_reading(unit):
+    sample = {"value": "5000", "unit": unit}
+    assert one([{"timestamp": "2026-02-10T00:00:00Z", "sampled_value": [sample]}]) == []
+
+
+def test_per_phase_energy_named_l1_n_is_summed_once_per_line():
+    """L1-N 1,000 Wh and L2-N 2,000 Wh: 3 kWh; L1 and L1-N both sent: L1 once (not twice)."""
+    found = one(
+        [
+            {
+                "timestamp": "2026-02-10T00:00:00Z",
+                "sampled_value": [
+                    {"value": "1000", "phase": "L1-N"},
+                    {"value": "2000", "phase": "L2-N"},
+                ],
+            },
+            {
+                "timestamp": "2026-02-10T00:01:00Z",
+                "sampled_value": [
+                    {"value": "1000", "phase": "L1"},
+                    {"value": "1000", "phase": "L1-N"},
+                    {"value": "500", "phase": "L2"},
+                ],
+            },
+        ]
+    )
+    assert [r.kwh_consumed_ac_register for r in found] == [3.0, 1.5]
+
+
+@pytest.mark.parametrize(
+    ("voltages", "volts"),
+    [
+        # 1.6 chargers often name phase-to-neutral values by the line alone: (228 + 232) / 2
+        ([("228", "L1", None), ("232", "L2", None)], 230.0),
+        # line-to-line only: 400 / √3
+        ([("400", "L1-L2", None), ("400", "L2-L3", None)], 400 / 3**0.5),
+        # kV and a 2.0.1 multiplier: 0.23 kV; 23 x 10^1 V
+        ([("0.23", None, {"unit": "kV"})], 230.0),
+        ([(23, None, {"unit": "V", "multiplier": 1})], 230.0),
+    ],
+)
+def test_voltage_forms(voltages, volts):
+    sampled = [{"value": "1000"}]
+    for value, phase, unit_of_measure in voltages:
+        sample = {"value": value, "measurand": "Voltage"}
+        if phase:
+            sample["phase"] = phase
+        if unit_of_measure:
+            sample["unit_of_measure"] = unit_of_measure
+        sampled.append(sample)
+    (found,) = one([{"timestamp": "2026-02-10T00:00:00Z", "sampled_value": sampled}])
+    assert found.voltage == pytest.approx(volts, rel=1e-12)
+
+
+def test_a_percent_encoded_charge_point_id_is_decoded():
+    assert charge_point_id_of("/ocpp/CP%2D1") == "CP-1"
+    assert charge_point_id_of("/ocpp/cp%20one") == "cp one"  # then refused: not a valid id
+
+
+def test_a_transaction_id_names_its_connector_whoever_handed_it_out():
+    from services.ocpp.gateway import connector_of, transaction_id_for
+
+    ids = [transaction_id_for(connector) for connector in (1, 2, 1, 255, 300)]
+    assert len(set(ids)) == 5
+    assert all(0 < i < 2**31 for i in ids)
+    assert [connector_of(i) for i in ids] == [1, 2, 1, 255, 300]
+    assert connector_of(0) is None and connector_of(-5) is None

@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import pytest
+from energy.meter.v1 import meter_pb2
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from services.common.config import Settings
 from services.common.errors import ConfigError, InvalidArgument
+from services.common.partitions import DailyPartitions, day_of
 from services.common.timeconv import (
     duration_problem,
     micros_to_timestamp,
     timestamp_problem,
     timestamp_to_micros,
 )
-from services.common.validation import require_times
+from services.common.validation import TimeWindow, require_times, timestamp_violations
 
 
 def test_settings_read_from_environment():
@@ -52,6 +54,11 @@ def test_service_database_url_overrides_the_shared_one():
         {"DATABASE_URL": "notaurl"},
         {"METER_DATABASE_URL": "mysql://root@localhost/db"},
         {"STATUS_PAGE_MAX_AGE_MS": "-1"},
+        {"RETENTION_DAYS": "-1"},
+        {"MAINTENANCE_INTERVAL_SECONDS": "0"},
+        # rollups must outlive the raw history they summarise
+        {"RETENTION_DAYS": "30", "ROLLUP_RETENTION_DAYS": "7"},
+        {"ROLLUP_RETENTION_DAYS": "400"},
     ],
 )
 def test_bad_settings_are_refused(environ):
@@ -193,3 +200,42 @@ def test_expensive_reads_stay_below_the_read_pool():
     assert Settings.from_env({}).max_expensive_reads == 2
     with pytest.raises(ConfigError, match="MAX_EXPENSIVE_READS"):
         Settings.from_env({"DB_POOL_SIZE": "2", "MAX_EXPENSIVE_READS": "4"})
+
+
+def test_retention_settings_that_keep_rollups_longer_are_accepted():
+    settings = Settings.from_env({"RETENTION_DAYS": "30", "ROLLUP_RETENTION_DAYS": "400"})
+    assert (settings.retention_days, settings.rollup_retention_days) == (30, 400)
+    assert Settings.from_env({"RETENTION_DAYS": "30"}).rollup_retention_days == 0
+
+
+def test_a_reading_older_than_retention_is_explained_with_the_setting_and_the_bound():
+    """Now 2026-03-31T00:00Z, RETENTION_DAYS=30: the bound is 2026-03-01T00:00Z; a reading one
+    second before it is refused, the bound itself is not."""
+    now = 1_774_915_200 * 1_000_000  # 2026-03-31T00:00:00Z
+    window = TimeWindow(now - 30 * 86_400_000_000, now, 300.0, 30)
+    assert window.earliest == 1_772_323_200 * 1_000_000  # 2026-03-01T00:00:00Z
+
+    def reading(seconds: int) -> meter_pb2.MeterReading:
+        return meter_pb2.MeterReading(meter_id="M", timestamp=Timestamp(seconds=seconds))
+
+    assert timestamp_violations(reading(1_772_323_200), window) == []
+    assert timestamp_violations(reading(1_772_323_199), window) == [
+        (
+            "timestamp",
+            "must be at most 30 days old (RETENTION_DAYS: older readings are not kept), at or "
+            "after 2026-03-01T00:00:00Z, got 2026-02-28T23:59:59Z",
+        )
+    ]
+    # Before 2000 the fixed bound is named, whatever the retention.
+    assert timestamp_violations(reading(0), window)[0][1].startswith(
+        "must be at or after 2000-01-01T00:00:00Z"
+    )
+
+
+def test_daily_partitions_are_named_by_their_utc_day():
+    partitions = DailyPartitions("meter", "meter_readings")
+    last_micro_of_day = 1_772_323_200 * 1_000_000 - 1  # 2026-02-28T23:59:59.999999Z
+    assert partitions.name(day_of(last_micro_of_day)) == "meter_readings_p20260228"
+    assert partitions.name(day_of(last_micro_of_day + 1)) == "meter_readings_p20260301"
+    assert day_of(-1) == -1  # 1969-12-31: floor division, not truncation
+    assert partitions.name(-1) == "meter_readings_p19691231"
