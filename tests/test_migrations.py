@@ -8,7 +8,13 @@ import pytest
 from services.common import migrations
 
 TABLES = {
-    "meter": {"meter_readings", "charger_status"},
+    "meter": {
+        "meter_readings",
+        "charger_status",
+        "meter_rollups_hourly",
+        "rollup_state",
+        "rollup_invalidations",
+    },
     "vehicle": {"vehicle_readings", "vehicle_status"},
 }
 

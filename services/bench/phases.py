@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent import futures
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, cast
@@ -965,9 +965,12 @@ def _datetime(micros: int) -> datetime:
 
 @dataclass
 class Growth:
-    """Ingest end to end (recorded streams, both services) into empty histories, then the same
-    again after `history_rows` rows of earlier days were added (generated in SQL, checkpointed):
-    the rate of each and their ratio."""
+    """Ingest end to end (recorded streams, both services) of one load while the histories hold
+    only a warm-up, then of the next load once `history_rows` rows of earlier days were added:
+    the rate of each and their ratio. Each measured load writes a day of its own (a new
+    partition, as each day is) and starts right after a CHECKPOINT, so the two differ only in
+    the history stored (not in which pages a checkpoint makes WAL copy in full, nor in a
+    status row made rather than updated: a warm-up minute of the fleet makes them first)."""
 
     first_readings: int
     first_per_s: float
@@ -991,22 +994,24 @@ def growth(
     scratch: Path,
     streams: int,
 ) -> Growth:
-    """`config` is the first load; the second is the fleet's next as many minutes."""
+    """`config` is the first measured load; the second is the same fleet a day later."""
     truncate(database_url)
-    first_file, after_file = scratch / "growth-1.readings", scratch / "growth-2.readings"
-    record(config, first_file)
-    later = FleetConfig(
-        chargers=config.chargers,
-        vehicles=config.vehicles,
-        minutes=config.minutes,
-        start_us=config.start_us + config.minutes * 60_000_000,
-        seed=config.seed,
-    )
-    record(later, after_file)
+
+    def recorded(name: str, start_us: int, minutes: int) -> Path:
+        path = scratch / name
+        record(replace(config, start_us=start_us, minutes=minutes), path)
+        return path
+
+    warm_up = recorded("growth-0.readings", config.start_us - DAY_US, 1)
+    first_file = recorded("growth-1.readings", config.start_us, config.minutes)
+    after_file = recorded("growth-2.readings", config.start_us + DAY_US, config.minutes)
+    load(warm_up, meter, vehicle, streams)
+    _checkpoint(database_url)
     first = load(first_file, meter, vehicle, streams)
     started = time.perf_counter()
-    fill_history(database_url, config.start_us, history_rows, config.chargers)
+    fill_history(database_url, config.start_us - DAY_US, history_rows, config.chargers)
     fill_seconds = time.perf_counter() - started
+    _checkpoint(database_url)
     after = load(after_file, meter, vehicle, streams)
     return Growth(
         first_readings=first.readings,
@@ -1018,43 +1023,69 @@ def growth(
     )
 
 
-def fill_history(database_url: str, before_us: int, rows: int, entities: int) -> None:
-    """`rows` readings of the days before `before_us`, half meter and half vehicle, `entities`
-    of each reporting once a minute, made by PostgreSQL (one connection per kind), then a
-    CHECKPOINT so that the measurement after it does not pay for writing them out."""
-    last_day = day_of(before_us) - 1
-    per_day = entities * 1_440
-    half = rows // 2
-    days = [last_day - k for k in range(-(-half // per_day))]
-    make_partitions(database_url, [day * DAY_US for day in days])
-    statements = {
-        "meter": (
-            "INSERT INTO meter.meter_readings (meter_id, read_time, kwh_consumed_ac, voltage) "
-            "SELECT 'FILL-' || lpad(e::text, 6, '0'), %s + m * interval '1 minute', 0.18, 230 "
-            "FROM generate_series(0, %s - 1) AS e, generate_series(0, 1439) AS m LIMIT %s"
-        ),
-        "vehicle": (
-            "INSERT INTO vehicle.vehicle_readings (vehicle_id, read_time, charger_id, soc, "
-            "kwh_delivered_dc, battery_temp) "
-            "SELECT 'FILLV-' || lpad(e::text, 6, '0'), %s + m * interval '1 minute', "
-            "'FILL-' || lpad(e::text, 6, '0'), 50, 0.16, 25 "
-            "FROM generate_series(0, %s - 1) AS e, generate_series(0, 1439) AS m LIMIT %s"
-        ),
-    }
-
-    def fill(statement: str) -> None:
-        left = half
-        with psycopg.connect(database_url, autocommit=True) as connection:
-            for day in days:
-                take = min(left, per_day)
-                connection.execute(statement, (_datetime(day * DAY_US), entities, take))
-                left -= take
-
-    threads = [threading.Thread(target=fill, args=(sql,)) for sql in statements.values()]
-    _run_timed(threads)
-    # CHECKPOINT needs superuser or pg_checkpoint; without, the second load pays for it.
+def _checkpoint(database_url: str) -> None:
+    # CHECKPOINT needs superuser or pg_checkpoint; without, the loads start as they find it.
     with (
         psycopg.connect(database_url, autocommit=True) as connection,
         contextlib.suppress(psycopg.errors.InsufficientPrivilege),
     ):
         connection.execute("CHECKPOINT")
+
+
+# How the fill makes a day of each history: rows first, then the keys and indexes the
+# partitioned table has (a sorted build, not row-by-row inserts), then ATTACH, which adopts them.
+_FILL = {
+    "meter": (
+        "meter_readings",
+        "(meter_id, read_time, kwh_consumed_ac, voltage) "
+        "SELECT 'FILL-' || lpad(e::text, 6, '0'), %s + m * interval '1 minute', 0.18, 230 "
+        "FROM generate_series(0, %s - 1) AS e, generate_series(0, 1439) AS m LIMIT %s",
+        ("ALTER TABLE {name} ADD PRIMARY KEY (meter_id, read_time)",),
+    ),
+    "vehicle": (
+        "vehicle_readings",
+        "(vehicle_id, read_time, charger_id, soc, kwh_delivered_dc, battery_temp) "
+        "SELECT 'FILLV-' || lpad(e::text, 6, '0'), %s + m * interval '1 minute', "
+        "'FILL-' || lpad(e::text, 6, '0'), 50, 0.16, 25 "
+        "FROM generate_series(0, %s - 1) AS e, generate_series(0, 1439) AS m LIMIT %s",
+        (
+            "ALTER TABLE {name} ADD PRIMARY KEY (vehicle_id, read_time)",
+            "CREATE INDEX ON {name} (charger_id, read_time)",
+        ),
+    ),
+}
+
+
+def fill_history(database_url: str, before_us: int, rows: int, entities: int) -> None:
+    """`rows` readings of the days before `before_us`, half meter and half vehicle, `entities`
+    of each reporting once a minute, made by PostgreSQL (one connection per kind): each day a
+    table filled, indexed and attached as that day's partition."""
+    last_day = day_of(before_us) - 1
+    per_day = entities * 1_440
+    half = rows // 2
+    days = [last_day - k for k in range(-(-half // per_day))]
+
+    def fill(schema: str) -> None:
+        table, select, keys = _FILL[schema]
+        partitions = DailyPartitions(schema, table)
+        left = half
+        with psycopg.connect(database_url, autocommit=True) as connection:
+            for day in days:
+                take = min(left, per_day)
+                left -= take
+                name = f"{schema}.{partitions.name(day)}"
+                connection.execute(
+                    f"CREATE TABLE {name} (LIKE {schema}.{table} INCLUDING DEFAULTS)"
+                )
+                connection.execute(
+                    f"INSERT INTO {name} {select}", (_datetime(day * DAY_US), entities, take)
+                )
+                for key in keys:
+                    connection.execute(key.format(name=name))
+                start, end = _datetime(day * DAY_US), _datetime((day + 1) * DAY_US)
+                connection.execute(
+                    f"ALTER TABLE {schema}.{table} ATTACH PARTITION {name} "
+                    f"FOR VALUES FROM ('{start.isoformat()}') TO ('{end.isoformat()}')"
+                )
+
+    _run_timed([threading.Thread(target=fill, args=(schema,)) for schema in _FILL])

@@ -19,6 +19,7 @@ from services.common.ingest import Ingestor
 from services.common.maintenance import Maintenance
 from services.common.partitions import DailyPartitions
 from services.common.reads import ReadGate
+from services.common.rollups import Rollups
 from services.common.server import HealthReporter
 from services.common.validation import BatchValidator, ReadingRules
 
@@ -196,14 +197,17 @@ def build_ingestor(
     return ingestor, writers
 
 
-def build_maintenance(settings: Settings, service: str, partitions: DailyPartitions) -> Maintenance:
-    """The maintenance loop of a service's history (partitions ahead, retention)."""
+def build_maintenance(
+    settings: Settings, service: str, partitions: DailyPartitions, rollups: Rollups | None = None
+) -> Maintenance:
+    """The maintenance loop of a service's history (partitions ahead, retention, rollups)."""
     url = settings.service_database_url(service)
     return Maintenance(
         lambda: connect(
             url, connect_timeout=settings.db_connect_timeout_seconds, name=f"{service}-maintenance"
         ),
         partitions,
+        rollups=rollups,
         retention_days=settings.retention_days,
         interval_seconds=settings.maintenance_interval_seconds,
         name=service,

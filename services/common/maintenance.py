@@ -1,7 +1,8 @@
 """The maintenance loop of a service that owns a history: at start and then every
-MAINTENANCE_INTERVAL_SECONDS it makes the daily partitions of the coming days and drops the days
-past RETENTION_DAYS. Replicas of one service take turns: a run that finds another replica's run
-going skips (an advisory lock). A failed run is logged and tried again at the next tick."""
+MAINTENANCE_INTERVAL_SECONDS it makes the daily partitions of the coming days, brings the hourly
+rollups up to date (services.common.rollups) and drops the days past RETENTION_DAYS. Replicas of
+one service take turns: a run that finds another replica's run going skips (an advisory lock).
+A failed run is logged and tried again at the next tick."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from dataclasses import dataclass, field
 import psycopg
 
 from services.common.partitions import DAY_US, DailyPartitions, day_of
+from services.common.rollups import RollupRun, Rollups
 
 log = logging.getLogger(__name__)
 
@@ -25,12 +27,13 @@ PARTITIONS_AHEAD_DAYS = 3
 
 @dataclass
 class MaintenanceRun:
-    """What one run did: the days whose partitions it made, the partitions it dropped, and
-    whether it ran at all (False when another replica's run held the lock)."""
+    """What one run did: the days whose partitions it made, the partitions it dropped, the
+    rollups' run, and whether it ran at all (False when another replica's run held the lock)."""
 
     ran: bool = True
     created: list[int] = field(default_factory=list)
     dropped: list[str] = field(default_factory=list)
+    rollups: RollupRun | None = None
 
 
 class Maintenance:
@@ -42,12 +45,14 @@ class Maintenance:
         connect: Callable[[], psycopg.Connection],
         partitions: DailyPartitions,
         *,
+        rollups: Rollups | None = None,
         retention_days: int,
         interval_seconds: float,
         name: str,
     ) -> None:
         self._connect = connect
         self._partitions = partitions
+        self._rollups = rollups
         self._retention_days = retention_days
         self._interval = interval_seconds
         self._stop = threading.Event()
@@ -84,6 +89,9 @@ class Maintenance:
                 run.created = self._partitions.ensure(
                     connection, range(today - 1, today + PARTITIONS_AHEAD_DAYS + 1)
                 )
+                # Rollups first: an hour's rollup is made before its readings can go.
+                if self._rollups is not None:
+                    run.rollups = self._rollups.run(connection, now_us)
                 if self._retention_days:
                     first_kept = day_of(now_us - self._retention_days * DAY_US)
                     run.dropped = self._partitions.drop_before(connection, first_kept)

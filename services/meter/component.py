@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from services.common.component import DatabaseComponent
 from services.common.config import Settings
+from services.common.rollups import Rollups
 from services.meter.kind import METER
-from services.meter.repository import MeterRepository
+from services.meter.repository import MeterRepository, make_rollups_sql
 from services.meter.service import MeterReadings
 from services.meter.servicer import MeterServicer
 from services.readings.component import build_reading_component
@@ -13,7 +14,24 @@ from services.readings.component import build_reading_component
 SERVICE_NAME = METER.contract.service_name
 
 
+def rollups(settings: Settings) -> Rollups:
+    """The hourly rollups of meter.meter_readings (meter_rollups_hourly)."""
+    return Rollups(
+        "meter",
+        "meter_rollups_hourly",
+        "meter_readings",
+        make_rollups_sql,
+        reach_us=round(settings.max_reading_interval_seconds * 1_000_000),
+        retention_days=settings.rollup_retention_days,
+    )
+
+
 def build(settings: Settings) -> DatabaseComponent:
     return build_reading_component(
-        settings, METER, MeterRepository.from_settings, MeterReadings, MeterServicer
+        settings,
+        METER,
+        MeterRepository.from_settings,
+        MeterReadings,
+        MeterServicer,
+        rollups=rollups(settings),
     )

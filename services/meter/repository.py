@@ -14,6 +14,7 @@ from services.meter.kind import METER
 from services.readings.kind import ReadingKind
 from services.readings.repository import (
     DEFAULT_REACH_US,
+    MICROS_SQL,
     TIMESTAMPTZ_SQL,
     StatusRepository,
     reading_intervals_sql,
@@ -132,37 +133,125 @@ class MeterRepository(StatusRepository):
         ]
 
 
-# Every interval in one statement: the arrays are unnested in request order and each interval
-# is read by a range scan of the primary key (meter_id, read_time), from `reach` before its start
-# so that its first register reading finds the previous one. Register readings are lagged among
-# themselves (the window's partition), in time order whatever order they arrived in.
+def make_rollups_sql(first_us: int, end_us: int, reach_us: int) -> str:
+    """The rollups of every meter for the hours [first_us, end_us): each reading's energy as
+    _SUMMARIZE_SQL takes it (register readings lagged among themselves from the reach before),
+    summed per meter and hour."""
+    start, end = (TIMESTAMPTZ_SQL.format(us=str(us)) for us in (first_us, end_us))
+    scan_from = TIMESTAMPTZ_SQL.format(us=str(first_us - reach_us))
+    reach = f"{int(reach_us)} * interval '1 microsecond'"
+    energy = register_energy_sql(
+        "kwh_consumed_ac_register", "previous", "read_time - previous_time", reach
+    )
+    return f"""
+    INSERT INTO meter.meter_rollups_hourly AS r
+        (meter_id, hour, reading_count, unknown_energy_count, kwh_consumed_ac)
+    SELECT meter_id, date_trunc('hour', read_time, 'UTC'), count(*), count(*) - count(energy),
+           coalesce(sum(energy), 0)
+    FROM (
+        SELECT meter_id, read_time, coalesce(kwh_consumed_ac, {energy}) AS energy
+        FROM (
+            SELECT meter_id, read_time, kwh_consumed_ac, kwh_consumed_ac_register,
+                   lag(kwh_consumed_ac_register) OVER registers AS previous,
+                   lag(read_time) OVER registers AS previous_time
+            FROM meter.meter_readings
+            WHERE read_time >= {scan_from} AND read_time < {end}
+            WINDOW registers AS (
+                PARTITION BY meter_id, kwh_consumed_ac_register IS NULL ORDER BY read_time)
+        ) AS lagged
+        WHERE read_time >= {start}
+    ) AS energies
+    GROUP BY 1, 2
+    ON CONFLICT (meter_id, hour) DO UPDATE SET
+        reading_count = excluded.reading_count,
+        unknown_energy_count = excluded.unknown_energy_count,
+        kwh_consumed_ac = excluded.kwh_consumed_ac"""
+
+
+# Every interval in one statement: the arrays are unnested in request order. The whole hours of
+# an interval that the rollups cover (before rolled_until, not marked stale) are summed from
+# meter_rollups_hourly; the rest of it (the partial hours at its ends, hours not yet rolled up,
+# stale hours) is read from the readings: each piece by a range scan of the primary key
+# (meter_id, read_time), from `reach` before its start so that its first register reading finds
+# the previous one. Register readings are lagged among themselves (the window's partition), in
+# time order whatever order they arrived in. A reading's energy does not depend on the piece it
+# is read in, so the pieces add up to what one scan of the interval would give (the rollups are
+# made with the same rule: make_rollups_sql).
+_HOUR_US = 3_600_000_000
 _SUMMARIZE_SQL = text(
     f"""
-    SELECT coalesce(totals.kwh, 0), totals.readings, totals.unknown
-    FROM unnest(CAST(:ids AS text[]), CAST(:starts AS int8[]), CAST(:ends AS int8[]))
-         WITH ORDINALITY AS wanted(meter_id, start_us, end_us, position)
-    CROSS JOIN LATERAL (
-        SELECT sum(energy) AS kwh, count(*) AS readings, count(*) - count(energy) AS unknown
-        FROM (
-            SELECT read_time,
-                   coalesce(kwh_consumed_ac, {
+    WITH wanted AS (
+        SELECT * FROM unnest(CAST(:ids AS text[]), CAST(:starts AS int8[]), CAST(:ends AS int8[]))
+             WITH ORDINALITY AS w(meter_id, start_us, end_us, position)
+    ), state AS (
+        SELECT coalesce({MICROS_SQL.format(col="rolled_until")}, 0) AS rolled_us
+        FROM meter.rollup_state
+    ), spans AS (
+        SELECT w.position, w.meter_id, w.start_us, w.end_us, b.h1,
+               greatest(b.h1, least(b.whole_end, state.rolled_us)) AS h2
+        FROM wanted w
+        CROSS JOIN state
+        CROSS JOIN LATERAL (
+            SELECT (w.start_us + {_HOUR_US} - 1) / {_HOUR_US} * {_HOUR_US} AS h1,
+                   w.end_us / {_HOUR_US} * {_HOUR_US} AS whole_end
+        ) AS b
+    ), stale AS (
+        SELECT {MICROS_SQL.format(col="hour")} AS hour_us FROM meter.rollup_invalidations
+    ), rolled AS (
+        SELECT s.position, sum(r.kwh_consumed_ac) AS kwh, sum(r.reading_count) AS readings,
+               sum(r.unknown_energy_count) AS unknown
+        FROM spans s
+        JOIN meter.meter_rollups_hourly r
+          ON r.meter_id = s.meter_id
+         AND r.hour >= {TIMESTAMPTZ_SQL.format(us="s.h1")}
+         AND r.hour < {TIMESTAMPTZ_SQL.format(us="s.h2")}
+        WHERE s.h2 > s.h1
+          AND NOT EXISTS (SELECT 1 FROM meter.rollup_invalidations i WHERE i.hour = r.hour)
+        GROUP BY s.position
+    ), pieces AS (
+        SELECT position, meter_id, start_us, CASE WHEN h2 > h1 THEN h1 ELSE end_us END AS end_us
+        FROM spans
+        UNION ALL
+        SELECT position, meter_id, h2, end_us FROM spans WHERE h2 > h1
+        UNION ALL
+        SELECT s.position, s.meter_id, st.hour_us, st.hour_us + {_HOUR_US}
+        FROM spans s JOIN stale st ON st.hour_us >= s.h1 AND st.hour_us < s.h2
+        WHERE s.h2 > s.h1
+    ), raw AS (
+        SELECT p.position, sum(totals.kwh) AS kwh, sum(totals.readings) AS readings,
+               sum(totals.unknown) AS unknown
+        FROM pieces p
+        CROSS JOIN LATERAL (
+            SELECT sum(energy) AS kwh, count(*) AS readings, count(*) - count(energy) AS unknown
+            FROM (
+                SELECT read_time,
+                       coalesce(kwh_consumed_ac, {
         register_energy_sql("kwh_consumed_ac_register", "previous", "read_time - previous_time")
     }) AS energy
-            FROM (
-                SELECT read_time, kwh_consumed_ac, kwh_consumed_ac_register,
-                       lag(kwh_consumed_ac_register) OVER registers AS previous,
-                       lag(read_time) OVER registers AS previous_time
-                FROM meter.meter_readings r
-                WHERE r.meter_id = wanted.meter_id
-                  AND r.read_time >= {TIMESTAMPTZ_SQL.format(us="(wanted.start_us - :reach_us)")}
-                  AND r.read_time < {TIMESTAMPTZ_SQL.format(us="wanted.end_us")}
-                WINDOW registers AS (
-                    PARTITION BY kwh_consumed_ac_register IS NULL ORDER BY read_time)
-            ) AS lagged
-            WHERE read_time >= {TIMESTAMPTZ_SQL.format(us="wanted.start_us")}
-        ) AS energies
-    ) AS totals
-    ORDER BY wanted.position
+                FROM (
+                    SELECT read_time, kwh_consumed_ac, kwh_consumed_ac_register,
+                           lag(kwh_consumed_ac_register) OVER registers AS previous,
+                           lag(read_time) OVER registers AS previous_time
+                    FROM meter.meter_readings r
+                    WHERE r.meter_id = p.meter_id
+                      AND r.read_time >= {TIMESTAMPTZ_SQL.format(us="(p.start_us - :reach_us)")}
+                      AND r.read_time < {TIMESTAMPTZ_SQL.format(us="p.end_us")}
+                    WINDOW registers AS (
+                        PARTITION BY kwh_consumed_ac_register IS NULL ORDER BY read_time)
+                ) AS lagged
+                WHERE read_time >= {TIMESTAMPTZ_SQL.format(us="p.start_us")}
+            ) AS energies
+        ) AS totals
+        WHERE p.end_us > p.start_us
+        GROUP BY p.position
+    )
+    SELECT coalesce(rolled.kwh, 0) + coalesce(raw.kwh, 0),
+           coalesce(rolled.readings, 0) + coalesce(raw.readings, 0),
+           coalesce(rolled.unknown, 0) + coalesce(raw.unknown, 0)
+    FROM wanted w
+    LEFT JOIN rolled USING (position)
+    LEFT JOIN raw USING (position)
+    ORDER BY w.position
     """
 )
 

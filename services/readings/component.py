@@ -17,6 +17,7 @@ from services.common.component import (
 from services.common.config import Settings
 from services.common.ingest import Ingestor
 from services.common.reads import ReadGate
+from services.common.rollups import Rollups
 from services.common.security import Authorizer
 from services.readings.kind import ReadingKind
 from services.readings.repository import StatusRepository, reading_table
@@ -33,6 +34,8 @@ def build_reading_component(
     repository: Callable[[ReadingKind, Engine, ReadGate, Settings], Repository],
     service: Callable[[ReadingKind, Repository, Ingestor], Service],
     servicer: Callable[[ReadingKind, Service, Authorizer, float], ReadingServicer[Service]],
+    *,
+    rollups: Rollups | None = None,
 ) -> DatabaseComponent:
     """`repository` (a repository's from_settings), `service` and `servicer` make the kind's own
     layers (each extends the shared one with the kind's own RPCs)."""
@@ -42,7 +45,7 @@ def build_reading_component(
         settings, kind.service, table, kind.rules, kind.validate_batch
     )
     assert table.partitions is not None
-    maintenance = build_maintenance(settings, kind.service, table.partitions)
+    maintenance = build_maintenance(settings, kind.service, table.partitions, rollups)
 
     def start() -> None:
         writers.start()

@@ -100,6 +100,8 @@ class ReadingKind:
       schema `service`; the first column of both is the id, `rules.id_fields[0]`.
     - `rules`, `validate_batch`: the explained rules and the fast path that applies them.
     - `contract`: the generated messages and registration of the kind's gRPC service.
+    - `rolled_up`: the schema keeps hourly rollups of the history (`rollup_state`,
+      `rollup_invalidations`): the write then marks the hours a late reading changes.
     """
 
     service: str
@@ -110,6 +112,7 @@ class ReadingKind:
     rules: ReadingRules
     validate_batch: BatchValidator
     contract: ReadingContract
+    rolled_up: bool = False
 
     def __post_init__(self) -> None:
         """ValueError when the status message lacks a field the status rows fill."""

@@ -103,7 +103,7 @@ def _write_sql(kind: ReadingKind, prelude: str, rows: str, staged: str) -> str:
             FROM {rows} ORDER BY {key}, read_us
             ON CONFLICT ({key}, read_time) DO NOTHING
             RETURNING {key}, read_time, {values}
-        ), upserted AS (
+        ),{_invalidations_sql(kind) if kind.rolled_up else ""} upserted AS (
             -- Only readings stored just now: a resent one never rewrites the status.
             INSERT INTO {schema}.{kind.status_table} AS current
                 ({key}, {values}, read_time, update_time)
@@ -123,6 +123,36 @@ def _write_sql(kind: ReadingKind, prelude: str, rows: str, staged: str) -> str:
                     SELECT 1 FROM inserted w
                     WHERE w.{key} = s.{key} AND w.read_time = {staged_read_time})
             ) END"""
+
+
+def _invalidations_sql(kind: ReadingKind) -> str:
+    """A CTE of the write: the hours whose rollups the readings stored now change, when they are
+    already made (before `rolled_until`): a reading's own hour, and the hours up to the reach
+    after it (the next register reading's energy is its difference from this one). Taken per
+    hour of the batch, from the hour's start to its end plus the reach: a superset, which only
+    costs a hour recomputed for nothing. The state row is read FOR SHARE, so that the
+    maintenance loop moves `rolled_until` only once the writes that read it have committed
+    (a reading committed after rollups were made, but not marked, would be lost to them)."""
+    schema = kind.service
+    return f"""
+        state AS (
+            SELECT rolled_until, reach_us FROM {schema}.rollup_state FOR SHARE
+        ), invalidated AS (
+            INSERT INTO {schema}.rollup_invalidations (hour)
+            SELECT DISTINCT h
+            FROM (
+                SELECT DISTINCT date_trunc('hour', read_time, 'UTC') AS hour FROM inserted
+            ) AS late
+            CROSS JOIN state
+            CROSS JOIN LATERAL generate_series(
+                late.hour,
+                date_trunc('hour', late.hour + interval '1 hour'
+                                   + state.reach_us * interval '1 microsecond', 'UTC'),
+                interval '1 hour'
+            ) AS h
+            WHERE late.hour < state.rolled_until AND h < state.rolled_until
+            ON CONFLICT DO NOTHING
+        ),"""
 
 
 DEFAULT_REACH_US = 900 * 1_000_000

@@ -239,3 +239,16 @@ def test_daily_partitions_are_named_by_their_utc_day():
     assert partitions.name(day_of(last_micro_of_day + 1)) == "meter_readings_p20260301"
     assert day_of(-1) == -1  # 1969-12-31: floor division, not truncation
     assert partitions.name(-1) == "meter_readings_p19691231"
+
+
+def test_stale_hours_are_made_in_runs_of_contiguous_hours_at_most_a_day_long():
+    from services.common.rollups import HOUR_US, _runs
+
+    hours = [h * HOUR_US for h in (0, 1, 2, 5, *range(10, 40))]
+    assert _runs(hours) == [
+        (0, 3 * HOUR_US),
+        (5 * HOUR_US, 6 * HOUR_US),
+        (10 * HOUR_US, 34 * HOUR_US),  # 24 hours, then the rest
+        (34 * HOUR_US, 40 * HOUR_US),
+    ]
+    assert _runs([]) == []

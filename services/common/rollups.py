@@ -1,0 +1,170 @@
+"""Hourly rollups of a history, kept exact: made by the maintenance loop, marked stale by the
+writes that change them, made again, and dropped after ROLLUP_RETENTION_DAYS.
+
+A schema with rollups has `rollup_state` (one row: `rolled_until`, the hour up to which rollups
+are made, and the reach they were made with) and `rollup_invalidations` (hours before
+`rolled_until` whose rollups are stale). The write statement marks the hours a newly stored
+reading changes when they are before `rolled_until` (services.readings.repository); a duplicate
+or a conflict stores nothing and marks nothing. A reader takes an hour from the rollups only
+when it is before `rolled_until` and not marked, and from the readings otherwise, so an answer
+never depends on how far the loop has got.
+
+A run of the loop (`Rollups.run`):
+1. If the reach (MAX_READING_INTERVAL_SECONDS) changed, every rollup is stale: all are dropped
+   and `rolled_until` starts again.
+2. `rolled_until` moves to the last whole hour SETTLE_US before now, and the hours it passes are
+   marked, in one transaction (the update waits for the writes that read the old value: they
+   hold it FOR SHARE). Nothing is computed yet: a crash leaves them marked.
+3. The marked hours are made, a run of contiguous hours (at most a day) per transaction, which
+   also unmarks them: a write marking one of them again meanwhile waits for that transaction,
+   so its reading is either in the rollup or marked again.
+4. Rollups of hours before ROLLUP_RETENTION_DAYS are deleted."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import psycopg
+
+log = logging.getLogger(__name__)
+
+HOUR_US = 3_600_000_000
+# Hours are rolled up once they ended this long ago; readings later than that mark them again.
+SETTLE_US = HOUR_US
+# Hours made in one transaction at most.
+MAX_HOURS_PER_REFRESH = 24
+
+
+def _ts(micros: int) -> str:
+    return f"timestamptz 'epoch' + {int(micros)} * interval '1 microsecond'"
+
+
+@dataclass
+class RollupRun:
+    """What a run did: hours newly covered, hours made, rollup rows deleted by retention."""
+
+    advanced_hours: int = 0
+    made_hours: int = 0
+    expired_rows: int = 0
+    reset: bool = False
+
+
+class Rollups:
+    """The rollups of one schema. `make_sql(first_us, end_us, reach_us)` is the kind's statement
+    that upserts the rollups of every entity for the hours [first_us, end_us)."""
+
+    def __init__(
+        self,
+        schema: str,
+        table: str,
+        readings_table: str,
+        make_sql: Callable[[int, int, int], str],
+        *,
+        reach_us: int,
+        retention_days: int = 0,
+    ) -> None:
+        self.schema = schema
+        self.table = f"{schema}.{table}"
+        self._readings = f"{schema}.{readings_table}"
+        self._make_sql = make_sql
+        self._reach_us = reach_us
+        self._retention_days = retention_days
+
+    def run(self, connection: psycopg.Connection, now_us: int) -> RollupRun:
+        """One run at `now_us`; `connection` in autocommit mode."""
+        run = RollupRun()
+        run.reset = self._reset_if_reach_changed(connection)
+        run.advanced_hours = self._advance(connection, (now_us - SETTLE_US) // HOUR_US * HOUR_US)
+        run.made_hours = self.refresh(connection)
+        if self._retention_days:
+            cutoff = (now_us - self._retention_days * 24 * HOUR_US) // HOUR_US * HOUR_US
+            deleted = connection.execute(f"DELETE FROM {self.table} WHERE hour < {_ts(cutoff)}")
+            run.expired_rows = deleted.rowcount
+        return run
+
+    def _reset_if_reach_changed(self, connection: psycopg.Connection) -> bool:
+        with connection.transaction():
+            row = connection.execute(
+                f"SELECT reach_us FROM {self.schema}.rollup_state FOR UPDATE"
+            ).fetchone()
+            if row is None or row[0] == self._reach_us:
+                return False
+            log.warning(
+                "the reach changed: every rollup is made again",
+                extra={"schema": self.schema, "was_us": row[0], "now_us": self._reach_us},
+            )
+            connection.execute(f"DELETE FROM {self.table}")
+            connection.execute(f"DELETE FROM {self.schema}.rollup_invalidations")
+            connection.execute(
+                f"UPDATE {self.schema}.rollup_state SET rolled_until = NULL, reach_us = %s",
+                (self._reach_us,),
+            )
+        return True
+
+    def _advance(self, connection: psycopg.Connection, target_us: int) -> int:
+        """Moves `rolled_until` to `target_us`, marking the hours it passes; returns how many."""
+        with connection.transaction():
+            row = connection.execute(
+                f"SELECT {_micros('rolled_until')} FROM {self.schema}.rollup_state FOR UPDATE"
+            ).fetchone()
+            current = row[0] if row else None
+            if current is None:
+                first = connection.execute(
+                    f"SELECT {_micros('min(read_time)')} FROM {self._readings}"
+                ).fetchone()
+                current = target_us if first is None or first[0] is None else first[0]
+                current = current // HOUR_US * HOUR_US
+            if current >= target_us:
+                if row is not None and row[0] is None:
+                    connection.execute(
+                        f"UPDATE {self.schema}.rollup_state SET rolled_until = {_ts(target_us)}"
+                    )
+                return 0
+            connection.execute(
+                f"UPDATE {self.schema}.rollup_state SET rolled_until = {_ts(target_us)}"
+            )
+            # Only the hours that hold readings: a history that starts a year ago is not a
+            # year of empty hours to make.
+            marked = connection.execute(
+                f"INSERT INTO {self.schema}.rollup_invalidations (hour) "
+                f"SELECT DISTINCT date_trunc('hour', read_time, 'UTC') FROM {self._readings} "
+                f"WHERE read_time >= {_ts(current)} AND read_time < {_ts(target_us)} "
+                "ON CONFLICT DO NOTHING"
+            )
+            return marked.rowcount
+
+    def refresh(self, connection: psycopg.Connection) -> int:
+        """Makes every marked hour; returns how many were made."""
+        hours = [
+            row[0]
+            for row in connection.execute(
+                f"SELECT {_micros('hour')} FROM {self.schema}.rollup_invalidations ORDER BY 1"
+            )
+        ]
+        made = 0
+        for first, end in _runs(hours):
+            with connection.transaction():
+                deleted = connection.execute(
+                    f"DELETE FROM {self.schema}.rollup_invalidations "
+                    f"WHERE hour >= {_ts(first)} AND hour < {_ts(end)}"
+                )
+                connection.execute(self._make_sql(first, end, self._reach_us))
+            made += deleted.rowcount
+        return made
+
+
+def _micros(column: str) -> str:
+    return f"round(date_part('epoch', {column}) * 1000000)::int8"
+
+
+def _runs(hours: list[int]) -> list[tuple[int, int]]:
+    """Sorted hour starts → [first, end) runs of contiguous hours, at most a day each."""
+    runs: list[tuple[int, int]] = []
+    for hour in hours:
+        if runs and runs[-1][1] == hour and hour - runs[-1][0] < MAX_HOURS_PER_REFRESH * HOUR_US:
+            runs[-1] = (runs[-1][0], hour + HOUR_US)
+        else:
+            runs.append((hour, hour + HOUR_US))
+    return runs
