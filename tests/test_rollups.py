@@ -6,7 +6,9 @@ made again when the reach changes. Energies are dyadic so sums compare exactly."
 
 from __future__ import annotations
 
+import json
 import threading
+import time
 from dataclasses import replace
 from datetime import UTC, datetime
 
@@ -16,10 +18,12 @@ import pytest
 from energy.meter.v1 import meter_pb2, meter_service_pb2, meter_service_pb2_grpc
 
 from services.common.config import Settings
-from services.common.maintenance import Maintenance
+from services.common.maintenance import Maintenance, MaintenanceRun
 from services.common.partitions import DailyPartitions
 from services.common.timeconv import micros_to_timestamp as ts
 from services.meter.component import rollups
+from services.meter.kind import METER
+from services.readings.repository import reading_table
 
 MINUTE = 60_000_000
 HOUR = 60 * MINUTE
@@ -102,14 +106,25 @@ def stale_hours(url: str) -> list[int]:
     return [(h - H0) // HOUR for (h,) in rows]
 
 
+class SecondLoop(Maintenance):
+    """A second maintenance loop on the same database, as another replica's would be; a run
+    waits for the turn of the service's own loop (its run at start) to end."""
+
+    def run_once(self, now_us: int | None = None) -> MaintenanceRun:
+        deadline = time.monotonic() + 30
+        while not (run := super().run_once(now_us)).ran:
+            assert time.monotonic() < deadline, "the service's own maintenance run never ended"
+            time.sleep(0.05)
+        return run
+
+
 def maintenance(url: str, **settings: object) -> Maintenance:
-    """A second maintenance loop on the same database, as another replica's would be."""
     configured = replace(Settings(database_url=url), **settings)  # type: ignore[arg-type]
-    return Maintenance(
+    return SecondLoop(
         lambda: psycopg.connect(url),
         DailyPartitions("meter", "meter_readings"),
         rollups=rollups(configured),
-        retention_days=0,
+        retention_days=configured.retention_days,
         interval_seconds=3600,
         name="meter",
     )
@@ -208,17 +223,41 @@ def test_rollups_made_while_readings_keep_coming_miss_none(meter_server):
     }
 
 
-def test_rollups_older_than_their_retention_are_deleted(meter_server):
+def test_rollups_older_than_their_retention_are_deleted_by_whole_days(meter_server):
+    """Rollups of 2026-02-10 (3 hours of M-R) and 2026-02-11 (01:00); 400 days of rollup
+    retention at 2027-03-18T12:00Z (400 days after 2026-02-11T12:00Z) cut at the start of
+    2026-02-11, as the readings' partitions are cut: the 10th's 3 rollups go, the 11th's stays."""
     url, target = meter_server.database_url, meter_server.target
-    ingest(target, INTERVALS)
-    maintenance(url, rollup_retention_days=400, retention_days=30).run_once(now_us=LATER)
-    assert len(rollup_rows(url)) == 3
-    # 400 days after 02:00 on the 10th of February, 2027-03-17T02:00Z: hours 0 and 1 are older.
-    run = maintenance(url, rollup_retention_days=400, retention_days=30).run_once(
-        now_us=at(2, 0) + 400 * 24 * HOUR
-    )
-    assert run.rollups is not None and run.rollups.expired_rows == 2
-    assert set(rollup_rows(url)) == {("M-R", 2)}
+    ingest(target, [*INTERVALS, interval("M-R", at(25, 0), 0.25)])
+    loop = maintenance(url, rollup_retention_days=400, retention_days=30)
+    loop.run_once(now_us=LATER)
+    assert len(rollup_rows(url)) == 4
+    run = loop.run_once(now_us=at(36, 0) + 400 * 24 * HOUR)
+    assert run.rollups is not None and run.rollups.expired_rows == 3
+    assert set(rollup_rows(url)) == {("M-R", 25)}
+
+
+def test_with_equal_retentions_every_kept_reading_is_counted(meter_server):
+    """RETENTION_DAYS = ROLLUP_RETENTION_DAYS = 1 at 2026-02-12T05:30Z: the 10th's readings and
+    rollups both go (whole days), the 11th's are all kept, its hours 00-03 included, and
+    summed alike from either (1.0 kWh, 4 readings)."""
+    url, target = meter_server.database_url, meter_server.target
+    day_two = [interval("M-E", at(24 + k, 10), 0.25) for k in range(4)]
+    ingest(target, [interval("M-E", at(1, 0), 0.25), *day_two])
+    loop = maintenance(url)
+    loop.run_once(now_us=LATER)
+    SecondLoop(
+        lambda: psycopg.connect(url),
+        DailyPartitions("meter", "meter_readings"),
+        rollups=rollups(
+            replace(Settings(database_url=url), retention_days=1, rollup_retention_days=1)
+        ),
+        retention_days=1,
+        interval_seconds=3600,
+        name="meter",
+    ).run_once(now_us=at(53, 30))
+    assert summarize(target, "M-E", at(24, 0), at(48, 0)) == (1.0, 4, 0)
+    assert summarize(target, "M-E", at(0, 0), at(48, 0)) == (1.0, 4, 0)
 
 
 def test_a_new_reach_makes_every_rollup_again(meter_server):
@@ -233,9 +272,75 @@ def test_a_new_reach_makes_every_rollup_again(meter_server):
 
 @pytest.fixture
 def meter_server(database_url):
-    """MeterService whose own maintenance loop ran once at start and then waits an hour."""
+    """MeterService whose own maintenance loop has run once (at start; the next is an hour
+    away)."""
     from tests.conftest import start_in_process
 
     server = start_in_process("meter", database_url)
+    deadline = time.monotonic() + 30
+    with psycopg.connect(database_url, autocommit=True) as connection:
+        # Its first run sets rolled_until (to an hour ago: every reading here is late).
+        while connection.execute(
+            "SELECT rolled_until IS NULL FROM meter.rollup_state"
+        ).fetchone() != (False,):
+            assert time.monotonic() < deadline, "the service's maintenance did not run at start"
+            time.sleep(0.05)
     yield server
     server.running.shutdown(5)
+
+
+def test_a_reading_written_while_its_hour_is_made_is_never_lost(meter_server):
+    """The interleaving that would lose a reading, forced: hour 1 is marked; a write of 01:40
+    (0.5 kWh) is in flight, not committed, when a run starts making hour 1. The run waits for the
+    write (whose mark holds the row) and so counts it: hour 1 ends with 01:00, 01:30 and 01:40,
+    1.75 kWh, and no mark left."""
+    url, target = meter_server.database_url, meter_server.target
+    ingest(target, INTERVALS)
+    loop = maintenance(url)
+    loop.run_once(now_us=LATER)
+    ingest(target, [interval("M-R", at(1, 10), 0.0)])  # marks hour 1, and 2 (its reach)
+    assert stale_hours(url) == [1, 2]
+    table = reading_table(METER)
+    row = ["M-R", at(1, 40), 0.5, None, 230.0, 0]
+    rollups_of = rollups(Settings(database_url=url))
+    with psycopg.connect(url) as writer:
+        writer.execute(
+            table.write_rows_sql.replace("$1", "%s").replace("$2", "%s"), (json.dumps([row]), 1)
+        )
+        made = threading.Thread(
+            target=lambda: rollups_of.refresh(psycopg.connect(url, autocommit=True))
+        )
+        made.start()
+        time.sleep(0.5)  # the run is now waiting for the writer, or (were it wrong) done
+        writer.commit()
+    made.join(30)
+    loop.run_once(now_us=LATER)
+    assert stale_hours(url) == []
+    assert rollup_rows(url)[("M-R", 1)] == (4, 0, 1.75)
+
+
+def test_a_new_reach_keeps_the_rollups_of_days_whose_readings_are_gone(meter_server):
+    """M-G's registers on 2026-02-10 and again on the 11th (02:40 → 26:40); the 10th's readings
+    are dropped by retention at 2026-02-12T00:30Z (rollups kept 400 days). A new reach makes
+    the 11th's rollups again (26:40 is now 65 min after 25:35: 2.0) and leaves the 10th's as
+    they were (hour 1: 12.5; hour 2's 02:40 still unknown)."""
+    url, target = meter_server.database_url, meter_server.target
+    ingest(target, REGISTERS)
+    ingest(
+        target,
+        [register("M-G", micros_of(r) + 24 * HOUR, r.kwh_consumed_ac_register) for r in REGISTERS],
+    )
+    settings = {"retention_days": 1, "rollup_retention_days": 400}
+    maintenance(url, **settings).run_once(now_us=at(48, 30))
+    assert rollup_rows(url)[("M-G", 1)] == (3, 0, 12.5)
+    run = maintenance(url, max_reading_interval_seconds=5400.0, **settings).run_once(
+        now_us=at(48, 30)
+    )
+    assert run.rollups is not None and run.rollups.reset
+    rows = rollup_rows(url)
+    assert rows[("M-G", 1)] == (3, 0, 12.5) and rows[("M-G", 2)] == (1, 1, 0.0)
+    assert rows[("M-G", 26)] == (1, 0, 2.0)
+
+
+def micros_of(reading: meter_pb2.MeterReading) -> int:
+    return reading.timestamp.seconds * 1_000_000 + reading.timestamp.nanos // 1000

@@ -81,6 +81,8 @@ class Maintenance:
         lock_key = zlib.crc32(f"maintenance {self._partitions.parent}".encode())
         with self._connect() as connection:
             connection.autocommit = True
+            # The rollups' statements span many rows: compiling them would cost more than it saves.
+            connection.execute("SET jit = off")
             row = connection.execute("SELECT pg_try_advisory_lock(%s)", (lock_key,)).fetchone()
             if not (row and row[0]):
                 return MaintenanceRun(ran=False)

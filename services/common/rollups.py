@@ -10,15 +10,16 @@ when it is before `rolled_until` and not marked, and from the readings otherwise
 never depends on how far the loop has got.
 
 A run of the loop (`Rollups.run`):
-1. If the reach (MAX_READING_INTERVAL_SECONDS) changed, every rollup is stale: all are dropped
-   and `rolled_until` starts again.
+1. If the reach (MAX_READING_INTERVAL_SECONDS) changed, every hour whose readings are still
+   stored is marked to be made again; older rollups stay as they were made.
 2. `rolled_until` moves to the last whole hour SETTLE_US before now, and the hours it passes are
    marked, in one transaction (the update waits for the writes that read the old value: they
    hold it FOR SHARE). Nothing is computed yet: a crash leaves them marked.
 3. The marked hours are made, a run of contiguous hours (at most a day) per transaction, which
    also unmarks them: a write marking one of them again meanwhile waits for that transaction,
    so its reading is either in the rollup or marked again.
-4. Rollups of hours before ROLLUP_RETENTION_DAYS are deleted."""
+4. Rollups of the days before ROLLUP_RETENTION_DAYS are deleted (whole days, as the readings'
+   partitions are dropped)."""
 
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ import psycopg
 log = logging.getLogger(__name__)
 
 HOUR_US = 3_600_000_000
+DAY_US = 24 * HOUR_US
 # Hours are rolled up once they ended this long ago; readings later than that mark them again.
 SETTLE_US = HOUR_US
 # Hours made in one transaction at most.
@@ -79,27 +81,37 @@ class Rollups:
         run.advanced_hours = self._advance(connection, (now_us - SETTLE_US) // HOUR_US * HOUR_US)
         run.made_hours = self.refresh(connection)
         if self._retention_days:
-            cutoff = (now_us - self._retention_days * 24 * HOUR_US) // HOUR_US * HOUR_US
+            # Whole days, as the readings' partitions go: with ROLLUP_RETENTION_DAYS equal to
+            # RETENTION_DAYS every hour whose readings are kept keeps its rollup.
+            cutoff = (now_us - self._retention_days * DAY_US) // DAY_US * DAY_US
             deleted = connection.execute(f"DELETE FROM {self.table} WHERE hour < {_ts(cutoff)}")
             run.expired_rows = deleted.rowcount
         return run
 
     def _reset_if_reach_changed(self, connection: psycopg.Connection) -> bool:
+        """A new reach changes the energy of register readings: every hour whose readings are
+        still stored is marked, to be made again with it. Hours whose readings are gone keep
+        the rollups they have (made with the reach of their time): there is nothing to make
+        them again from."""
         with connection.transaction():
             row = connection.execute(
-                f"SELECT reach_us FROM {self.schema}.rollup_state FOR UPDATE"
+                f"SELECT reach_us, {_micros('rolled_until')} FROM {self.schema}.rollup_state "
+                "FOR UPDATE"
             ).fetchone()
             if row is None or row[0] == self._reach_us:
                 return False
             log.warning(
-                "the reach changed: every rollup is made again",
+                "the reach changed: the rollups of the readings kept are made again",
                 extra={"schema": self.schema, "was_us": row[0], "now_us": self._reach_us},
             )
-            connection.execute(f"DELETE FROM {self.table}")
-            connection.execute(f"DELETE FROM {self.schema}.rollup_invalidations")
+            if row[1] is not None:
+                connection.execute(
+                    f"INSERT INTO {self.schema}.rollup_invalidations (hour) "
+                    f"SELECT DISTINCT date_trunc('hour', read_time, 'UTC') FROM {self._readings} "
+                    f"WHERE read_time < {_ts(row[1])} ON CONFLICT DO NOTHING"
+                )
             connection.execute(
-                f"UPDATE {self.schema}.rollup_state SET rolled_until = NULL, reach_us = %s",
-                (self._reach_us,),
+                f"UPDATE {self.schema}.rollup_state SET reach_us = %s", (self._reach_us,)
             )
         return True
 

@@ -136,7 +136,7 @@ def _invalidations_sql(kind: ReadingKind) -> str:
     schema = kind.service
     return f"""
         state AS (
-            SELECT rolled_until, reach_us FROM {schema}.rollup_state FOR SHARE
+            SELECT rolled_until, reach_us FROM {schema}.rollup_state LIMIT 1 FOR SHARE
         ), invalidated AS (
             INSERT INTO {schema}.rollup_invalidations (hour)
             SELECT DISTINCT h
@@ -151,7 +151,11 @@ def _invalidations_sql(kind: ReadingKind) -> str:
                 interval '1 hour'
             ) AS h
             WHERE late.hour < state.rolled_until AND h < state.rolled_until
-            ON CONFLICT DO NOTHING
+            -- Updated, not skipped, when already marked: the row is then locked until this
+            -- commits, so a run making that hour (which deletes the mark first) waits for it
+            -- and sees this reading; a mark merely skipped could be deleted by a run that
+            -- does not see it.
+            ON CONFLICT (hour) DO UPDATE SET hour = excluded.hour
         ),"""
 
 
