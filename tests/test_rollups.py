@@ -100,7 +100,7 @@ def rollup_rows(url: str) -> dict[tuple[str, int], tuple[int, int, float]]:
 def stale_hours(url: str) -> list[int]:
     with psycopg.connect(url) as connection:
         rows = connection.execute(
-            "SELECT round(date_part('epoch', hour) * 1000000)::int8 FROM "
+            "SELECT DISTINCT round(date_part('epoch', hour) * 1000000)::int8 FROM "
             "meter.rollup_invalidations ORDER BY 1"
         ).fetchall()
     return [(h - H0) // HOUR for (h,) in rows]
@@ -291,9 +291,9 @@ def meter_server(database_url):
 
 def test_a_reading_written_while_its_hour_is_made_is_never_lost(meter_server):
     """The interleaving that would lose a reading, forced: hour 1 is marked; a write of 01:40
-    (0.5 kWh) is in flight, not committed, when a run starts making hour 1. The run waits for the
-    write (whose mark holds the row) and so counts it: hour 1 ends with 01:00, 01:30 and 01:40,
-    1.75 kWh, and no mark left."""
+    (0.5 kWh) is in flight, not committed, when a run makes hour 1 without it. The write's own
+    mark, committed after the run's delete, survives it; the next run makes hour 1 again: 01:00,
+    01:10, 01:30 and 01:40, 1.75 kWh, and no mark left."""
     url, target = meter_server.database_url, meter_server.target
     ingest(target, INTERVALS)
     loop = maintenance(url)
@@ -311,9 +311,11 @@ def test_a_reading_written_while_its_hour_is_made_is_never_lost(meter_server):
             target=lambda: rollups_of.refresh(psycopg.connect(url, autocommit=True))
         )
         made.start()
-        time.sleep(0.5)  # the run is now waiting for the writer, or (were it wrong) done
+        made.join(30)  # the run does not wait for the write: it made hour 1 without it
+        assert not made.is_alive()
+        assert rollup_rows(url)[("M-R", 1)] == (3, 0, 1.25)
         writer.commit()
-    made.join(30)
+    assert stale_hours(url) == [1, 2]  # the write's marks, kept
     loop.run_once(now_us=LATER)
     assert stale_hours(url) == []
     assert rollup_rows(url)[("M-R", 1)] == (4, 0, 1.75)

@@ -16,8 +16,8 @@ A run of the loop (`Rollups.run`):
    marked, in one transaction (the update waits for the writes that read the old value: they
    hold it FOR SHARE). Nothing is computed yet: a crash leaves them marked.
 3. The marked hours are made, a run of contiguous hours (at most a day) per transaction, which
-   also unmarks them: a write marking one of them again meanwhile waits for that transaction,
-   so its reading is either in the rollup or marked again.
+   first deletes the marks its snapshot sees: a write committed before that is in the rollup
+   made after it; one committed later left its mark, which survives to the next run.
 4. Rollups of the days before ROLLUP_RETENTION_DAYS are deleted (whole days, as the readings'
    partitions are dropped)."""
 
@@ -108,7 +108,7 @@ class Rollups:
                 connection.execute(
                     f"INSERT INTO {self.schema}.rollup_invalidations (hour) "
                     f"SELECT DISTINCT date_trunc('hour', read_time, 'UTC') FROM {self._readings} "
-                    f"WHERE read_time < {_ts(row[1])} ON CONFLICT DO NOTHING"
+                    f"WHERE read_time < {_ts(row[1])}"
                 )
             connection.execute(
                 f"UPDATE {self.schema}.rollup_state SET reach_us = %s", (self._reach_us,)
@@ -142,8 +142,7 @@ class Rollups:
             marked = connection.execute(
                 f"INSERT INTO {self.schema}.rollup_invalidations (hour) "
                 f"SELECT DISTINCT date_trunc('hour', read_time, 'UTC') FROM {self._readings} "
-                f"WHERE read_time >= {_ts(current)} AND read_time < {_ts(target_us)} "
-                "ON CONFLICT DO NOTHING"
+                f"WHERE read_time >= {_ts(current)} AND read_time < {_ts(target_us)}"
             )
             return marked.rowcount
 
@@ -152,19 +151,21 @@ class Rollups:
         hours = [
             row[0]
             for row in connection.execute(
-                f"SELECT {_micros('hour')} FROM {self.schema}.rollup_invalidations ORDER BY 1"
+                f"SELECT DISTINCT {_micros('hour')} FROM {self.schema}.rollup_invalidations "
+                "ORDER BY 1"
             )
         ]
-        made = 0
         for first, end in _runs(hours):
+            # The marks this statement's snapshot sees go, then the hours are made with a
+            # later snapshot: a write committed before the delete is in the rollups; one
+            # committed after it left its mark for the next run.
             with connection.transaction():
-                deleted = connection.execute(
+                connection.execute(
                     f"DELETE FROM {self.schema}.rollup_invalidations "
                     f"WHERE hour >= {_ts(first)} AND hour < {_ts(end)}"
                 )
                 connection.execute(self._make_sql(first, end, self._reach_us))
-            made += deleted.rowcount
-        return made
+        return len(hours)
 
 
 def _micros(column: str) -> str:

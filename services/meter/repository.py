@@ -196,7 +196,7 @@ _SUMMARIZE_SQL = text(
                    w.end_us / {_HOUR_US} * {_HOUR_US} AS whole_end
         ) AS b
     ), stale AS (
-        SELECT {MICROS_SQL.format(col="hour")} AS hour_us FROM meter.rollup_invalidations
+        SELECT DISTINCT {MICROS_SQL.format(col="hour")} AS hour_us FROM meter.rollup_invalidations
     ), rolled AS (
         SELECT s.position, sum(r.kwh_consumed_ac) AS kwh, sum(r.reading_count) AS readings,
                sum(r.unknown_energy_count) AS unknown

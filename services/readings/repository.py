@@ -130,9 +130,12 @@ def _invalidations_sql(kind: ReadingKind) -> str:
     already made (before `rolled_until`): a reading's own hour, and the hours up to the reach
     after it (the next register reading's energy is its difference from this one). Taken per
     hour of the batch, from the hour's start to its end plus the reach: a superset, which only
-    costs a hour recomputed for nothing. The state row is read FOR SHARE, so that the
-    maintenance loop moves `rolled_until` only once the writes that read it have committed
-    (a reading committed after rollups were made, but not marked, would be lost to them)."""
+    costs a hour recomputed for nothing. The marks are appended, never merged with those there
+    (no key, no lock), so concurrent writes never wait for each other on them, and a run that
+    deletes the marks its snapshot sees leaves this one, if it commits later, for the next run.
+    The state row is read FOR SHARE, so that the maintenance loop moves `rolled_until` only
+    once the writes that read it have committed (a reading committed after rollups were made,
+    but not marked, would be lost to them)."""
     schema = kind.service
     return f"""
         state AS (
@@ -151,11 +154,6 @@ def _invalidations_sql(kind: ReadingKind) -> str:
                 interval '1 hour'
             ) AS h
             WHERE late.hour < state.rolled_until AND h < state.rolled_until
-            -- Updated, not skipped, when already marked: the row is then locked until this
-            -- commits, so a run making that hour (which deletes the mark first) waits for it
-            -- and sees this reading; a mark merely skipped could be deleted by a run that
-            -- does not see it.
-            ON CONFLICT (hour) DO UPDATE SET hour = excluded.hour
         ),"""
 
 

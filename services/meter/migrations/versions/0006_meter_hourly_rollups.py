@@ -44,7 +44,11 @@ def upgrade() -> None:
         """
     )
     op.execute("INSERT INTO meter.rollup_state (rolled_until, reach_us) VALUES (NULL, 900000000)")
-    op.execute("CREATE TABLE meter.rollup_invalidations (hour timestamptz PRIMARY KEY)")
+    # Append-only: a write adds the hours it marks without looking at the marks there (no
+    # key, no lock: concurrent writes never wait for each other here); a run deletes the marks
+    # its snapshot sees, so a mark committed after that survives to the next run.
+    op.execute("CREATE TABLE meter.rollup_invalidations (hour timestamptz NOT NULL)")
+    op.execute("CREATE INDEX rollup_invalidations_hour_idx ON meter.rollup_invalidations (hour)")
 
 
 def downgrade() -> None:
