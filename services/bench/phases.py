@@ -35,7 +35,7 @@ from services.analytics.downstream import Downstream
 from services.analytics.service import VehiclePerformanceService
 from services.common.database import create_engine
 from services.common.group_commit import ReadingTable
-from services.common.partitions import DAY_US, DailyPartitions, day_of
+from services.common.partitions import DAY_US, DailyPartitions, bounds_sql, day_of
 from services.launcher import ServiceProcess
 from services.meter.kind import METER
 from services.meter.repository import READINGS_TABLE as METER_TABLE
@@ -1082,10 +1082,8 @@ def fill_history(database_url: str, before_us: int, rows: int, entities: int) ->
                 )
                 for key in keys:
                     connection.execute(key.format(name=name))
-                start, end = _datetime(day * DAY_US), _datetime((day + 1) * DAY_US)
                 connection.execute(
-                    f"ALTER TABLE {schema}.{table} ATTACH PARTITION {name} "
-                    f"FOR VALUES FROM ('{start.isoformat()}') TO ('{end.isoformat()}')"
+                    f"ALTER TABLE {schema}.{table} ATTACH PARTITION {name} " + bounds_sql(day)
                 )
 
     _run_timed([threading.Thread(target=fill, args=(schema,)) for schema in _FILL])

@@ -42,6 +42,13 @@ def day_number(value: date) -> int:
     return (value - _EPOCH).days
 
 
+def bounds_sql(day: int) -> str:
+    """The partition bound of a UTC day: `FOR VALUES FROM ('<day>T00:00Z') TO ('<next day>')`."""
+    start = datetime.combine(as_date(day), datetime.min.time(), UTC)
+    end = start + timedelta(days=1)
+    return f"FOR VALUES FROM ('{start.isoformat()}') TO ('{end.isoformat()}')"
+
+
 class DailyPartitions:
     """The daily partitions of `schema.table`. Remembers the days known to exist (shared by the
     threads of one process), so a batch whose days all exist costs one set lookup per day."""
@@ -91,7 +98,6 @@ class DailyPartitions:
 
     def _create(self, connection: psycopg.Connection, day: int) -> bool:
         name = self.name(day)
-        start = datetime.combine(as_date(day), datetime.min.time(), UTC)
         with connection.transaction():
             # Two writers (or replicas) may want the same day at once: the second waits here,
             # then finds the partition made.
@@ -106,10 +112,9 @@ class DailyPartitions:
                 f"CREATE TABLE {self.schema}.{name} "
                 f"(LIKE {self.parent} INCLUDING DEFAULTS INCLUDING CONSTRAINTS)"
             )
-            end = start + timedelta(days=1)
             connection.execute(
                 f"ALTER TABLE {self.parent} ATTACH PARTITION {self.schema}.{name} "
-                f"FOR VALUES FROM ('{start.isoformat()}') TO ('{end.isoformat()}')"
+                + bounds_sql(day)
             )
         log.info("partition created", extra={"table": self.parent, "partition": name})
         return True
@@ -186,11 +191,9 @@ def convert_to_daily(
         f"SELECT DISTINCT floor(date_part('epoch', read_time) / 86400)::int8 FROM {schema}.{old}"
     ).fetchall()
     for (day,) in sorted(days):
-        start = datetime.combine(as_date(day), datetime.min.time(), UTC)
-        end = start + timedelta(days=1)
         execute(
             f"CREATE TABLE {schema}.{partitions.name(day)} PARTITION OF {schema}.{table} "
-            f"FOR VALUES FROM ('{start.isoformat()}') TO ('{end.isoformat()}')"
+            + bounds_sql(day)
         )
     execute(f"INSERT INTO {schema}.{table} SELECT * FROM {schema}.{old}")
     execute(f"DROP TABLE {schema}.{old}")

@@ -29,6 +29,8 @@ from dataclasses import dataclass
 
 import psycopg
 
+from services.common.timeconv import MICROS_SQL, TIMESTAMPTZ_SQL
+
 log = logging.getLogger(__name__)
 
 HOUR_US = 3_600_000_000
@@ -40,7 +42,7 @@ MAX_HOURS_PER_REFRESH = 24
 
 
 def _ts(micros: int) -> str:
-    return f"timestamptz 'epoch' + {int(micros)} * interval '1 microsecond'"
+    return TIMESTAMPTZ_SQL.format(us=int(micros))
 
 
 @dataclass
@@ -169,7 +171,7 @@ class Rollups:
 
 
 def _micros(column: str) -> str:
-    return f"round(date_part('epoch', {column}) * 1000000)::int8"
+    return MICROS_SQL.format(col=column)
 
 
 def _runs(hours: list[int]) -> list[tuple[int, int]]:

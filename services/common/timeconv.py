@@ -91,3 +91,11 @@ def now_micros() -> int:
 def iso(micros: int) -> str:
     """RFC 3339 in UTC as Timestamps print in JSON: 2026-11-20T14:00:00Z, …T14:00:00.500Z."""
     return micros_to_timestamp(micros).ToJsonString()
+
+
+# Times leave the database as integer microseconds since the epoch: cheap to convert, and
+# exact (a double holds every microsecond of these centuries; extract() would be numeric, slower).
+MICROS_SQL = "round(date_part('epoch', {col}) * 1000000)::int8"
+# And they come in as integer microseconds, made timestamptz in SQL (exact, and cheaper than a
+# datetime per reading): `{us}` is an int8 expression.
+TIMESTAMPTZ_SQL = "timestamptz 'epoch' + {us} * interval '1 microsecond'"

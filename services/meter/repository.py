@@ -10,12 +10,11 @@ from sqlalchemy.engine import Engine
 
 from services.common.config import Settings
 from services.common.reads import ReadGate
+from services.common.timeconv import MICROS_SQL, TIMESTAMPTZ_SQL
 from services.meter.kind import METER
 from services.readings.kind import ReadingKind
 from services.readings.repository import (
     DEFAULT_REACH_US,
-    MICROS_SQL,
-    TIMESTAMPTZ_SQL,
     StatusRepository,
     reading_intervals_sql,
     reading_table,

@@ -12,14 +12,8 @@ from services.common.config import Settings
 from services.common.group_commit import ReadingTable
 from services.common.partitions import DailyPartitions
 from services.common.reads import ReadGate
+from services.common.timeconv import MICROS_SQL, TIMESTAMPTZ_SQL
 from services.readings.kind import ReadingKind
-
-# Times leave the database as integer microseconds since the epoch: cheap to convert, and
-# exact (a double holds every microsecond of these centuries; extract() would be numeric, slower).
-MICROS_SQL = "round(date_part('epoch', {col}) * 1000000)::int8"
-# And they come in as integer microseconds, made timestamptz in SQL (exact, and cheaper than a
-# datetime per reading): `{us}` is an int8 expression.
-TIMESTAMPTZ_SQL = "timestamptz 'epoch' + {us} * interval '1 microsecond'"
 
 # A status row: (id, *the kind's column values, read_micros, update_micros).
 StatusRow = tuple[Any, ...]

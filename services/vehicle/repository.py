@@ -8,9 +8,8 @@ from typing import Any, NamedTuple
 from sqlalchemy import text
 from sqlalchemy.sql.elements import TextClause
 
+from services.common.timeconv import MICROS_SQL, TIMESTAMPTZ_SQL
 from services.readings.repository import (
-    MICROS_SQL,
-    TIMESTAMPTZ_SQL,
     StatusRepository,
     reading_intervals_sql,
     reading_table,
