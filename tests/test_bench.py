@@ -61,6 +61,10 @@ def test_quick_benchmark_reports_every_measurement(postgres_url, tmp_path):
     # The ingest phase alone stored 30 minutes of 1,000 chargers on the day dropped.
     assert results["day_drop"]["rows"] >= 30 * 1_000
     assert results["day_drop"]["delete_seconds"] > 0 and results["day_drop"]["drop_seconds"] > 0
+    window = results["long_window"]
+    # 3 days of 2 vehicles and their chargers, a reading a minute each.
+    assert (window["days"], window["readings"], window["calls"]) == (3, 2 * 2 * 3 * 1440, 10)
+    assert window["raw_p50_ms"] > 0 and window["rollups_p50_ms"] > 0
     growth = results["growth"]
     assert growth["first_per_s"] > 0 and growth["after_per_s"] > 0
     assert growth["history_rows"] >= 2_000_000 + growth["first_readings"] + growth["after_readings"]

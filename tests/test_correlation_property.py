@@ -105,7 +105,8 @@ def gaps(points: list[MeterPoint]) -> list[int]:
     return [later - earlier for (earlier, _), (later, _) in itertools.pairwise(points)]
 
 
-def generate(seed: int) -> Fleet:
+def generate(seed: int, longest_slot: int = 80 * MINUTE) -> Fleet:
+    """The fleet of `seed`; a charger's slots last 15 minutes to `longest_slot`."""
     rng = random.Random(seed)
     prefix = f"PROP{seed}"
     start = at(10) + rng.randrange(HOUR)
@@ -140,7 +141,7 @@ def generate(seed: int) -> Fleet:
     for charger in chargers:
         a = start - 40 * MINUTE
         while a < end + 40 * MINUTE:
-            b = a + rng.randrange(15 * MINUTE, 80 * MINUTE)
+            b = a + rng.randrange(15 * MINUTE, longest_slot)
             slots.append((a, b, charger))
             a = b + (rng.randrange(2 * MINUTE, 20 * MINUTE) if rng.random() < 0.25 else 0)
     slots.sort()

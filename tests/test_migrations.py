@@ -15,7 +15,13 @@ TABLES = {
         "rollup_state",
         "rollup_invalidations",
     },
-    "vehicle": {"vehicle_readings", "vehicle_status"},
+    "vehicle": {
+        "vehicle_readings",
+        "vehicle_status",
+        "vehicle_rollups_hourly",
+        "rollup_state",
+        "rollup_invalidations",
+    },
 }
 
 

@@ -144,8 +144,9 @@ def test_rollups_equal_the_readings_and_serve_whole_hours(meter_server):
     url, target = meter_server.database_url, meter_server.target
     ingest(target, INTERVALS + REGISTERS)
     run = maintenance(url).run_once(now_us=LATER)
-    # Hours 0-2, and 3, which a reading of hour 2 could reach (marked per hour: a superset).
-    assert run.rollups is not None and run.rollups.made_hours == 4
+    # Hours 0-2, and those a lookaround (30 min) before and after them: -1 and 3 (marked per
+    # hour: a superset).
+    assert run.rollups is not None and run.rollups.made_hours == 5
     assert rollup_rows(url) == EXPECTED
     assert stale_hours(url) == []
     # The whole day: every hour from the rollups. 00:40-02:50: 01:00-02:00 from them, 00:50
@@ -177,18 +178,19 @@ def test_duplicates_and_conflicts_leave_the_rollups_alone(meter_server):
 
 def test_a_late_register_reading_changes_its_hour_and_the_next(meter_server):
     """00:58 105.0 arrives after the rollups were made: it takes 5.0 (from 00:50's 100) and
-    leaves 01:05 only 5.0 (110 - 105). Hours 0 and 1 are marked stale (and hour 0's reach
-    reaches no further); until they are made again the answer comes from the readings, after
-    it from the new rollups: hour 0 (2 readings, 1 unknown, 5.0), hour 1 (3, 0, 7.5)."""
+    leaves 01:05 only 5.0 (110 - 105). Hours 0 and 1 are marked stale, and hour -1 (a
+    lookaround, 30 min, before hour 0: a reading's usual period is taken from the readings that
+    near); until they are made again the answer comes from the readings, after it from the new
+    rollups: hour 0 (2 readings, 1 unknown, 5.0), hour 1 (3, 0, 7.5)."""
     url, target = meter_server.database_url, meter_server.target
     ingest(target, INTERVALS + REGISTERS)
     loop = maintenance(url)
     loop.run_once(now_us=LATER)
     assert ingest(target, [register("M-G", at(0, 58), 105.0)]).accepted == 1  # type: ignore[attr-defined]
-    assert stale_hours(url) == [0, 1]
+    assert stale_hours(url) == [-1, 0, 1]
     assert summarize(target, "M-G", at(0, 0), at(3, 0)) == (12.5, 6, 2)
     run = loop.run_once(now_us=LATER)
-    assert run.rollups is not None and run.rollups.made_hours == 2
+    assert run.rollups is not None and run.rollups.made_hours == 3
     assert stale_hours(url) == []
     rows = rollup_rows(url)
     assert rows[("M-G", 0)] == (2, 1, 5.0) and rows[("M-G", 1)] == (3, 0, 7.5)
@@ -298,8 +300,9 @@ def test_a_reading_written_while_its_hour_is_made_is_never_lost(meter_server):
     ingest(target, INTERVALS)
     loop = maintenance(url)
     loop.run_once(now_us=LATER)
-    ingest(target, [interval("M-R", at(1, 10), 0.0)])  # marks hour 1, and 2 (its reach)
-    assert stale_hours(url) == [1, 2]
+    # Marks hour 1, and the hours within the lookaround (30 min) on either side: 0 and 2.
+    ingest(target, [interval("M-R", at(1, 10), 0.0)])
+    assert stale_hours(url) == [0, 1, 2]
     table = reading_table(METER)
     row = ["M-R", at(1, 40), 0.5, None, 230.0, 0]
     rollups_of = rollups(Settings(database_url=url))
@@ -315,7 +318,7 @@ def test_a_reading_written_while_its_hour_is_made_is_never_lost(meter_server):
         assert not made.is_alive()
         assert rollup_rows(url)[("M-R", 1)] == (3, 0, 1.25)
         writer.commit()
-    assert stale_hours(url) == [1, 2]  # the write's marks, kept
+    assert stale_hours(url) == [0, 1, 2]  # the write's marks, kept
     loop.run_once(now_us=LATER)
     assert stale_hours(url) == []
     assert rollup_rows(url)[("M-R", 1)] == (4, 0, 1.75)

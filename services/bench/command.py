@@ -47,6 +47,9 @@ class Plan:
     day: bool
     growth_minutes: int
     growth_history_rows: int
+    long_window_days: int
+    long_window_vehicles: int
+    long_window_calls: int
 
 
 QUICK = Plan(
@@ -67,6 +70,9 @@ QUICK = Plan(
     day=False,
     growth_minutes=50,
     growth_history_rows=2_000_000,
+    long_window_days=3,
+    long_window_vehicles=2,
+    long_window_calls=10,
 )
 FULL = Plan(
     chargers=10_000,
@@ -86,10 +92,15 @@ FULL = Plan(
     day=True,
     growth_minutes=50,
     growth_history_rows=100_000_000,
+    long_window_days=31,
+    long_window_vehicles=10,
+    long_window_calls=200,
 )
 DAY_START_US = 1_770_681_600 * 1_000_000  # 2026-02-10T00:00:00Z
 # The growth phase's loads: days after everything else, its filled history the days before.
 GROWTH_START_US = DAY_START_US + 30 * 24 * 60 * MINUTE_US
+# The long-window phase's 31 days end 29 days before the day phase's: no other phase writes there.
+LONG_WINDOW_START_US = DAY_START_US - 60 * 24 * 60 * MINUTE_US
 
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -264,6 +275,23 @@ def benchmark(server_url: str, plan: Plan, skip: set[str]) -> dict[str, Any]:
                         seconds=plan.mixed_seconds,
                     )
                 )
+        if "long-window" not in skip:
+            long_analytics = start_serving(
+                "analytics", {**env, "METER_TARGET": meter.target, "VEHICLE_TARGET": vehicle.target}
+            )
+            services.append(long_analytics)
+            results["long_window"] = asdict(
+                phases.long_window(
+                    database_url,
+                    meter.target,
+                    vehicle.target,
+                    long_analytics.target,
+                    start_us=LONG_WINDOW_START_US,
+                    days=plan.long_window_days,
+                    vehicles=plan.long_window_vehicles,
+                    calls=plan.long_window_calls,
+                )
+            )
         if "day-drop" not in skip:
             # The day every phase above wrote: the day phase's 14.4M meter readings (full run).
             results["day_drop"] = asdict(phases.day_drop(database_url, DAY_START_US))
@@ -419,6 +447,17 @@ def table(results: dict[str, Any]) -> str:
                 f"{g['after_readings']:,} with {g['history_rows']:,} rows stored",
                 f"{g['first_per_s']:,.0f} /s → {g['after_per_s']:,.0f} /s, ratio "
                 f"{g['ratio']:.2f} (history made in {g['fill_seconds']:.0f} s)",
+            )
+        )
+    if "long_window" in results:
+        w = results["long_window"]
+        rows.append(
+            (
+                f"long window: GetVehiclePerformance over {w['days']} days p50 / p99 "
+                f"({w['vehicles']} vehicles, {w['readings']:,} readings)",
+                f"from the readings {w['raw_p50_ms']:.1f} / {w['raw_p99_ms']:.1f} ms; from the "
+                f"rollups {w['rollups_p50_ms']:.1f} / {w['rollups_p99_ms']:.1f} ms (made in "
+                f"{w['rollups_seconds']:.1f} s)",
             )
         )
     if "analytics" in results:

@@ -27,12 +27,14 @@ import psycopg
 from energy.analytics.v1 import analytics_service_pb2, analytics_service_pb2_grpc
 from energy.meter.v1 import meter_pb2, meter_service_pb2, meter_service_pb2_grpc
 from energy.vehicle.v1 import vehicle_service_pb2
+from google.protobuf.duration_pb2 import Duration
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from services import launcher
 from services.analytics.correlation import ChargerSpan, Consumption, Session
 from services.analytics.downstream import Downstream
 from services.analytics.service import VehiclePerformanceService
+from services.common.config import Settings
 from services.common.database import create_engine
 from services.common.group_commit import ReadingTable
 from services.common.partitions import DAY_US, DailyPartitions, bounds_sql, day_of
@@ -925,6 +927,150 @@ def ocpp(meter: ServiceProcess, charge_points: int, values: int, start_us: int) 
 
 
 # --- history: dropping a day, and ingest as the history grows ---------------------------------
+
+
+# --- long window: 31 days of GetVehiclePerformance, from the readings and from the rollups ---
+
+
+@dataclass
+class LongWindow:
+    """GetVehiclePerformance over `days` for vehicles that charged every minute of them, on
+    chargers metered every minute: every hour read from the readings (all marked stale), then
+    with the rollups made (`rollups_seconds` to make both services' hours)."""
+
+    days: int
+    vehicles: int
+    readings: int
+    calls: int
+    raw_p50_ms: float
+    raw_p99_ms: float
+    rollups_p50_ms: float
+    rollups_p99_ms: float
+    rollups_seconds: float
+
+
+def _every_minute_streams(
+    stub_call: Callable[..., Any], requests: Callable[[list[int]], Any], minutes: int
+) -> None:
+    chunk = 20_000  # readings per message (a stream holds at most 100,000)
+    batches = [list(range(m, min(m + chunk, minutes))) for m in range(0, minutes, chunk)]
+    stub_call(iter([requests(batch) for batch in batches]), timeout=300)
+
+
+def long_window(
+    database_url: str,
+    meter_target: str,
+    vehicle_target: str,
+    analytics_target: str,
+    *,
+    start_us: int,
+    days: int,
+    vehicles: int,
+    calls: int,
+) -> LongWindow:
+    """Seeds `vehicles` vehicles (LW-VH-n on LW-CHG-n, 0.125 kWh DC a minute, 0.25 kWh AC)
+    for `days` from `start_us`, and times `calls` sequential GetVehiclePerformance calls of
+    the whole window at random vehicles, twice. The answers must agree (the same figures, to
+    1e-9: sums are taken in another order)."""
+    from energy.vehicle.v1 import vehicle_pb2, vehicle_service_pb2_grpc
+
+    from services.meter.component import rollups as meter_rollups
+    from services.vehicle.component import rollups as vehicle_rollups
+
+    minutes = days * 1440
+    first_s = start_us // 1_000_000
+    with grpc.insecure_channel(meter_target) as channel:
+        meter_stub = meter_service_pb2_grpc.MeterServiceStub(channel)
+        for v in range(vehicles):
+            _every_minute_streams(
+                meter_stub.IngestReadings,
+                lambda batch, v=v: meter_service_pb2.IngestReadingsRequest(
+                    readings=[
+                        meter_pb2.MeterReading(
+                            meter_id=f"LW-CHG-{v}",
+                            kwh_consumed_ac=0.25,
+                            voltage=230,
+                            timestamp=Timestamp(seconds=first_s + 60 * (m + 1)),
+                        )
+                        for m in batch
+                    ]
+                ),
+                minutes,
+            )
+    with grpc.insecure_channel(vehicle_target) as channel:
+        vehicle_stub = vehicle_service_pb2_grpc.VehicleServiceStub(channel)
+        for v in range(vehicles):
+            _every_minute_streams(
+                vehicle_stub.IngestReadings,
+                lambda batch, v=v: vehicle_service_pb2.IngestReadingsRequest(
+                    readings=[
+                        vehicle_pb2.VehicleReading(
+                            vehicle_id=f"LW-VH-{v}",
+                            charger_id=f"LW-CHG-{v}",
+                            soc=50,
+                            kwh_delivered_dc=0.125,
+                            battery_temp=30,
+                            timestamp=Timestamp(seconds=first_s + 60 * (m + 1)),
+                        )
+                        for m in batch
+                    ]
+                ),
+                minutes,
+            )
+    end_us = start_us + days * DAY_US
+    within = (start_us - 3600 * 1_000_000, end_us + 2 * 3600 * 1_000_000)
+    settings = Settings(database_url=database_url)  # the services run with the defaults
+    made = [meter_rollups(settings), vehicle_rollups(settings)]
+    with psycopg.connect(database_url, autocommit=True) as connection:
+        for rollups in made:  # every hour of the window from the readings
+            connection.execute(
+                f"INSERT INTO {rollups.schema}.rollup_invalidations (hour) "
+                "SELECT generate_series(%s::timestamptz, %s::timestamptz, interval '1 hour')",
+                (_datetime(within[0]), _datetime(within[1] - 3600 * 1_000_000)),
+            )
+    rng = random.Random(11)
+    picks = [f"LW-VH-{rng.randrange(vehicles)}" for _ in range(calls + 5)]
+
+    def timed() -> tuple[list[float], list[Any]]:
+        latencies, answers = [], []
+        with grpc.insecure_channel(analytics_target) as channel:
+            stub = analytics_service_pb2_grpc.AnalyticsServiceStub(channel)
+            for vehicle_id in picks:
+                request = analytics_service_pb2.GetVehiclePerformanceRequest(
+                    vehicle_id=vehicle_id,
+                    end_time=Timestamp(seconds=end_us // 1_000_000),
+                    window=Duration(seconds=days * 86400),
+                )
+                started = time.perf_counter()
+                answers.append(stub.GetVehiclePerformance(request, timeout=60))
+                latencies.append((time.perf_counter() - started) * 1000)
+        return latencies[5:], answers  # the first calls warm up connections and plans
+
+    raw_ms, raw_answers = timed()
+    started = time.perf_counter()
+    with psycopg.connect(database_url, autocommit=True) as connection:
+        connection.execute("SET jit = off")
+        for rollups in made:
+            rollups.refresh(connection, within)
+    rollups_seconds = time.perf_counter() - started
+    rolled_ms, rolled_answers = timed()
+    for raw, rolled in zip(raw_answers, rolled_answers, strict=True):
+        assert raw.data_points == rolled.data_points == minutes, (raw, rolled)
+        assert raw.meter_data_points == rolled.meter_data_points, (raw, rolled)
+        for field in ("total_energy_consumed_ac", "total_energy_delivered_dc"):
+            a, b = getattr(raw, field), getattr(rolled, field)
+            assert abs(a - b) <= 1e-9 * abs(a), (field, a, b)
+    return LongWindow(
+        days,
+        vehicles,
+        2 * vehicles * minutes,
+        calls,
+        statistics.median(raw_ms),
+        percentile(raw_ms, 0.99),
+        statistics.median(rolled_ms),
+        percentile(rolled_ms, 0.99),
+        rollups_seconds,
+    )
 
 
 @dataclass

@@ -1,20 +1,23 @@
 """Hourly rollups of a history, kept exact: made by the maintenance loop, marked stale by the
 writes that change them, made again, and dropped after ROLLUP_RETENTION_DAYS.
 
-A schema with rollups has `rollup_state` (one row: `rolled_until`, the hour up to which rollups
-are made, and the reach they were made with) and `rollup_invalidations` (hours before
-`rolled_until` whose rollups are stale). The write statement marks the hours a newly stored
-reading changes when they are before `rolled_until` (services.readings.repository); a duplicate
-or a conflict stores nothing and marks nothing. A reader takes an hour from the rollups only
-when it is before `rolled_until` and not marked, and from the readings otherwise, so an answer
-never depends on how far the loop has got.
+A schema with rollups has `rollup_state` (one row: `rolled_until`, the hour up to which
+rollups are made, the reach and the `rule`, the settings they were made with) and
+`rollup_invalidations` (hours before `rolled_until` whose rollups are stale). The write
+statement marks the hours a newly stored reading changes when they are before `rolled_until`
+(services.readings.repository); a duplicate or a conflict stores nothing and marks nothing. A
+reader takes an hour from the rollups only when it is before `rolled_until`, made with the
+reader's rule and not marked, and from the readings otherwise, so an answer never depends on
+how far the loop has got.
 
 A run of the loop (`Rollups.run`):
-1. If the reach (MAX_READING_INTERVAL_SECONDS) changed, every hour whose readings are still
-   stored is marked to be made again; older rollups stay as they were made.
-2. `rolled_until` moves to the last whole hour SETTLE_US before now, and the hours it passes are
-   marked, in one transaction (the update waits for the writes that read the old value: they
-   hold it FOR SHARE). Nothing is computed yet: a crash leaves them marked.
+1. If the rule (MAX_READING_INTERVAL_SECONDS, and the kind's own settings) changed, every hour
+   whose readings are still stored is marked to be made again; older rollups stay as made.
+2. `rolled_until` moves to the last whole hour that ended an hour and the lookaround (twice
+   the reach: how far a reading's interval depends on the readings around it) before now, and
+   the hours it passes are marked, in one transaction (the update waits for the writes that
+   read the old value: they hold it FOR SHARE). Nothing is computed yet: a crash leaves them
+   marked.
 3. The marked hours are made, a run of contiguous hours (at most a day) per transaction, which
    first deletes the marks its snapshot sees: a write committed before that is in the rollup
    made after it; one committed later left its mark, which survives to the next run.
@@ -35,10 +38,17 @@ log = logging.getLogger(__name__)
 
 HOUR_US = 3_600_000_000
 DAY_US = 24 * HOUR_US
-# Hours are rolled up once they ended this long ago; readings later than that mark them again.
+# Hours are rolled up once they ended this long ago, plus the lookaround; readings later than
+# that mark them again.
 SETTLE_US = HOUR_US
 # Hours made in one transaction at most.
 MAX_HOURS_PER_REFRESH = 24
+
+
+def rollup_rule(reach_us: int, rule: str = "") -> str:
+    """What rollups made with these settings are stored with (`rollup_state.rule`): a reader
+    takes rollups only when it is its own."""
+    return f"reach_us={reach_us}" + (f" {rule}" if rule else "")
 
 
 def _ts(micros: int) -> str:
@@ -57,7 +67,8 @@ class RollupRun:
 
 class Rollups:
     """The rollups of one schema. `make_sql(first_us, end_us, reach_us)` is the kind's statement
-    that upserts the rollups of every entity for the hours [first_us, end_us)."""
+    that upserts the rollups of every entity for the hours [first_us, end_us); `rule` names the
+    other settings it depends on (empty when none)."""
 
     def __init__(
         self,
@@ -67,6 +78,7 @@ class Rollups:
         make_sql: Callable[[int, int, int], str],
         *,
         reach_us: int,
+        rule: str = "",
         retention_days: int = 0,
     ) -> None:
         self.schema = schema
@@ -74,13 +86,18 @@ class Rollups:
         self._readings = f"{schema}.{readings_table}"
         self._make_sql = make_sql
         self._reach_us = reach_us
+        self._rule = rollup_rule(reach_us, rule)
+        # Lookaround: a reading's interval depends on the readings up to twice the reach away.
+        self._settle_us = SETTLE_US + 2 * reach_us
         self._retention_days = retention_days
 
     def run(self, connection: psycopg.Connection, now_us: int) -> RollupRun:
         """One run at `now_us`; `connection` in autocommit mode."""
         run = RollupRun()
-        run.reset = self._reset_if_reach_changed(connection)
-        run.advanced_hours = self._advance(connection, (now_us - SETTLE_US) // HOUR_US * HOUR_US)
+        run.reset = self._reset_if_rule_changed(connection)
+        run.advanced_hours = self._advance(
+            connection, (now_us - self._settle_us) // HOUR_US * HOUR_US
+        )
         run.made_hours = self.refresh(connection)
         if self._retention_days:
             # Whole days, as the readings' partitions go: with ROLLUP_RETENTION_DAYS equal to
@@ -90,30 +107,35 @@ class Rollups:
             run.expired_rows = deleted.rowcount
         return run
 
-    def _reset_if_reach_changed(self, connection: psycopg.Connection) -> bool:
-        """A new reach changes the energy of register readings: every hour whose readings are
-        still stored is marked, to be made again with it. Hours whose readings are gone keep
-        the rollups they have (made with the reach of their time): there is nothing to make
-        them again from."""
+    def _reset_if_rule_changed(self, connection: psycopg.Connection) -> bool:
+        """A new reach changes the energy of register readings (a new maximum power, which
+        intervals are plausible): every hour whose readings are still stored is marked, to be
+        made again with it. Hours whose readings are gone keep the rollups they have (made
+        with the rule of their time): there is nothing to make them again from."""
         with connection.transaction():
             row = connection.execute(
-                f"SELECT reach_us, {_micros('rolled_until')} FROM {self.schema}.rollup_state "
-                "FOR UPDATE"
+                f"SELECT rule, {_micros('rolled_until')} FROM {self.schema}.rollup_state FOR UPDATE"
             ).fetchone()
-            if row is None or row[0] == self._reach_us:
+            if row is None or row[0] == self._rule:
+                return False
+            if row[1] is None:  # nothing made yet: nothing to make again
+                connection.execute(
+                    f"UPDATE {self.schema}.rollup_state SET reach_us = %s, rule = %s",
+                    (self._reach_us, self._rule),
+                )
                 return False
             log.warning(
-                "the reach changed: the rollups of the readings kept are made again",
-                extra={"schema": self.schema, "was_us": row[0], "now_us": self._reach_us},
+                "the rollups' rule changed: the rollups of the readings kept are made again",
+                extra={"schema": self.schema, "was": row[0], "now": self._rule},
             )
-            if row[1] is not None:
-                connection.execute(
-                    f"INSERT INTO {self.schema}.rollup_invalidations (hour) "
-                    f"SELECT DISTINCT date_trunc('hour', read_time, 'UTC') FROM {self._readings} "
-                    f"WHERE read_time < {_ts(row[1])}"
-                )
             connection.execute(
-                f"UPDATE {self.schema}.rollup_state SET reach_us = %s", (self._reach_us,)
+                f"INSERT INTO {self.schema}.rollup_invalidations (hour) "
+                f"SELECT DISTINCT date_trunc('hour', read_time, 'UTC') FROM {self._readings} "
+                f"WHERE read_time < {_ts(row[1])}"
+            )
+            connection.execute(
+                f"UPDATE {self.schema}.rollup_state SET reach_us = %s, rule = %s",
+                (self._reach_us, self._rule),
             )
         return True
 
@@ -148,13 +170,17 @@ class Rollups:
             )
             return marked.rowcount
 
-    def refresh(self, connection: psycopg.Connection) -> int:
-        """Makes every marked hour; returns how many were made."""
+    def refresh(self, connection: psycopg.Connection, within: tuple[int, int] | None = None) -> int:
+        """Makes every marked hour (those in [first_us, end_us) when `within` is given);
+        returns how many were made."""
+        bounds = ""
+        if within is not None:
+            bounds = f"WHERE hour >= {_ts(within[0])} AND hour < {_ts(within[1])} "
         hours = [
             row[0]
             for row in connection.execute(
                 f"SELECT DISTINCT {_micros('hour')} FROM {self.schema}.rollup_invalidations "
-                "ORDER BY 1"
+                f"{bounds}ORDER BY 1"
             )
         ]
         for first, end in _runs(hours):

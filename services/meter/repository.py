@@ -10,12 +10,14 @@ from sqlalchemy.engine import Engine
 
 from services.common.config import Settings
 from services.common.reads import ReadGate
+from services.common.rollups import rollup_rule
 from services.common.timeconv import MICROS_SQL, TIMESTAMPTZ_SQL
 from services.meter.kind import METER
 from services.readings.kind import ReadingKind
 from services.readings.repository import (
     DEFAULT_REACH_US,
     StatusRepository,
+    inline_seconds,
     reading_intervals_sql,
     reading_table,
     register_energy_sql,
@@ -70,6 +72,7 @@ class MeterRepository(StatusRepository):
     ) -> None:
         super().__init__(kind, engine, reads, reach_us)
         self._max_power_kw = max_power_kw
+        self._rollup_rule = rollup_rule(reach_us, meter_rollup_rule(max_power_kw))
 
     @classmethod
     def from_settings(
@@ -93,6 +96,7 @@ class MeterRepository(StatusRepository):
             "starts": starts_us,
             "ends": ends_us,
             "reach_us": self._reach_us,
+            "rollup_rule": self._rollup_rule,
         }
         with self._reads.connection(expensive=True) as connection:
             rows = connection.execute(_SUMMARIZE_SQL, params).all()
@@ -123,6 +127,7 @@ class MeterRepository(StatusRepository):
             "max_kwh_per_s": self._max_power_kw / 3600,
             "reach_s": self._reach_us / 1_000_000,
             "lookaround_s": self._lookaround_us / 1_000_000,
+            "rollup_rule": self._rollup_rule,
         }
         with self._reads.connection(expensive=True) as connection:
             rows = connection.execute(_ATTRIBUTE_SQL, params).all()
@@ -132,50 +137,100 @@ class MeterRepository(StatusRepository):
         ]
 
 
-def make_rollups_sql(first_us: int, end_us: int, reach_us: int) -> str:
-    """The rollups of every meter for the hours [first_us, end_us): each reading's energy as
-    _SUMMARIZE_SQL takes it (register readings lagged among themselves from the reach before),
-    summed per meter and hour."""
+def meter_rollup_rule(max_power_kw: float) -> str:
+    """The meter rollups' own setting: which intervals are plausible (see rollup_rule)."""
+    return f"max_charger_power_kw={max_power_kw!r}"
+
+
+def make_rollups_sql(first_us: int, end_us: int, reach_us: int, max_power_kw: float) -> str:
+    """The rollups of every meter for the hours [first_us, end_us), summed per meter and hour:
+    each reading's energy as _SUMMARIZE_SQL takes it (register readings lagged among themselves
+    from the reach before), and each reading's interval as _ATTRIBUTE_SQL takes it (the
+    correlation rule: from the lookaround before, the usual period from the readings around),
+    split into the attributable (known and plausible at `max_power_kw`), the implausible and
+    the unknown."""
     start, end = (TIMESTAMPTZ_SQL.format(us=str(us)) for us in (first_us, end_us))
-    scan_from = TIMESTAMPTZ_SQL.format(us=str(first_us - reach_us))
+    lookaround_us = 2 * reach_us
+    scan_from = TIMESTAMPTZ_SQL.format(us=str(first_us - lookaround_us))
     reach = f"{int(reach_us)} * interval '1 microsecond'"
     energy = register_energy_sql(
         "kwh_consumed_ac_register", "previous", "read_time - previous_time", reach
     )
+    intervals = inline_seconds(
+        reading_intervals_sql(
+            device="charger_id", table="meter.meter_readings", table_device="meter_id"
+        ),
+        reach_s=reach_us / 1_000_000,
+        lookaround_s=lookaround_us / 1_000_000,
+    )
+    max_kwh_per_s = f"CAST({max_power_kw / 3600!r} AS float8)"
     return f"""
-    INSERT INTO meter.meter_rollups_hourly AS r
-        (meter_id, hour, reading_count, unknown_energy_count, kwh_consumed_ac)
-    SELECT meter_id, date_trunc('hour', read_time, 'UTC'), count(*), count(*) - count(energy),
-           coalesce(sum(energy), 0)
-    FROM (
-        SELECT meter_id, read_time, coalesce(kwh_consumed_ac, {energy}) AS energy
+    WITH summed AS (
+        SELECT meter_id, date_trunc('hour', read_time, 'UTC') AS hour, count(*) AS readings,
+               count(*) - count(energy) AS unknown, coalesce(sum(energy), 0) AS kwh
         FROM (
-            SELECT meter_id, read_time, kwh_consumed_ac, kwh_consumed_ac_register,
-                   lag(kwh_consumed_ac_register) OVER registers AS previous,
-                   lag(read_time) OVER registers AS previous_time
-            FROM meter.meter_readings
-            WHERE read_time >= {scan_from} AND read_time < {end}
-            WINDOW registers AS (
-                PARTITION BY meter_id, kwh_consumed_ac_register IS NULL ORDER BY read_time)
-        ) AS lagged
-        WHERE read_time >= {start}
-    ) AS energies
-    GROUP BY 1, 2
+            SELECT meter_id, read_time, coalesce(kwh_consumed_ac, {energy}) AS energy
+            FROM (
+                SELECT meter_id, read_time, kwh_consumed_ac, kwh_consumed_ac_register,
+                       lag(kwh_consumed_ac_register) OVER registers AS previous,
+                       lag(read_time) OVER registers AS previous_time
+                FROM meter.meter_readings
+                WHERE read_time >= {scan_from} AND read_time < {end}
+                WINDOW registers AS (
+                    PARTITION BY meter_id, kwh_consumed_ac_register IS NULL ORDER BY read_time)
+            ) AS lagged
+            WHERE read_time >= {start}
+        ) AS energies
+        GROUP BY 1, 2
+    ), scanned AS (
+        SELECT meter_id AS charger_id, read_time, kwh_consumed_ac AS energy,
+               kwh_consumed_ac_register AS register
+        FROM meter.meter_readings
+        WHERE read_time >= {scan_from} AND read_time < {end}
+        ORDER BY meter_id, read_time
+    ), {intervals},
+    judged AS (
+        SELECT charger_id AS meter_id, to_timestamp(floor(t / 3600) * 3600) AS hour, kwh,
+               t - chained_start AS length,
+               kwh IS NOT NULL AND kwh <= {max_kwh_per_s} * (t - chained_start) AS usable
+        FROM intervals
+        WHERE t >= CAST({first_us / 1_000_000!r} AS float8)
+    ), attributable AS (
+        SELECT meter_id, hour,
+               count(*) FILTER (WHERE usable) AS readings,
+               coalesce(sum(kwh) FILTER (WHERE usable), 0) AS kwh,
+               coalesce(sum(length) FILTER (WHERE usable), 0) AS covered,
+               count(*) FILTER (WHERE kwh IS NOT NULL AND NOT usable) AS implausible,
+               count(*) FILTER (WHERE kwh IS NULL) AS unknown
+        FROM judged GROUP BY 1, 2
+    )
+    INSERT INTO meter.meter_rollups_hourly AS r
+        (meter_id, hour, reading_count, unknown_energy_count, kwh_consumed_ac,
+         attributable_count, attributable_kwh, covered_seconds, implausible_count,
+         interval_unknown_count)
+    SELECT s.meter_id, s.hour, s.readings, s.unknown, s.kwh,
+           a.readings, a.kwh, a.covered, a.implausible, a.unknown
+    FROM summed s JOIN attributable a USING (meter_id, hour)
     ON CONFLICT (meter_id, hour) DO UPDATE SET
         reading_count = excluded.reading_count,
         unknown_energy_count = excluded.unknown_energy_count,
-        kwh_consumed_ac = excluded.kwh_consumed_ac"""
+        kwh_consumed_ac = excluded.kwh_consumed_ac,
+        attributable_count = excluded.attributable_count,
+        attributable_kwh = excluded.attributable_kwh,
+        covered_seconds = excluded.covered_seconds,
+        implausible_count = excluded.implausible_count,
+        interval_unknown_count = excluded.interval_unknown_count"""
 
 
 # Every interval in one statement: the arrays are unnested in request order. The whole hours of
-# an interval that the rollups cover (before rolled_until, not marked stale) are summed from
-# meter_rollups_hourly; the rest of it (the partial hours at its ends, hours not yet rolled up,
-# stale hours) is read from the readings: each piece by a range scan of the primary key
-# (meter_id, read_time), from `reach` before its start so that its first register reading finds
-# the previous one. Register readings are lagged among themselves (the window's partition), in
-# time order whatever order they arrived in. A reading's energy does not depend on the piece it
-# is read in, so the pieces add up to what one scan of the interval would give (the rollups are
-# made with the same rule: make_rollups_sql).
+# an interval that the rollups cover (before rolled_until, made with this service's rule, not
+# stale) are summed from meter_rollups_hourly; the rest of it (the partial hours at its ends,
+# hours not yet rolled up, stale hours) is read from the readings: each piece by a range scan of
+# the primary key (meter_id, read_time), from `reach` before its start so that its first
+# register reading finds the previous one. Register readings are lagged among themselves (the
+# window's partition), in time order whatever order they arrived in. A reading's energy does not
+# depend on the piece it is read in, so the pieces add up to what one scan of the interval would
+# give (the rollups are made with the same rule: make_rollups_sql).
 _HOUR_US = 3_600_000_000
 _SUMMARIZE_SQL = text(
     f"""
@@ -183,7 +238,9 @@ _SUMMARIZE_SQL = text(
         SELECT * FROM unnest(CAST(:ids AS text[]), CAST(:starts AS int8[]), CAST(:ends AS int8[]))
              WITH ORDINALITY AS w(meter_id, start_us, end_us, position)
     ), state AS (
-        SELECT coalesce({MICROS_SQL.format(col="rolled_until")}, 0) AS rolled_us
+        SELECT CASE WHEN rule = :rollup_rule
+                    THEN coalesce({MICROS_SQL.format(col="rolled_until")}, 0) ELSE 0 END
+                   AS rolled_us
         FROM meter.rollup_state
     ), spans AS (
         SELECT w.position, w.meter_id, w.start_us, w.end_us, b.h1,
@@ -260,9 +317,14 @@ _SUMMARIZE_SQL = text(
 # - `active`: each charger's time cut at every span's start and end into segments, each with the
 #   sessions covering it and their share: all of it for one session; several (concurrent) share
 #   by their average DC power (equally when none has DC).
-# - `ranges` / `scanned`: each charger's readings around the sessions asked about (runs of them
-#   closer than twice the lookaround read as one range), `intervals` their intervals and energy
-#   (each reading's usual period taken from the readings around it).
+# - `served`: the whole hours of a session asked about that the rollups answer: its readings'
+#   intervals lie inside the session and the window, no other session comes within the
+#   lookaround of the hour (their intervals are all this session's), the hour is rolled up
+#   with this service's rule and not stale. `rolled` sums their attribution figures.
+# - `ranges` / `scanned`: each charger's readings around the rest of the sessions asked about
+#   (each piece read from the lookaround before it; pieces whose reads overlap are one range),
+#   `intervals` their intervals and energy (each reading's usual period taken from the
+#   readings around it); readings of served hours are context only (`judged`).
 # - `touching`: each (session asked about, meter interval overlapping it): coverage and counts.
 #   Sessions meet intervals, and intervals meet segments, only within one range (`island`): a
 #   month of sessions on a charger would otherwise compare every reading with every session.
@@ -303,19 +365,82 @@ _ATTRIBUTE_SQL = text(
                     WHEN rates > 0 THEN rate / rates
                     ELSE 1.0 / sessions END AS share
         FROM covering
-    ), islands AS (
-        SELECT position, charger_id, s, e,
-               count(*) FILTER (WHERE previous_e IS NULL OR s - previous_e > 2 * :lookaround_s)
-                   OVER (PARTITION BY charger_id ORDER BY s) AS island
+    ), state AS (
+        SELECT CASE WHEN rule = :rollup_rule
+                    THEN coalesce({MICROS_SQL.format(col="rolled_until")}, 0) ELSE 0 END
+                   AS rolled_us
+        FROM meter.rollup_state
+    ), candidates AS (
+        -- Each session's whole hours whose readings' intervals (at most the lookaround long)
+        -- lie inside it and inside the window, up to rolled_until.
+        SELECT w.position, w.charger_id, CAST(h AS float8) AS hour_s
+        FROM wanted w
+        CROSS JOIN state
+        CROSS JOIN LATERAL generate_series(
+            CAST(ceil((greatest(w.s, :start_s) + :lookaround_s) / 3600) * 3600 AS int8),
+            CAST(least(floor(least(w.e, :end_s) / 3600) * 3600,
+                       floor(state.rolled_us / 1000000.0)) AS int8) - 3600,
+            3600
+        ) AS h
+    ), served AS (
+        -- Those no other session on the charger comes near, not stale, whose rollup (if any:
+        -- an hour without readings has none) holds the attribution figures.
+        SELECT c.position, c.charger_id, c.hour_s, r.attributable_kwh, r.attributable_count,
+               r.covered_seconds, r.implausible_count, r.interval_unknown_count
+        FROM candidates c
+        LEFT JOIN meter.meter_rollups_hourly r
+               ON r.meter_id = c.charger_id AND r.hour = to_timestamp(c.hour_s)
+        WHERE (r.meter_id IS NULL OR r.attributable_kwh IS NOT NULL)
+          AND NOT EXISTS (
+              SELECT 1 FROM spans o
+              WHERE o.charger_id = c.charger_id AND o.position IS DISTINCT FROM c.position
+                AND o.s < c.hour_s + 3600 AND o.e > c.hour_s - :lookaround_s)
+          AND NOT EXISTS (
+              SELECT 1 FROM meter.rollup_invalidations i WHERE i.hour = to_timestamp(c.hour_s))
+    ), served_runs AS (
+        SELECT position, charger_id, min(hour_s) AS lo_s, max(hour_s) + 3600 AS hi_s
         FROM (
-            SELECT position, charger_id, s, e,
-                   max(e) OVER (PARTITION BY charger_id ORDER BY s
-                                ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS previous_e
-            FROM wanted
-        ) AS ordered
+            SELECT *, hour_s - 3600 * row_number() OVER (PARTITION BY position ORDER BY hour_s)
+                          AS run
+            FROM served
+        ) AS numbered
+        GROUP BY position, charger_id, run
+    ), rolled AS (
+        SELECT position, sum(attributable_kwh) AS kwh, sum(attributable_count) AS readings,
+               sum(covered_seconds) AS covered, sum(implausible_count) AS implausible,
+               sum(interval_unknown_count) AS unknown
+        FROM served GROUP BY position
+    ), raw_pieces AS (
+        -- The reading times of each session taken from the readings: before, between and
+        -- after its served runs, up to the lookaround after its end.
+        SELECT r.charger_id,
+               coalesce(lag(r.hi_s) OVER (PARTITION BY r.position ORDER BY r.lo_s), w.s) AS lo,
+               r.lo_s AS hi
+        FROM served_runs r JOIN wanted w USING (position)
+        UNION ALL
+        SELECT w.charger_id, coalesce(max(r.hi_s), w.s), w.e + :lookaround_s
+        FROM wanted w LEFT JOIN served_runs r USING (position)
+        GROUP BY w.position, w.charger_id, w.s, w.e
+    ), reads AS (
+        SELECT charger_id, lo - :lookaround_s AS lo, hi,
+               max(hi) OVER (PARTITION BY charger_id ORDER BY lo
+                             ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS before
+        FROM raw_pieces WHERE hi > lo
     ), ranges AS (
-        SELECT charger_id, island, min(s) - :lookaround_s AS lo, max(e) + :lookaround_s AS hi
-        FROM islands GROUP BY charger_id, island
+        -- Each piece read from the lookaround before it; pieces whose reads overlap are one.
+        SELECT charger_id, island, min(lo) AS lo, max(hi) AS hi
+        FROM (
+            SELECT *, count(*) FILTER (WHERE before IS NULL OR lo > before)
+                          OVER (PARTITION BY charger_id ORDER BY lo) AS island
+            FROM reads
+        ) AS merged
+        GROUP BY charger_id, island
+    ), islands AS (
+        -- Each session with the ranges holding readings that may touch it.
+        SELECT w.position, w.charger_id, w.s, w.e, r.island
+        FROM wanted w
+        JOIN ranges r ON r.charger_id = w.charger_id AND r.lo < w.e + :lookaround_s
+                     AND r.hi > w.s
     ), scanned AS (
         SELECT r.charger_id, r.island, m.read_time, m.kwh_consumed_ac AS energy,
                m.kwh_consumed_ac_register AS register
@@ -337,9 +462,14 @@ _ATTRIBUTE_SQL = text(
         )
     },
     judged AS (
+        -- Readings of served hours were read as context only: their sessions take them from
+        -- the rollups.
         SELECT charger_id, island, t, chained_start AS i_start, kwh,
                kwh IS NOT NULL AND kwh <= :max_kwh_per_s * (t - chained_start) AS usable
-        FROM intervals
+        FROM intervals i
+        WHERE NOT EXISTS (
+            SELECT 1 FROM served_runs r
+            WHERE r.charger_id = i.charger_id AND i.t >= r.lo_s AND i.t < r.hi_s)
     ), touching AS (
         -- Joined on the island too: a session meets only the readings read around it, not
         -- every reading of its charger (a month of sessions would compare them all).
@@ -379,11 +509,15 @@ _ATTRIBUTE_SQL = text(
                count(*) FILTER (WHERE kwh IS NULL) AS unknown
         FROM touching GROUP BY position
     )
-    SELECT coalesce(a.kwh, 0), coalesce(j.readings, 0), coalesce(j.covered, 0),
-           coalesce(j.implausible, 0), coalesce(j.unknown, 0)
+    SELECT coalesce(a.kwh, 0) + coalesce(ro.kwh, 0),
+           coalesce(j.readings, 0) + coalesce(ro.readings, 0),
+           coalesce(j.covered, 0) + coalesce(ro.covered, 0),
+           coalesce(j.implausible, 0) + coalesce(ro.implausible, 0),
+           coalesce(j.unknown, 0) + coalesce(ro.unknown, 0)
     FROM wanted w
     LEFT JOIN attributed a USING (position)
     LEFT JOIN judged_per_session j USING (position)
+    LEFT JOIN rolled ro USING (position)
     ORDER BY w.position
     """
 )

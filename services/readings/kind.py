@@ -102,6 +102,8 @@ class ReadingKind:
     - `contract`: the generated messages and registration of the kind's gRPC service.
     - `rolled_up`: the schema keeps hourly rollups of the history (`rollup_state`,
       `rollup_invalidations`): the write then marks the hours a late reading changes.
+    - `rollup_trailing_us`: how much farther than the lookaround after a reading a rollup can
+      depend on it (a vehicle's stored silences: up to the longest gap rollups serve).
     """
 
     service: str
@@ -113,6 +115,7 @@ class ReadingKind:
     validate_batch: BatchValidator
     contract: ReadingContract
     rolled_up: bool = False
+    rollup_trailing_us: int = 0
 
     def __post_init__(self) -> None:
         """ValueError when the status message lacks a field the status rows fill."""

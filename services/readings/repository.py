@@ -3,6 +3,7 @@ from a kind's declaration. Each kind's own repository adds its kind-specific que
 
 from __future__ import annotations
 
+import re
 from typing import Any, Self
 
 from sqlalchemy import text
@@ -121,15 +122,16 @@ def _write_sql(kind: ReadingKind, prelude: str, rows: str, staged: str) -> str:
 
 def _invalidations_sql(kind: ReadingKind) -> str:
     """A CTE of the write: the hours whose rollups the readings stored now change, when they are
-    already made (before `rolled_until`): a reading's own hour, and the hours up to the reach
-    after it (the next register reading's energy is its difference from this one). Taken per
-    hour of the batch, from the hour's start to its end plus the reach: a superset, which only
-    costs a hour recomputed for nothing. The marks are appended, never merged with those there
-    (no key, no lock), so concurrent writes never wait for each other on them, and a run that
-    deletes the marks its snapshot sees leaves this one, if it commits later, for the next run.
-    The state row is read FOR SHARE, so that the maintenance loop moves `rolled_until` only
-    once the writes that read it have committed (a reading committed after rollups were made,
-    but not marked, would be lost to them)."""
+    already made (before `rolled_until`): from the lookaround (twice the reach) before a
+    reading's hour to the lookaround after it, plus the kind's `rollup_trailing_us`. A reading's
+    interval and energy depend on the entity's previous readings within the reach and on its
+    usual period, taken from the readings a lookaround on either side. Taken per hour of the
+    batch: a superset, which only costs an hour recomputed for nothing. The marks are appended,
+    never merged with those there (no key, no lock), so concurrent writes never wait for each
+    other on them, and a run that deletes the marks its snapshot sees leaves this one, if it
+    commits later, for the next run. The state row is read FOR SHARE, so that the maintenance
+    loop moves `rolled_until` only once the writes that read it have committed (a reading
+    committed after rollups were made, but not marked, would be lost to them)."""
     schema = kind.service
     return f"""
         state AS (
@@ -142,12 +144,15 @@ def _invalidations_sql(kind: ReadingKind) -> str:
             ) AS late
             CROSS JOIN state
             CROSS JOIN LATERAL generate_series(
-                late.hour,
+                date_trunc('hour', late.hour - 2 * state.reach_us * interval '1 microsecond',
+                           'UTC'),
                 date_trunc('hour', late.hour + interval '1 hour'
-                                   + state.reach_us * interval '1 microsecond', 'UTC'),
+                                   + (2 * state.reach_us + {kind.rollup_trailing_us})
+                                     * interval '1 microsecond', 'UTC'),
                 interval '1 hour'
             ) AS h
-            WHERE late.hour < state.rolled_until AND h < state.rolled_until
+            WHERE late.hour - 2 * state.reach_us * interval '1 microsecond' < state.rolled_until
+              AND h < state.rolled_until
         ),"""
 
 
@@ -264,6 +269,14 @@ def reading_intervals_sql(
         FROM periods
         OFFSET 0
     )"""
+
+
+def inline_seconds(sql: str, **values: float) -> str:
+    """`sql` with each `:name` parameter of `values` written in as a float literal: for the
+    statements the maintenance loop runs through psycopg, which binds no `:name`."""
+    for name, value in values.items():
+        sql = re.sub(rf"(?<!:):{name}\b", f"CAST({float(value)!r} AS float8)", sql)
+    return sql
 
 
 def seconds_to_micros_sql(seconds: str) -> str:

@@ -7,6 +7,10 @@ from energy.vehicle.v1 import vehicle_pb2, vehicle_service_pb2, vehicle_service_
 from services.readings.kind import Column, ReadingContract, ReadingKind
 from services.vehicle import rules
 
+# The longest session gap a request can have and still be answered from the rollups: a rollup
+# stores the silences before and within its hour up to this long (longer ones as infinite).
+ROLLUP_MAX_GAP_US = 3600 * 1_000_000
+
 VEHICLE = ReadingKind(
     service="vehicle",
     device="vehicle",
@@ -24,4 +28,6 @@ VEHICLE = ReadingKind(
     contract=ReadingContract(
         vehicle_service_pb2, vehicle_service_pb2_grpc, vehicle_pb2.VehicleStatus
     ),
+    rolled_up=True,
+    rollup_trailing_us=ROLLUP_MAX_GAP_US,
 )

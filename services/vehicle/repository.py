@@ -8,14 +8,16 @@ from typing import Any, NamedTuple
 from sqlalchemy import text
 from sqlalchemy.sql.elements import TextClause
 
+from services.common.rollups import HOUR_US, rollup_rule
 from services.common.timeconv import MICROS_SQL, TIMESTAMPTZ_SQL
 from services.readings.repository import (
     StatusRepository,
+    inline_seconds,
     reading_intervals_sql,
     reading_table,
     seconds_to_micros_sql,
 )
-from services.vehicle.kind import VEHICLE
+from services.vehicle.kind import ROLLUP_MAX_GAP_US, VEHICLE
 
 READINGS_TABLE = reading_table(VEHICLE)
 
@@ -36,10 +38,18 @@ class VehicleRepository(StatusRepository):
         self, vehicle_id: str, start_us: int, end_us: int, gap_us: int
     ) -> list[SessionRow]:
         """The vehicle's charging sessions whose readings' intervals reach into
-        [start_us, end_us), ordered by start."""
-        return self._sessions(
-            _VEHICLE_SESSIONS_SQL, {"vehicle_id": vehicle_id}, start_us, end_us, gap_us
-        )
+        [start_us, end_us), ordered by start. Whole hours inside the window come from the
+        rollups where they can (see _VEHICLE_SESSIONS_SQL): the same sessions."""
+        scope = {
+            "vehicle_id": vehicle_id,
+            # The first hour whose readings' intervals (at most the lookaround long) all start
+            # after the window's start, and the window's last whole hour.
+            "served_from_us": ((start_us + self._lookaround_us) // HOUR_US + 1) * HOUR_US,
+            "served_to_us": end_us // HOUR_US * HOUR_US,
+            "rollups_on": gap_us <= ROLLUP_MAX_GAP_US,
+            "rollup_rule": rollup_rule(self._reach_us),
+        }
+        return self._sessions(_VEHICLE_SESSIONS_SQL, scope, start_us, end_us, gap_us)
 
     def list_charger_sessions(
         self,
@@ -116,7 +126,20 @@ class SessionRow(NamedTuple):
     last_reading_micros: int
 
 
-def _sessions_sql(scope: str, order: str, chargers: str = "true") -> TextClause:
+def _vehicle_intervals_sql() -> str:
+    """The correlation rule's intervals of a vehicle's readings (see reading_intervals_sql)."""
+    return reading_intervals_sql(
+        device="vehicle_id",
+        place="charger_id",
+        table="vehicle.vehicle_readings",
+        table_device="vehicle_id",
+        extra="battery_temp",
+    )
+
+
+def _sessions_sql(
+    scope: str, order: str, chargers: str = "true", rolled: bool = False
+) -> TextClause:
     """Gaps and islands over the readings of the vehicles and time ranges of `scope` (CTEs
     ending in `scope` with vehicle_id, lo_us, hi_us: disjoint ranges of each vehicle, micros).
     Each reading gets its interval (reading_intervals_sql): it chains back to the vehicle's
@@ -127,7 +150,23 @@ def _sessions_sql(scope: str, order: str, chargers: str = "true") -> TextClause:
     vehicle's first on the charger, follows a visit elsewhere, or its interval starts more than
     session_gap after the previous reading. Every figure is cut to the window [start, end) by
     time, and only the sessions on chargers meeting `chargers` (a condition on charger_id) are
-    returned."""
+    returned.
+
+    With `rolled`, the scope's CTEs also end in `served` (rollup rows of whole hours to take as
+    they are: inside the window, none of their silences longer than the gap) and `pieces` (the
+    reading times [lo_s, hi_s) taken from the readings; `scope` reads each from the context
+    before it): a rollup row is one unit of the gaps and islands, opening a session when the
+    silence before its first reading is longer than the gap, as that reading would."""
+    raw_filter, units = "", "SELECT * FROM raw"
+    if rolled:
+        raw_filter = """WHERE EXISTS (
+                SELECT 1 FROM pieces p WHERE intervals.t >= p.lo_s AND intervals.t < p.hi_s)"""
+        units = """SELECT * FROM raw
+            UNION ALL
+            SELECT vehicle_id, charger_id, first_t, last_t, kwh_delivered_dc, reading_count,
+                   battery_temp_sum, battery_temp_count, unknown_energy_count, span_start,
+                   first_break, true
+            FROM served"""
     return text(
         f"""
         WITH {scope},
@@ -145,41 +184,44 @@ def _sessions_sql(scope: str, order: str, chargers: str = "true") -> TextClause:
                 OFFSET 0
             ) AS r
             ORDER BY r.vehicle_id, r.read_time
-        ), {
-            reading_intervals_sql(
-                device="vehicle_id",
-                place="charger_id",
-                table="vehicle.vehicle_readings",
-                table_device="vehicle_id",
-                extra="battery_temp",
-            )
-        },
-        numbered AS (
-            SELECT vehicle_id, charger_id, t, kwh, battery_temp,
+        ), {_vehicle_intervals_sql()},
+        raw AS (
+            SELECT vehicle_id, charger_id, t, t AS last_t, kwh, 1 AS n, battery_temp AS temp_sum,
+                   CAST(battery_temp IS NOT NULL AS int) AS temp_n,
+                   CAST(kwh IS NULL AS int) AS unknown_n,
                    CASE WHEN kwh IS NULL THEN t ELSE chained_start END AS span_start,
-                   count(*) FILTER (
-                       WHERE previous_t IS NULL OR chained_start - previous_t > :gap_s
-                   ) OVER (PARTITION BY vehicle_id, charger_id ORDER BY t) AS session
+                   CASE WHEN previous_t IS NULL THEN CAST('Infinity' AS float8)
+                        ELSE chained_start - previous_t END AS silence,
+                   false AS rolled
             FROM intervals
+            {raw_filter}
+        ), units AS (
+            {units}
+        ), numbered AS (
+            SELECT *,
+                   count(*) FILTER (WHERE silence > :gap_s)
+                       OVER (PARTITION BY vehicle_id, charger_id ORDER BY t) AS session
+            FROM units
         ), cut AS (
             SELECT *,
-                   greatest(least(t, :end_s) - greatest(span_start, :start_s), 0)
-                       / nullif(t - span_start, 0) AS inside,
-                   (least(t, :end_s) > greatest(span_start, :start_s)
+                   CASE WHEN rolled THEN 1.0 ELSE
+                       greatest(least(t, :end_s) - greatest(span_start, :start_s), 0)
+                           / nullif(t - span_start, 0) END AS inside,
+                   (rolled OR least(t, :end_s) > greatest(span_start, :start_s)
                     OR (t = span_start AND t > :start_s AND t <= :end_s)) AS in_window
             FROM numbered
             WHERE {chargers}
         )
         SELECT vehicle_id, charger_id,
                {seconds_to_micros_sql("greatest(min(span_start), :start_s)")},
-               {seconds_to_micros_sql("least(max(t), :end_s)")},
+               {seconds_to_micros_sql("least(max(last_t), :end_s)")},
                coalesce(sum(kwh * inside), 0),
-               count(*) FILTER (WHERE in_window),
-               coalesce(sum(battery_temp) FILTER (WHERE in_window), 0),
-               count(battery_temp) FILTER (WHERE in_window),
-               count(*) FILTER (WHERE in_window AND kwh IS NULL),
+               CAST(coalesce(sum(n) FILTER (WHERE in_window), 0) AS int8),
+               coalesce(sum(temp_sum) FILTER (WHERE in_window), 0),
+               CAST(coalesce(sum(temp_n) FILTER (WHERE in_window), 0) AS int8),
+               CAST(coalesce(sum(unknown_n) FILTER (WHERE in_window), 0) AS int8),
                {seconds_to_micros_sql("min(t)")},
-               {seconds_to_micros_sql("max(t)")}
+               {seconds_to_micros_sql("max(last_t)")}
         FROM cut
         GROUP BY vehicle_id, charger_id, session
         HAVING bool_or(in_window)
@@ -189,12 +231,76 @@ def _sessions_sql(scope: str, order: str, chargers: str = "true") -> TextClause:
 
 
 # One vehicle, from the context (see _context_us) before the window to the context after it.
+# Whole hours from `served_from_us` (the first whose readings' intervals all lie inside the
+# window) to `served_to_us` (the window's last whole hour) are taken from the rollups when they
+# are made (before rolled_until, with this service's rule), not marked stale, and none of their
+# silences is longer than the gap (`rollups_on`: the gap is at most ROLLUP_MAX_GAP_US). The
+# rest is read from the readings, each piece from the context before it (the window's first
+# from the scan's start, as the readings alone are read): a previous reading farther back than
+# the context would leave a silence longer than the gap either way.
 _VEHICLE_SESSIONS_SQL = _sessions_sql(
-    """scope AS (
-        SELECT CAST(:vehicle_id AS text) AS vehicle_id,
-               CAST(:scan_start_us AS int8) AS lo_us, CAST(:scan_end_us AS int8) AS hi_us
+    f"""state AS (
+        SELECT CASE WHEN rule = :rollup_rule
+                    THEN coalesce({MICROS_SQL.format(col="rolled_until")}, 0) ELSE 0 END
+                   AS rolled_us
+        FROM vehicle.rollup_state
+    ), bounds AS (
+        SELECT CAST(:served_from_us AS int8) AS h1,
+               CASE WHEN CAST(:rollups_on AS boolean)
+                    THEN greatest(CAST(:served_from_us AS int8),
+                                  least(CAST(:served_to_us AS int8), rolled_us))
+                    ELSE CAST(:served_from_us AS int8) END AS h2
+        FROM state
+    ), rolled AS (
+        SELECT r.*, {MICROS_SQL.format(col="r.hour")} AS hour_us
+        FROM bounds b
+        JOIN vehicle.vehicle_rollups_hourly r
+          ON r.vehicle_id = :vehicle_id
+         AND r.hour >= {TIMESTAMPTZ_SQL.format(us="b.h1")}
+         AND r.hour < {TIMESTAMPTZ_SQL.format(us="b.h2")}
+    ), unservable AS (
+        SELECT {MICROS_SQL.format(col="i.hour")} AS hour_us
+        FROM bounds b
+        JOIN vehicle.rollup_invalidations i
+          ON i.hour >= {TIMESTAMPTZ_SQL.format(us="b.h1")}
+         AND i.hour < {TIMESTAMPTZ_SQL.format(us="b.h2")}
+        UNION
+        SELECT hour_us FROM rolled WHERE inner_break > :gap_s
+    ), served AS (
+        SELECT * FROM rolled WHERE hour_us NOT IN (SELECT hour_us FROM unservable)
+    ), pieces AS (
+        SELECT CAST('-Infinity' AS float8) AS lo_s, CAST(h1 AS float8) / 1000000 AS hi_s,
+               CAST(:scan_start_us AS int8) AS read_from_us, h1 AS read_to_us
+        FROM bounds WHERE h2 > h1
+        UNION ALL
+        SELECT CAST(h2 AS float8) / 1000000, CAST('Infinity' AS float8),
+               h2 - CAST(:context_us AS int8), CAST(:scan_end_us AS int8) + 1
+        FROM bounds WHERE h2 > h1
+        UNION ALL
+        SELECT CAST(hour_us AS float8) / 1000000, CAST(hour_us + {HOUR_US} AS float8) / 1000000,
+               hour_us - CAST(:context_us AS int8), hour_us + {HOUR_US}
+        FROM unservable
+        UNION ALL
+        SELECT CAST('-Infinity' AS float8), CAST('Infinity' AS float8),
+               CAST(:scan_start_us AS int8), CAST(:scan_end_us AS int8) + 1
+        FROM bounds WHERE h2 <= h1
+    ), reads AS (
+        SELECT read_from_us, read_to_us,
+               max(read_to_us) OVER (ORDER BY read_from_us
+                                     ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS before
+        FROM pieces
+    ), scope AS (
+        SELECT CAST(:vehicle_id AS text) AS vehicle_id, min(read_from_us) AS lo_us,
+               max(read_to_us) - 1 AS hi_us
+        FROM (
+            SELECT *, count(*) FILTER (WHERE before IS NULL OR read_from_us > before)
+                          OVER (ORDER BY read_from_us) AS island
+            FROM reads
+        ) AS merged
+        GROUP BY island
     )""",
     "3, 2",
+    rolled=True,
 )
 # The vehicles with a reading on a range's charger within the range (the (charger_id,
 # read_time) index finds them), each read from the context before its first such reading to
@@ -237,3 +343,65 @@ _CHARGER_SESSIONS_SQL = _sessions_sql(
     "2, 3, 1",
     "charger_id = ANY(CAST(:range_charger_ids AS text[]))",
 )
+
+
+def make_rollups_sql(first_us: int, end_us: int, reach_us: int) -> str:
+    """The rollups of every vehicle for the hours [first_us, end_us), per vehicle, charger and
+    hour: the figures of _sessions_sql's readings, summed, and the silences that decide where
+    sessions begin (a reading opens one when the silence before its interval is longer than the
+    session gap). The readings are read from the lookaround and ROLLUP_MAX_GAP_US before: a
+    previous reading farther back leaves a silence longer than the longest gap served, which
+    is stored as infinite, as one farther than that is."""
+    lookaround_us = 2 * reach_us
+    scan_from, end = (
+        TIMESTAMPTZ_SQL.format(us=str(us))
+        for us in (first_us - lookaround_us - ROLLUP_MAX_GAP_US, end_us)
+    )
+    intervals = inline_seconds(
+        _vehicle_intervals_sql(),
+        reach_s=reach_us / 1_000_000,
+        lookaround_s=lookaround_us / 1_000_000,
+    )
+    max_gap_s = ROLLUP_MAX_GAP_US / 1_000_000
+    return f"""
+    WITH scanned AS (
+        SELECT vehicle_id, charger_id, read_time, battery_temp, kwh_delivered_dc AS energy,
+               kwh_delivered_dc_register AS register
+        FROM vehicle.vehicle_readings
+        WHERE read_time >= {scan_from} AND read_time < {end}
+        ORDER BY vehicle_id, read_time
+    ), {intervals},
+    silences AS (
+        SELECT vehicle_id, charger_id, t, kwh, battery_temp, floor(t / 3600) * 3600 AS hour_s,
+               CASE WHEN kwh IS NULL THEN t ELSE chained_start END AS span_start,
+               CASE WHEN previous_t IS NULL OR chained_start - previous_t > {max_gap_s!r}
+                    THEN CAST('Infinity' AS float8) ELSE chained_start - previous_t END
+                   AS silence
+        FROM intervals
+        WHERE t >= CAST({first_us / 1_000_000!r} AS float8)
+    ), ranked AS (
+        SELECT *, row_number() OVER (PARTITION BY vehicle_id, charger_id, hour_s ORDER BY t)
+                      AS nth
+        FROM silences
+    )
+    INSERT INTO vehicle.vehicle_rollups_hourly AS r
+        (vehicle_id, hour, charger_id, reading_count, unknown_energy_count, kwh_delivered_dc,
+         battery_temp_sum, battery_temp_count, first_t, last_t, span_start, first_break,
+         inner_break)
+    SELECT vehicle_id, to_timestamp(hour_s), charger_id, count(*), count(*) - count(kwh),
+           coalesce(sum(kwh), 0), coalesce(sum(battery_temp), 0), count(battery_temp), min(t),
+           max(t), min(span_start), max(silence) FILTER (WHERE nth = 1),
+           coalesce(max(silence) FILTER (WHERE nth > 1), CAST('-Infinity' AS float8))
+    FROM ranked
+    GROUP BY vehicle_id, charger_id, hour_s
+    ON CONFLICT (vehicle_id, hour, charger_id) DO UPDATE SET
+        reading_count = excluded.reading_count,
+        unknown_energy_count = excluded.unknown_energy_count,
+        kwh_delivered_dc = excluded.kwh_delivered_dc,
+        battery_temp_sum = excluded.battery_temp_sum,
+        battery_temp_count = excluded.battery_temp_count,
+        first_t = excluded.first_t,
+        last_t = excluded.last_t,
+        span_start = excluded.span_start,
+        first_break = excluded.first_break,
+        inner_break = excluded.inner_break"""
