@@ -153,14 +153,17 @@ def _sessions_sql(
     returned.
 
     With `rolled`, the scope's CTEs also end in `served` (rollup rows of whole hours to take as
-    they are: inside the window, none of their silences longer than the gap) and `pieces` (the
-    reading times [lo_s, hi_s) taken from the readings; `scope` reads each from the context
-    before it): a rollup row is one unit of the gaps and islands, opening a session when the
-    silence before its first reading is longer than the gap, as that reading would."""
+    they are: inside the window, none of their silences longer than the gap; their readings are
+    read as context only) and `scope` reads the rest, each piece from the context before it. A
+    rollup row is one unit of the gaps and islands, opening a session when the silence before
+    its first reading is longer than the gap, as that reading would."""
     raw_filter, units = "", "SELECT * FROM raw"
     if rolled:
-        raw_filter = """WHERE EXISTS (
-                SELECT 1 FROM pieces p WHERE intervals.t >= p.lo_s AND intervals.t < p.hi_s)"""
+        # An anti-join on the hour (hashed), not a range test per piece: a window of stale hours
+        # has hundreds of pieces.
+        raw_filter = """WHERE NOT EXISTS (
+                SELECT 1 FROM served s
+                WHERE s.hour_s = floor(intervals.t / 3600) * 3600)"""
         units = """SELECT * FROM raw
             UNION ALL
             SELECT vehicle_id, charger_id, first_t, last_t, kwh_delivered_dc, reading_count,
@@ -252,7 +255,8 @@ _VEHICLE_SESSIONS_SQL = _sessions_sql(
                     ELSE CAST(:served_from_us AS int8) END AS h2
         FROM state
     ), rolled AS (
-        SELECT r.*, {MICROS_SQL.format(col="r.hour")} AS hour_us
+        SELECT r.*, {MICROS_SQL.format(col="r.hour")} AS hour_us,
+               date_part('epoch', r.hour) AS hour_s
         FROM bounds b
         JOIN vehicle.vehicle_rollups_hourly r
           ON r.vehicle_id = :vehicle_id
