@@ -112,6 +112,15 @@ def stale(url: str) -> dict[str, int]:
         }
 
 
+def stale_hours(url: str, schema: str) -> list[int]:
+    with psycopg.connect(url) as connection:
+        rows = connection.execute(
+            "SELECT DISTINCT round(date_part('epoch', hour) * 1000000)::int8 "
+            f"FROM {schema}.rollup_invalidations ORDER BY 1"
+        ).fetchall()
+    return [hour for (hour,) in rows]
+
+
 def same(raw: object, rolled: object, where: str) -> None:
     """Two messages field by field: floats to RELATIVE, everything else exactly."""
     if isinstance(raw, float):
@@ -284,7 +293,10 @@ def test_whole_hours_come_from_the_rollups_and_late_readings_send_them_back(
     assert stale(database_url) == {"meter": 0, "vehicle": 0}
     ingest_meters(meter_server, [meter("C", at(5, 30, 30), 0.5)])
     ingest_vehicles(vehicle_server, [vehicle("V", "C", at(5, 30, 30), 0.25)])
-    assert stale(database_url)["meter"] > 0 and stale(database_url)["vehicle"] > 0
+    # Marked: from a lookaround (30 min) before 05:00 to a lookaround after 06:00, and for the
+    # vehicle an hour more (the silences its rollups store).
+    assert stale_hours(database_url, "meter") == [at(4), at(5), at(6)]
+    assert stale_hours(database_url, "vehicle") == [at(4), at(5), at(6), at(7)]
     # 05:30:30 splits 05:31's minute: its 0.25 kWh meter interval and 0.125 kWh vehicle
     # interval now end at 05:31 from 05:30:30, and 05:30:30's own come in whole.
     late = (*second[:2], second[2] + 1, second[3] + 0.25, second[4] + 0.5)

@@ -148,3 +148,14 @@ def test_the_status_filler_takes_field_names_that_are_python_keywords(name: str)
     fill(status, ("D-1", 1.5, 1_000_000, 2_000_000))
     assert getattr(status, name) == 1.5
     assert (status.timestamp.seconds, status.update_time.seconds) == (1, 2)
+
+
+def test_inline_seconds_writes_in_named_parameters_only():
+    """The maintenance loop's statements carry the reach as literals: `:reach_s` is written in
+    as a float8, `::float8` casts and longer names that start alike are left alone."""
+    from services.readings.repository import inline_seconds
+
+    sql = "SELECT x::float8 <= :reach_s, :reach_sx, :lookaround_s"
+    assert inline_seconds(sql, reach_s=900, lookaround_s=1800.5) == (
+        "SELECT x::float8 <= CAST(900.0 AS float8), :reach_sx, CAST(1800.5 AS float8)"
+    )
