@@ -61,6 +61,9 @@ def test_quick_benchmark_reports_every_measurement(postgres_url, tmp_path):
     # The ingest phase alone stored 30 minutes of 1,000 chargers on the day dropped.
     assert results["day_drop"]["rows"] >= 30 * 1_000
     assert results["day_drop"]["delete_seconds"] > 0 and results["day_drop"]["drop_seconds"] > 0
+    # The ingest phase's 30 minutes: one hour's rollups (or two, if they straddle one).
+    assert results["rollups"]["hours"] in (1, 2) and results["rollups"]["readings"] >= 60_000
+    assert results["rollups"]["seconds"] > 0
     window = results["long_window"]
     # 3 days of 2 vehicles and their chargers, a reading a minute each.
     assert (window["days"], window["readings"], window["calls"]) == (3, 2 * 2 * 3 * 1440, 10)

@@ -229,6 +229,13 @@ def benchmark(server_url: str, plan: Plan, skip: set[str]) -> dict[str, Any]:
             results["day"] = asdict(phases.load(day_file, meter, vehicle, plan.streams))
             day_file.unlink()
             config = day
+        if "rollups" not in skip:
+            # The maintenance loop's rollups of what the ingest (or the day) phase stored.
+            results["rollups"] = asdict(
+                phases.rollup_cost(
+                    database_url, config.start_us, config.start_us + config.minutes * MINUTE_US
+                )
+            )
         if "status" not in skip:
             # As served (pages kept up to STATUS_PAGE_MAX_AGE_MS, 1 s), and every page read by
             # a second MeterService on the same database.
@@ -447,6 +454,15 @@ def table(results: dict[str, Any]) -> str:
                 f"{g['after_readings']:,} with {g['history_rows']:,} rows stored",
                 f"{g['first_per_s']:,.0f} /s → {g['after_per_s']:,.0f} /s, ratio "
                 f"{g['ratio']:.2f} (history made in {g['fill_seconds']:.0f} s)",
+            )
+        )
+    if "rollups" in results:
+        r = results["rollups"]
+        rows.append(
+            (
+                f"rollups: both services' hours made for {r['hours']} hours of the fleet "
+                f"({r['readings']:,} readings)",
+                f"{r['seconds']:.1f} s",
             )
         )
     if "long_window" in results:

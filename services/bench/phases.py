@@ -949,6 +949,48 @@ class LongWindow:
     rollups_seconds: float
 
 
+@dataclass
+class RollupCost:
+    """The maintenance loop's work for a span of the fleet's history: both services' rollups
+    of `hours` hours holding `readings` readings, made in `seconds`."""
+
+    hours: int
+    readings: int
+    seconds: float
+
+
+def rollup_cost(database_url: str, start_us: int, end_us: int) -> RollupCost:
+    """Marks every hour of [start_us, end_us) stale in both services and makes them, as the
+    maintenance loop does (a day per transaction at most)."""
+    from services.meter.component import rollups as meter_rollups
+    from services.vehicle.component import rollups as vehicle_rollups
+
+    settings = Settings(database_url=database_url)  # the services run with the defaults
+    made = [meter_rollups(settings), vehicle_rollups(settings)]
+    hour_us = 3600 * 1_000_000
+    first, end = start_us // hour_us * hour_us, -(-end_us // hour_us) * hour_us
+    readings = 0
+    with psycopg.connect(database_url, autocommit=True) as connection:
+        connection.execute("SET jit = off")
+        tables = ("meter.meter_readings", "vehicle.vehicle_readings")
+        for rollups, table in zip(made, tables, strict=True):
+            connection.execute(
+                f"INSERT INTO {rollups.schema}.rollup_invalidations (hour) "
+                "SELECT generate_series(%s::timestamptz, %s::timestamptz, interval '1 hour')",
+                (_datetime(first), _datetime(end - hour_us)),
+            )
+            counted = connection.execute(
+                f"SELECT count(*) FROM {table} WHERE read_time >= %s AND read_time < %s",
+                (_datetime(first), _datetime(end)),
+            ).fetchone()
+            readings += counted[0] if counted else 0
+        started = time.perf_counter()
+        for rollups in made:
+            rollups.refresh(connection, (first, end))
+        seconds = time.perf_counter() - started
+    return RollupCost((end - first) // hour_us, readings, seconds)
+
+
 def _every_minute_streams(
     stub_call: Callable[..., Any], requests: Callable[[list[int]], Any], minutes: int
 ) -> None:
