@@ -303,3 +303,50 @@ def test_whole_hours_come_from_the_rollups_and_late_readings_send_them_back(
     assert figures(analytics.performance("V", end=END, window=END - START)) == [first, late]
     make_rollups(database_url)
     assert figures(analytics.performance("V", end=END, window=END - START)) == [first, late]
+
+
+OUT_OF_RANGE = analytics_pb2.QualityFlag.QUALITY_FLAG_EFFICIENCY_OUT_OF_RANGE
+
+
+def test_a_lossless_session_is_not_flagged_out_of_range_from_the_rollups(
+    database_url: str,
+    meter_server: InProcessServer,
+    vehicle_server: InProcessServer,
+    analytics_factory: StartAnalytics,
+) -> None:
+    """V charges on C every minute 01:01..08:00, 1.1 kWh DC a reading; C's meter reads every
+    minute 00:00..09:00, 1.1 kWh AC a reading. Window 00:00-09:00, session gap 300 s.
+
+    By hand: one session, 01:00 (its first interval one usual minute back) to 08:00, 420 DC
+    readings: DC = 420 x 1.1 = 462 kWh. The meter intervals inside the span are those of the
+    readings 01:01..08:00, 420 of 1.1 kWh, each wholly the session's: AC = 462 kWh. Efficiency
+    DC / AC = 1.0, inside [0.5, 1.0]: no EFFICIENCY_OUT_OF_RANGE, on the session nor the
+    totals. From the readings the two sums are the same 420 additions of 1.1 (ratio exactly
+    1.0, no flag). From the rollups DC is summed per hour and then over hours, AC as the
+    served hours' sums plus the edges: they come out an ulp apart (DC 462.0000000000004, AC
+    462.00000000000034), efficiency 1.0000000000000002: the range is held to 1e-9, so that a
+    flag is never decided by the order of a sum."""
+    analytics = analytics_factory()
+    ingest_meters(meter_server, [meter("C", t, 1.1) for t in range(at(0), at(9) + 1, MINUTE)])
+    ingest_vehicles(
+        vehicle_server, [vehicle("V", "C", t, 1.1) for t in range(at(1, 1), at(8) + 1, MINUTE)]
+    )
+    start, end = at(0), at(9)
+
+    mark_everything_stale(database_url)
+    raw = analytics.performance("V", end=end, window=end - start)
+    assert [s.data_points for s in raw.sessions] == [420]
+    assert raw.sessions[0].energy_delivered_dc == raw.sessions[0].energy_consumed_ac
+    assert OUT_OF_RANGE not in raw.quality_flags
+
+    make_rollups(database_url)
+    rolled = analytics.performance("V", end=end, window=end - start)
+    assert [s.data_points for s in rolled.sessions] == [420]
+    assert rolled.sessions[0].energy_delivered_dc == pytest.approx(462.0, rel=1e-12)
+    assert rolled.sessions[0].energy_consumed_ac == pytest.approx(462.0, rel=1e-12)
+    assert OUT_OF_RANGE not in rolled.sessions[0].quality_flags, (
+        rolled.sessions[0].energy_delivered_dc,
+        rolled.sessions[0].energy_consumed_ac,
+        rolled.sessions[0].efficiency_ratio,
+    )
+    assert list(rolled.quality_flags) == list(raw.quality_flags)

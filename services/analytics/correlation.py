@@ -16,6 +16,10 @@ from dataclasses import dataclass, replace
 FULL_COVERAGE = 0.95
 # DC / AC outside this range is flagged: a charger's losses are never negative nor half.
 EFFICIENCY_RANGE = (0.5, 1.0)
+# Thresholds hold this far (relative) beyond them: the sums behind a ratio are taken in
+# whatever order the data is read in (whole hours from rollups, or reading by reading), and a
+# lossless session must not be flagged because DC came out an ulp above AC.
+SUM_ORDER_TOLERANCE = 1e-9
 
 
 class Quality(enum.Enum):
@@ -249,13 +253,17 @@ def figures(
     known = coverage > 0 or empty
     if not empty and meter_readings_seen == 0:
         found.add(Quality.METER_DATA_MISSING)
-    elif not empty and coverage < FULL_COVERAGE:
+    elif not empty and coverage < FULL_COVERAGE * (1 - SUM_ORDER_TOLERANCE):
         found.add(Quality.METER_DATA_PARTIAL)
     if implausible:
         found.add(Quality.IMPLAUSIBLE_METER_DATA)
     efficiency = dc / ac if known and ac > 0 else None
     out_of_range = (
-        not EFFICIENCY_RANGE[0] <= efficiency <= EFFICIENCY_RANGE[1]
+        not (
+            EFFICIENCY_RANGE[0] * (1 - SUM_ORDER_TOLERANCE)
+            <= efficiency
+            <= EFFICIENCY_RANGE[1] * (1 + SUM_ORDER_TOLERANCE)
+        )
         if efficiency is not None
         else known and ac <= 0 < dc  # DC with no AC: no ratio to report, and impossible
     )

@@ -592,6 +592,9 @@ def test_implausible_meter_data_is_flagged():
     [
         pytest.param(8.8, 8.0, 1.1, True, id="above 1 (1.1)"),
         pytest.param(8.0, 8.0, 1.0, False, id="exactly 1"),
+        # 462 kWh summed in two orders: an ulp apart, a lossless session all the same.
+        pytest.param(462.0000000000004, 462.00000000000034, 1.0000000000000002, False, id="1+ulp"),
+        pytest.param(8.00000001, 8.0, 1.00000000125, True, id="1 + 1.25e-9"),
         pytest.param(6.0, 8.0, 0.75, False, id="inside (0.75)"),
         pytest.param(4.0, 8.0, 0.5, False, id="exactly 0.5"),
         pytest.param(3.0, 8.0, 0.375, True, id="below 0.5 (0.375)"),
