@@ -467,9 +467,10 @@ _ATTRIBUTE_SQL = text(
         SELECT charger_id, island, t, chained_start AS i_start, kwh,
                kwh IS NOT NULL AND kwh <= :max_kwh_per_s * (t - chained_start) AS usable
         FROM intervals i
-        WHERE NOT EXISTS (  -- an anti-join on the hour (hashed), not a range test per run
-            SELECT 1 FROM served r
-            WHERE r.charger_id = i.charger_id AND r.hour_s = floor(i.t / 3600) * 3600)
+        -- NOT IN: a hashed subplan whatever the estimates (an anti-join was planned as a
+        -- nested loop over every served hour: 35 ms for a 31-day session's 150 edge readings).
+        WHERE (i.charger_id, floor(i.t / 3600) * 3600) NOT IN (
+            SELECT charger_id, hour_s FROM served)
     ), touching AS (
         -- Joined on the island too: a session meets only the readings read around it, not
         -- every reading of its charger (a month of sessions would compare them all).
