@@ -129,7 +129,7 @@ def same(raw: object, rolled: object, where: str) -> None:
         ), f"{where}: {raw!r} from the readings, {rolled!r} from the rollups"
         return
     if hasattr(raw, "ListFields"):
-        raw_fields = {f.name: v for f, v in raw.ListFields()}  # type: ignore[attr-defined]
+        raw_fields = {f.name: v for f, v in raw.ListFields()}
         rolled_fields = {f.name: v for f, v in rolled.ListFields()}  # type: ignore[attr-defined]
         assert raw_fields.keys() == rolled_fields.keys(), (
             f"{where}: fields {sorted(raw_fields)} from the readings, {sorted(rolled_fields)}"

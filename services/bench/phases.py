@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent import futures
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any, cast
 
@@ -1021,44 +1022,43 @@ def long_window(
 
     minutes = days * 1440
     first_s = start_us // 1_000_000
+
+    def meter_request(v: int, batch: list[int]) -> meter_service_pb2.IngestReadingsRequest:
+        return meter_service_pb2.IngestReadingsRequest(
+            readings=[
+                meter_pb2.MeterReading(
+                    meter_id=f"LW-CHG-{v}",
+                    kwh_consumed_ac=0.25,
+                    voltage=230,
+                    timestamp=Timestamp(seconds=first_s + 60 * (m + 1)),
+                )
+                for m in batch
+            ]
+        )
+
+    def vehicle_request(v: int, batch: list[int]) -> vehicle_service_pb2.IngestReadingsRequest:
+        return vehicle_service_pb2.IngestReadingsRequest(
+            readings=[
+                vehicle_pb2.VehicleReading(
+                    vehicle_id=f"LW-VH-{v}",
+                    charger_id=f"LW-CHG-{v}",
+                    soc=50,
+                    kwh_delivered_dc=0.125,
+                    battery_temp=30,
+                    timestamp=Timestamp(seconds=first_s + 60 * (m + 1)),
+                )
+                for m in batch
+            ]
+        )
+
     with grpc.insecure_channel(meter_target) as channel:
         meter_stub = meter_service_pb2_grpc.MeterServiceStub(channel)
         for v in range(vehicles):
-            _every_minute_streams(
-                meter_stub.IngestReadings,
-                lambda batch, v=v: meter_service_pb2.IngestReadingsRequest(
-                    readings=[
-                        meter_pb2.MeterReading(
-                            meter_id=f"LW-CHG-{v}",
-                            kwh_consumed_ac=0.25,
-                            voltage=230,
-                            timestamp=Timestamp(seconds=first_s + 60 * (m + 1)),
-                        )
-                        for m in batch
-                    ]
-                ),
-                minutes,
-            )
+            _every_minute_streams(meter_stub.IngestReadings, partial(meter_request, v), minutes)
     with grpc.insecure_channel(vehicle_target) as channel:
         vehicle_stub = vehicle_service_pb2_grpc.VehicleServiceStub(channel)
         for v in range(vehicles):
-            _every_minute_streams(
-                vehicle_stub.IngestReadings,
-                lambda batch, v=v: vehicle_service_pb2.IngestReadingsRequest(
-                    readings=[
-                        vehicle_pb2.VehicleReading(
-                            vehicle_id=f"LW-VH-{v}",
-                            charger_id=f"LW-CHG-{v}",
-                            soc=50,
-                            kwh_delivered_dc=0.125,
-                            battery_temp=30,
-                            timestamp=Timestamp(seconds=first_s + 60 * (m + 1)),
-                        )
-                        for m in batch
-                    ]
-                ),
-                minutes,
-            )
+            _every_minute_streams(vehicle_stub.IngestReadings, partial(vehicle_request, v), minutes)
     end_us = start_us + days * DAY_US
     within = (start_us - 3600 * 1_000_000, end_us + 2 * 3600 * 1_000_000)
     settings = Settings(database_url=database_url)  # the services run with the defaults
