@@ -83,8 +83,10 @@ test: check-gen lint
 unit: $(STAMP)
 	$(BIN)/pytest tests/unit
 
+# Prometheus metrics on 9464 (MeterService), 9465 (VehicleService), 9466 (AnalyticsService).
+METRICS_ADDR ?= 127.0.0.1:9464
 run: $(STAMP)
-	$(BIN)/energy-ingest run
+	METRICS_ADDR=$(METRICS_ADDR) $(BIN)/energy-ingest run
 
 # The full benchmark (about 12 minutes here); BENCH_ARGS=--quick for the two-minute version.
 # It uses DATABASE_URL's server (in a database of its own) or an embedded PostgreSQL.

@@ -33,6 +33,15 @@ from services.launcher import ServiceProcess
 SERVING_TIMEOUT_SECONDS = 60.0
 
 
+def metrics_addresses(settings: Settings) -> dict[str, str]:
+    """Each service's METRICS_ADDR under `run`: METRICS_ADDR's port for MeterService, the next
+    two for VehicleService and AnalyticsService; none when METRICS_ADDR is unset."""
+    if not settings.metrics_addr:
+        return {}
+    host, _, port = settings.metrics_addr.rpartition(":")
+    return {service: f"{host}:{int(port) + i}" for i, service in enumerate(SERVICE_NAMES)}
+
+
 def _banner(settings: Settings) -> str:
     meter = dial_address(settings.listen_addr("meter"))
     grpcurl = f"{grpcurl_command()} {grpcurl_flags(settings)}"
@@ -43,6 +52,11 @@ def _banner(settings: Settings) -> str:
     lines.append(
         f"  {'ocpp':<9} {scheme}://{dial_address(settings.ocpp_listen_addr)}/<chargePointId>"
     )
+    metrics = metrics_addresses(settings)
+    if metrics:
+        lines.append("metrics (Prometheus):")
+        for service, address in metrics.items():
+            lines.append(f"  {service:<9} http://{dial_address(address)}/metrics")
     lines += [
         "try:",
         f"  {grpcurl} {meter} list",
@@ -59,7 +73,9 @@ def _check_addresses(settings: Settings) -> None:
     """Refuses to start anything when a service's address is taken (most often: another
     `energy-ingest run`); run needs fixed ports to tell the user where the services are."""
     addresses = [(settings.listen_addr(s), Settings.listen_variable(s)) for s in SERVICE_NAMES]
-    for listen_addr, variable in [*addresses, (settings.ocpp_listen_addr, "OCPP_LISTEN_ADDR")]:
+    addresses.append((settings.ocpp_listen_addr, "OCPP_LISTEN_ADDR"))
+    addresses += [(address, "METRICS_ADDR") for address in metrics_addresses(settings).values()]
+    for listen_addr, variable in addresses:
         if listen_addr.endswith(":0"):
             raise ConfigError(f"run needs a fixed port: {variable}={listen_addr}")
         try:
@@ -99,9 +115,11 @@ def _start_children(
     # SIGTERM), and a Ctrl-C meant for the runner meanwhile stays pending, never lost.
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     try:
+        metrics = metrics_addresses(settings)
         for service in SERVICE_NAMES:
             target = dial_address(settings.listen_addr(service))
-            children.append(launcher.spawn(service, env, target))
+            own = {"METRICS_ADDR": metrics[service]} if metrics else {}
+            children.append(launcher.spawn(service, {**env, **own}, target))
         # The OCPP gateway sends to METER_TARGET, as AnalyticsService does.
         children.append(launcher.spawn("ocpp", env, dial_address(settings.ocpp_listen_addr)))
     finally:

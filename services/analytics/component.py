@@ -10,6 +10,7 @@ from services.analytics.downstream import Downstream
 from services.analytics.service import VehiclePerformanceService
 from services.analytics.servicer import AnalyticsServicer
 from services.common.config import Settings
+from services.common.metrics import ServiceMetrics
 from services.common.security import Authorizer, channel_credentials
 from services.common.server import HealthReporter
 from services.common.timeconv import MICROS
@@ -21,14 +22,19 @@ class AnalyticsComponent:
     service_name = SERVICE_NAME
 
     def __init__(self, settings: Settings) -> None:
+        self.metrics = ServiceMetrics("analytics")
         # Made once; they connect lazily, reconnect on their own and retry UNAVAILABLE.
         credentials = channel_credentials(settings)
         self._channels = [
             client.channel(settings.vehicle_target, credentials),
             client.channel(settings.meter_target, credentials),
         ]
+        # Each downstream call counted and timed (grpc_client_* metrics).
+        timed = [
+            grpc.intercept_channel(c, self.metrics.client_interceptor()) for c in self._channels
+        ]
         performance = VehiclePerformanceService(
-            Downstream(*self._channels),
+            Downstream(*timed),
             session_gap_us=round(settings.session_gap_seconds * MICROS),
             reach_us=round(settings.max_reading_interval_seconds * MICROS),
             downstream_timeout=settings.downstream_timeout_seconds,

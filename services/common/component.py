@@ -17,6 +17,7 @@ from services.common.errors import DATABASE_UNAVAILABLE, ConfigError
 from services.common.group_commit import GroupCommitWriters, ReadingTable
 from services.common.ingest import Ingestor
 from services.common.maintenance import Maintenance
+from services.common.metrics import ServiceMetrics
 from services.common.partitions import DailyPartitions
 from services.common.reads import ReadGate
 from services.common.rollups import Rollups
@@ -33,9 +34,16 @@ class DatabaseMonitor:
     a read pool that expensive calls have exhausted. Any failure of a ping, expected or not,
     is NOT_SERVING (logged), and the loop carries on: the thread never dies."""
 
-    def __init__(self, engine: Engine, reporter: HealthReporter, interval: float = 1.0) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        reporter: HealthReporter,
+        interval: float = 1.0,
+        on_report: Callable[[bool], None] = lambda up: None,
+    ) -> None:
         self._engine = engine
         self._reporter = reporter
+        self._on_report = on_report
         self._interval = interval
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="db-monitor", daemon=True)
@@ -72,6 +80,7 @@ class DatabaseMonitor:
             return False
 
     def _report(self, serving: bool) -> None:
+        self._on_report(serving)
         # Only changes: every set() is pushed to each Watch stream.
         if serving != self._serving:
             log.info("health changed", extra={"serving": serving})
@@ -93,8 +102,10 @@ class DatabaseComponent:
         on_stop: Callable[[], None] = lambda: None,
         allow_unsafe_commit: bool = False,
         probe_timeout: float = 2.0,
+        metrics: ServiceMetrics | None = None,
     ) -> None:
         self.service_name = service_name
+        self.metrics = metrics or ServiceMetrics(service_name.split(".")[1])
         self._probe_timeout = probe_timeout
         self._allow_unsafe_commit = allow_unsafe_commit
         self.engine = engine
@@ -116,7 +127,9 @@ class DatabaseComponent:
             connect_timeout=min(self._probe_timeout, 2.0),
             name=f"{self.service_name}-health",
         )
-        self._monitor = DatabaseMonitor(self._probe_engine, health)
+        self._monitor = DatabaseMonitor(
+            self._probe_engine, health, on_report=self.metrics.set_database_up
+        )
         self._monitor.start()
 
     def _refuse_unsafe_database(self) -> None:
@@ -168,6 +181,8 @@ def build_ingestor(
     table: ReadingTable,
     rules: ReadingRules,
     validate_batch: BatchValidator,
+    *,
+    metrics: ServiceMetrics | None = None,
 ) -> tuple[Ingestor, GroupCommitWriters]:
     """The group-commit writers of a service (each with its own connection) and their Ingestor."""
     url = settings.service_database_url(service)
@@ -183,7 +198,10 @@ def build_ingestor(
         enqueue_timeout=settings.writer_enqueue_timeout_seconds,
         name=service,
         allow_unsafe_commit=settings.allow_unsafe_commit,
+        on_commit=metrics.observe_commit if metrics else lambda readings, seconds: None,
     )
+    if metrics:
+        metrics.watch_queue(writers.queued_readings)
     ingestor = Ingestor(
         writers,
         rules,
@@ -193,6 +211,7 @@ def build_ingestor(
         max_rejections_listed=settings.max_rejections_listed,
         max_device_stream_bytes=settings.max_device_stream_bytes,
         max_streams_per_device=settings.max_streams_per_device,
+        metrics=metrics,
     )
     return ingestor, writers
 

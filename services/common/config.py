@@ -149,6 +149,9 @@ class Settings:
     tls_client_key_file: str = ""
     auth_tokens_file: str = ""
 
+    # Prometheus metrics over HTTP (host:port, e.g. 0.0.0.0:9464); off when empty.
+    metrics_addr: str = ""
+
     log_level: str = "INFO"
 
     @classmethod

@@ -191,6 +191,10 @@ class _BoundedQueue:
         self._condition = threading.Condition()
         self.closed = False
 
+    @property
+    def readings(self) -> int:
+        return self._readings
+
     def put(self, part: _Part, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
         with self._condition:
@@ -270,8 +274,10 @@ class Writer:
         linger: float,
         capacity: int,
         allow_unsafe_commit: bool = False,
+        on_commit: Callable[[int, float], None] = lambda readings, seconds: None,
     ) -> None:
         self.name = name
+        self._on_commit = on_commit
         self._allow_unsafe_commit = allow_unsafe_commit
         self._table = table
         self._connect = connect
@@ -319,6 +325,7 @@ class Writer:
             del batch  # its rows and tickets go now, not when the next batch has arrived
 
     def _write_or_fail(self, batch: list[_Part]) -> None:
+        began = time.perf_counter()
         try:
             outcomes = self._write_batch(batch)
         except UnsafeDatabase as error:
@@ -335,6 +342,7 @@ class Writer:
             self._drop_connection()
             self._fail(batch, error)
             return
+        self._on_commit(sum(len(part.rows) for part in batch), time.perf_counter() - began)
         for part, (accepted, duplicates, conflicts) in zip(batch, outcomes, strict=True):
             part.ticket._settle(accepted, duplicates, conflicts=conflicts)
 
@@ -560,7 +568,9 @@ class GroupCommitWriters:
         enqueue_timeout: float,
         name: str,
         allow_unsafe_commit: bool = False,
+        on_commit: Callable[[int, float], None] = lambda readings, seconds: None,
     ) -> None:
+        """`on_commit(readings, seconds)` is told of every committed batch (metrics)."""
         self._writers = [
             Writer(
                 f"{name}-writer-{i}",
@@ -570,6 +580,7 @@ class GroupCommitWriters:
                 linger=flush_seconds,
                 capacity=queue_readings,
                 allow_unsafe_commit=allow_unsafe_commit,
+                on_commit=on_commit,
             )
             for i in range(count)
         ]
@@ -578,6 +589,10 @@ class GroupCommitWriters:
     def start(self) -> None:
         for writer in self._writers:
             writer.start()
+
+    def queued_readings(self) -> int:
+        """Readings waiting for a writer, over all writers."""
+        return sum(writer.queue.readings for writer in self._writers)
 
     def stop(self, timeout: float = 30) -> None:
         for writer in self._writers:

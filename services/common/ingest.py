@@ -11,6 +11,7 @@ from typing import Any
 
 from services.common.errors import InvalidArgument, PermissionDenied, ResourceExhausted
 from services.common.group_commit import Conflict, GroupCommitWriters, Row, Ticket
+from services.common.metrics import ServiceMetrics
 from services.common.validation import (
     BatchValidator,
     ReadingRules,
@@ -88,8 +89,10 @@ class Ingestor:
         max_rejections_listed: int,
         max_device_stream_bytes: int = DEFAULT_MAX_DEVICE_STREAM_BYTES,
         max_streams_per_device: int = DEFAULT_MAX_STREAMS_PER_DEVICE,
+        metrics: ServiceMetrics | None = None,
     ) -> None:
         self._writers = writers
+        self._metrics = metrics or ServiceMetrics("readings")
         self._rules = rules
         self._validate_batch = validate_batch
         self._skew = clock_skew_seconds
@@ -136,6 +139,7 @@ class Ingestor:
 
     def _note(self, outcome: StreamOutcome, rejections: list[Rejection]) -> None:
         if rejections:
+            self._metrics.count_rejections(r.field for r in rejections)
             outcome.rejected += len(rejections)
             room = self._max_rejections - len(outcome.rejections)
             outcome.rejections += rejections[: max(room, 0)]
@@ -182,12 +186,17 @@ class Ingestor:
         window = TimeWindow.now(self._skew, self._retention_days)
         rows, rejections = self._validate_batch([reading], 0, window)
         if rejections:
+            self._metrics.count_rejections(r.field for r in rejections[:1])
+            self._metrics.count_readings(rejected=1)
             require_valid(self._rules, reading, window)  # raises, naming every violation
             first = rejections[0]
             raise InvalidArgument([(f"reading.{first.field}", first.description)])
         ticket = Ticket()
         self._writers.submit(rows, ticket, lead=True)
         ticket.wait()
+        self._metrics.count_readings(
+            accepted=ticket.accepted, duplicates=ticket.duplicates, conflicts=ticket.conflict_count
+        )
         if ticket.conflicts:
             return ReadingOutcome("conflict", ticket.conflicts[0])
         return ReadingOutcome("duplicate" if ticket.duplicates else "accepted")
@@ -195,8 +204,12 @@ class Ingestor:
     def ingest_stream(self, batches: Iterable[Batch], device: str | None = None) -> StreamOutcome:
         """Validates and submits each batch as it arrives; returns once all of it is committed.
         A device's stream is read whole and checked before anything of it is submitted."""
-        if device is None:
-            return self._ingest_as_it_comes(batches)
+        with self._metrics.stream_open():
+            if device is None:
+                return self._ingest_as_it_comes(batches)
+            return self._ingest_device_stream(batches, device)
+
+    def _ingest_device_stream(self, batches: Iterable[Batch], device: str) -> StreamOutcome:
         with self._device_slot(device):
             outcome = StreamOutcome()
             held = self._whole_device_stream(batches, device, outcome)
@@ -205,7 +218,7 @@ class Ingestor:
                 self._writers.submit(rows, ticket)
             del held
             ticket.wait()
-            return outcome.take(ticket)
+            return self._counted(outcome.take(ticket))
 
     def _ingest_as_it_comes(self, batches: Iterable[Batch]) -> StreamOutcome:
         outcome = StreamOutcome()
@@ -219,4 +232,13 @@ class Ingestor:
             self._note(outcome, rejections)
             self._writers.submit(rows, ticket)
         ticket.wait()
-        return outcome.take(ticket)
+        return self._counted(outcome.take(ticket))
+
+    def _counted(self, outcome: StreamOutcome) -> StreamOutcome:
+        self._metrics.count_readings(
+            accepted=outcome.accepted,
+            duplicates=outcome.duplicates,
+            conflicts=outcome.conflicts,
+            rejected=outcome.rejected,
+        )
+        return outcome

@@ -23,6 +23,7 @@ from services.common.audit import HandlerMemo, MethodNames
 from services.common.config import Settings
 from services.common.errors import ConfigError, Undecodable
 from services.common.logs import capture_stderr_as_json
+from services.common.metrics import MetricsEndpoint, ServiceMetrics
 from services.common.security import Authorizer, server_credentials
 
 log = logging.getLogger(__name__)
@@ -32,6 +33,7 @@ class Component(Protocol):
     """What a service package hands to the bootstrap."""
 
     service_name: str  # full proto name, e.g. energy.meter.v1.MeterService
+    metrics: ServiceMetrics
 
     def register(self, server: grpc.Server) -> None: ...
 
@@ -64,6 +66,7 @@ class RunningServer:
     health: health.HealthServicer
     component: Component
     guard: CallGuard | None = None
+    metrics: MetricsEndpoint | None = None
 
     def shutdown(self, grace: float) -> None:
         """NOT_SERVING first so balancers steer away, then drain in-flight calls, then stop."""
@@ -72,6 +75,8 @@ class RunningServer:
         if self.guard is not None:
             self.guard.watchdog.stop()
         self.component.stop()
+        if self.metrics is not None:
+            self.metrics.close()
 
 
 def _tolerant(deserialize: Callable[[bytes], Any]) -> Callable[[bytes], Any]:
@@ -236,7 +241,13 @@ def start_server(settings: Settings, component: Component, listen_addr: str) -> 
         # CallGuard admits business calls up to GRPC_MAX_CONCURRENT_RPCS and health up to
         # GRPC_HEALTH_WORKERS; grpc's own limit, at the pool's size, is only a backstop.
         maximum_concurrent_rpcs=workers,
-        interceptors=[guard, MethodNames(), UndecodableRequests()],
+        # Metrics outermost: the calls the guard refuses are counted too.
+        interceptors=[
+            component.metrics.interceptor(),
+            guard,
+            MethodNames(),
+            UndecodableRequests(),
+        ],
     )
     component.register(server)
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
@@ -256,9 +267,16 @@ def start_server(settings: Settings, component: Component, listen_addr: str) -> 
         port = 0
     if port == 0:
         raise AddressUnavailable(listen_addr, "the address is taken or is not this host's")
+    endpoint = None
+    if settings.metrics_addr:
+        try:
+            endpoint = component.metrics.serve(settings.metrics_addr)
+        except (OSError, ValueError) as error:
+            server.stop(None)
+            raise AddressUnavailable(settings.metrics_addr, f"METRICS_ADDR: {error}") from error
     component.start(reporter)
     server.start()
-    return RunningServer(server, port, health_servicer, component, guard)
+    return RunningServer(server, port, health_servicer, component, guard, endpoint)
 
 
 def serve_until_signalled(settings: Settings, component: Component, listen_addr: str) -> None:

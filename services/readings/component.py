@@ -16,6 +16,7 @@ from services.common.component import (
 )
 from services.common.config import Settings
 from services.common.ingest import Ingestor
+from services.common.metrics import ServiceMetrics
 from services.common.reads import ReadGate
 from services.common.rollups import Rollups
 from services.common.security import Authorizer
@@ -41,8 +42,9 @@ def build_reading_component(
     layers (each extends the shared one with the kind's own RPCs)."""
     engine, reads = build_reads(settings, kind.service)
     table = reading_table(kind)
+    metrics = ServiceMetrics(kind.service)
     ingestor, writers = build_ingestor(
-        settings, kind.service, table, kind.rules, kind.validate_batch
+        settings, kind.service, table, kind.rules, kind.validate_batch, metrics=metrics
     )
     assert table.partitions is not None
     maintenance = build_maintenance(settings, kind.service, table.partitions, rollups)
@@ -73,4 +75,5 @@ def build_reading_component(
         on_stop=stop,
         allow_unsafe_commit=settings.allow_unsafe_commit,
         probe_timeout=settings.db_connect_timeout_seconds,
+        metrics=metrics,
     )
