@@ -5,6 +5,7 @@ PostgreSQL path."""
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from datetime import UTC, datetime
@@ -198,10 +199,12 @@ def test_retention_refuses_older_readings_with_its_reason_and_keeps_the_rest(dat
     assert history_count(database_url, "meter.meter_readings") == 2
 
 
-def test_retention_drops_exactly_the_expired_days(database_url):
+def test_retention_drops_exactly_the_expired_days(database_url, caplog):
     """Readings on 2026-01-01 … 2026-01-10 (one per day at noon); retention 5 days at
     2026-01-10T12:00Z: the cutoff is 2026-01-05T12:00Z, so whole days before 2026-01-05 (1 … 4)
-    go, the 5th (partly inside) stays; a second run drops nothing."""
+    go, the 5th (partly inside) stays; a second run drops nothing. The run says so in its log
+    line (at INFO, as the services log)."""
+    caplog.set_level(logging.INFO, logger="services.common.maintenance")
     partitions = DailyPartitions("meter", "meter_readings")
     first = moment(2026, 1, 1, 12)
     with psycopg.connect(database_url, autocommit=True) as connection:
@@ -222,6 +225,9 @@ def test_retention_drops_exactly_the_expired_days(database_url):
     run = maintenance.run_once(now_us=moment(2026, 1, 10, 12))
     assert run.dropped == [f"meter_readings_p2026010{d}" for d in range(1, 5)]
     assert run.created == [day_of(moment(2026, 1, d)) for d in range(11, 14)]
+    (said,) = [r for r in caplog.records if r.getMessage() == "maintenance"]
+    assert said.partitions_created == 3
+    assert said.partitions_dropped == run.dropped
     assert maintenance.run_once(now_us=moment(2026, 1, 10, 12)).dropped == []
     with psycopg.connect(database_url) as connection:
         days = connection.execute(

@@ -102,10 +102,10 @@ class Maintenance:
         if run.created or run.dropped:
             log.info(
                 "maintenance",
-                extra={
+                extra={  # not "created": a LogRecord attribute, which extra may not replace
                     "table": self._partitions.parent,
-                    "created": len(run.created),
-                    "dropped": run.dropped,
+                    "partitions_created": len(run.created),
+                    "partitions_dropped": run.dropped,
                 },
             )
         return run
