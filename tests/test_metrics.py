@@ -5,6 +5,7 @@ codes, and a taken address is refused at start."""
 from __future__ import annotations
 
 import socket
+import time
 import urllib.request
 
 import grpc
@@ -172,6 +173,54 @@ def test_analytics_counts_its_downstream_calls(database_url):
     finally:
         for server in (analytics, vehicle, meter):
             server.running.shutdown(5)
+
+
+def test_a_stream_the_client_cancels_counts_as_cancelled_and_no_readings(database_url):
+    """A stream whose client sends one message (1 valid reading, 1 rejected) and cancels
+    before ending it: CANCELLED, and none of its readings or rejections counted (its caller
+    learnt nothing of them)."""
+    import threading
+
+    server = start_in_process("meter", database_url, metrics_addr="127.0.0.1:0")
+    try:
+        port = server.running.metrics.port  # type: ignore[union-attr]
+        now = now_micros() // 1_000_000 * 1_000_000
+        sent = threading.Event()
+        hold = threading.Event()
+
+        def requests():
+            yield meter_service_pb2.IngestReadingsRequest(
+                readings=[reading("M-C", now - 60_000_000, 0.5), reading("M-C", now, 0.5, -1.0)]
+            )
+            sent.set()
+            hold.wait(10)
+
+        with server.channel() as channel:
+            stub = meter_service_pb2_grpc.MeterServiceStub(channel)
+            call = stub.IngestReadings.future(requests(), timeout=30)
+            assert sent.wait(10)
+            time.sleep(0.5)  # the server has read the message
+            call.cancel()
+            hold.set()
+        key = (
+            "grpc_server_handled_total",
+            (
+                ("grpc_code", "CANCELLED"),
+                ("grpc_method", "IngestReadings"),
+                ("grpc_service", "energy.meter.v1.MeterService"),
+                ("grpc_type", "client_stream"),
+            ),
+        )
+        deadline = time.monotonic() + 10
+        while (samples := scrape(port)).get(key) != 1:
+            assert time.monotonic() < deadline, samples
+            time.sleep(0.1)
+        for outcome in ("accepted", "duplicate", "conflict", "rejected"):
+            labels = (("outcome", outcome), ("service", "meter"))
+            assert samples[("energy_ingest_readings_total", labels)] == 0
+        assert not any(name == "energy_ingest_rejections_total" for name, _ in samples)
+    finally:
+        server.running.shutdown(5)
 
 
 def test_a_taken_metrics_address_is_refused_at_start(database_url):

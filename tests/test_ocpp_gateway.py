@@ -945,3 +945,30 @@ def test_a_password_that_is_not_utf_8_is_refused_with_401(meter_server):
         assert refused.value.response.status_code == 401
 
     with_gateway(meter_server.target, body, credentials=credentials)
+
+
+def test_the_gateway_on_every_address_takes_ipv4_and_ipv6(meter_server):
+    """OCPP_LISTEN_ADDR's default `[::]:9000` listens on IPv4 too, as gRPC's `[::]` does
+    (asyncio alone makes `::` IPv6 only; on a host whose `localhost` is only 127.0.0.1,
+    `make run` then waited for the gateway in vain): a WebSocket handshake over 127.0.0.1 and
+    over ::1 both reach it."""
+
+    async def main() -> list[str]:
+        stop = asyncio.Event()
+        started: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        async with meter_channel(meter_server.target, None) as channel:
+            gateway = asyncio.create_task(
+                serve("::", 0, MeterServiceIngest(channel), started, stop)
+            )
+            port = await asyncio.wait_for(started, 10)
+            reached = []
+            for host in ("127.0.0.1", "[::1]"):
+                async with websockets.connect(
+                    f"ws://{host}:{port}/cp-dual", subprotocols=[Subprotocol("ocpp1.6")]
+                ) as connection:
+                    reached.append(f"{host} {connection.subprotocol}")
+            stop.set()
+            await gateway
+            return reached
+
+    assert asyncio.run(main()) == ["127.0.0.1 ocpp1.6", "[::1] ocpp1.6"]

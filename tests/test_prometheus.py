@@ -137,7 +137,8 @@ def test_prometheus_scrapes_what_was_sent(database_url, tmp_path: Path):
         stderr=subprocess.DEVNULL,
     )
     try:
-        # Every target up before anything is sent: the counters' increase starts from zero.
+        # Every target up before anything is sent: the counters' series exist at 0 from the
+        # first scrape, so their increase over the run is what was sent.
         wait_for(lambda: _ready(api) and value(api, "sum(up)") == 3, 60, "three targets scraped up")
         base_us = now_micros() - 3_600_000_000
         for batch in range(BATCHES):

@@ -226,6 +226,13 @@ class Settings:
                 "ROLLUP_RETENTION_DAYS must be 0 (keep forever) or at least RETENTION_DAYS, got "
                 f"{self.rollup_retention_days} with RETENTION_DAYS={self.retention_days or 'unset'}"
             )
+        if self.metrics_addr:
+            host, _, port = self.metrics_addr.rpartition(":")
+            if not host or not port.isdigit() or int(port) > 65535:
+                # A bare port would bind every interface: the host is asked for, never assumed.
+                raise ConfigError(
+                    f"METRICS_ADDR must be host:port (port 0-65535), got {self.metrics_addr!r}"
+                )
         if 0 < self.grpc_max_workers < self.grpc_max_concurrent_rpcs:
             # Admitted calls beyond the pool would wait in its queue, unanswered: overload must
             # be an answer (RESOURCE_EXHAUSTED), never a silent queue.

@@ -3,6 +3,7 @@ readings to the group-commit writers, answer once they are committed."""
 
 from __future__ import annotations
 
+import collections
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -59,6 +60,8 @@ class StreamOutcome:
     rejections: list[Rejection] = field(default_factory=list)
     conflicts: int = 0
     conflicting: list[Conflict] = field(default_factory=list)
+    # Every rejection's field, for the metrics (the list above keeps only the first ones).
+    rejected_fields: collections.Counter[str] = field(default_factory=collections.Counter)
 
     def take(self, ticket: Ticket) -> StreamOutcome:
         """Adds what the writers committed for this stream; returns self."""
@@ -139,7 +142,7 @@ class Ingestor:
 
     def _note(self, outcome: StreamOutcome, rejections: list[Rejection]) -> None:
         if rejections:
-            self._metrics.count_rejections(r.field for r in rejections)
+            outcome.rejected_fields.update(r.field for r in rejections)
             outcome.rejected += len(rejections)
             room = self._max_rejections - len(outcome.rejections)
             outcome.rejections += rejections[: max(room, 0)]
@@ -186,7 +189,7 @@ class Ingestor:
         window = TimeWindow.now(self._skew, self._retention_days)
         rows, rejections = self._validate_batch([reading], 0, window)
         if rejections:
-            self._metrics.count_rejections(r.field for r in rejections[:1])
+            self._metrics.count_rejections([rejections[0].field])
             self._metrics.count_readings(rejected=1)
             require_valid(self._rules, reading, window)  # raises, naming every violation
             first = rejections[0]
@@ -235,6 +238,9 @@ class Ingestor:
         return self._counted(outcome.take(ticket))
 
     def _counted(self, outcome: StreamOutcome) -> StreamOutcome:
+        """The answered stream counted in the metrics, rejections with the rest: a stream that
+        fails part-way counts none of them."""
+        self._metrics.count_rejections(outcome.rejected_fields.elements())
         self._metrics.count_readings(
             accepted=outcome.accepted,
             duplicates=outcome.duplicates,

@@ -4,17 +4,21 @@
 - `grpc_server_started_total`, `grpc_server_handled_total` (with `grpc_code`) and the
   `grpc_server_handling_seconds` histogram, labelled `grpc_type` (unary, client_stream),
   `grpc_service` and `grpc_method`: the names go-grpc-prometheus and py-grpc-prometheus use,
-  so their dashboards work as they are. Every call is counted, those the server refused
-  (RESOURCE_EXHAUSTED, UNAUTHENTICATED…) too.
-- `energy_ingest_readings_total{service, outcome}`: readings of committed requests by what
-  became of them (`accepted`, `duplicate`, `conflict`, `rejected`); a request that fails as a
-  whole (refused, cancelled) counts nothing.
-- `energy_ingest_rejections_total{service, field}`: rejected readings by the field named
-  (the reading's field, never its index: a bounded set of labels).
+  so their dashboards work as they are (codes are gRPC's names: `OK`, `INVALID_ARGUMENT`…).
+  Every unary and client-streaming call is counted (all the services' own methods, and
+  health checks), those the admission guard refused (RESOURCE_EXHAUSTED, UNAUTHENTICATED…)
+  too; a call the client cancelled or let expire counts as CANCELLED or DEADLINE_EXCEEDED.
+- `energy_ingest_readings_total{service, outcome}`: readings of answered ingest calls by what
+  became of them (`accepted`, `duplicate`, `conflict`, `rejected`: a unary reading refused
+  with INVALID_ARGUMENT is one rejected); a call that fails otherwise (cancelled, refused, the
+  database down) counts nothing, as its caller learns nothing of its readings.
+- `energy_ingest_rejections_total{service, field}`: the rejected readings above by the field
+  named (the reading's field, never its index: a bounded set of labels).
 - `energy_ingest_writer_batch_readings` and `energy_ingest_writer_commit_seconds`
-  (histograms, per committed group-commit batch), `energy_ingest_writer_queue_readings`
-  (readings waiting for a writer), `energy_ingest_streams_open` (IngestReadings streams being
-  read), `energy_ingest_database_up` (1 while the health probe reaches the database), all with
+  (histograms, per committed group-commit batch, a reconnection included),
+  `energy_ingest_writer_queue_readings` (readings waiting for a writer),
+  `energy_ingest_streams_open` (IngestReadings streams being read) and
+  `energy_ingest_database_up` (1 while the health probe reaches the database), all with
   `service`.
 - AnalyticsService's calls to the others: `grpc_client_handled_total{grpc_code}` and the
   `grpc_client_handling_seconds` histogram by `grpc_type`, `grpc_service`, `grpc_method`.
@@ -30,15 +34,26 @@ from typing import Any
 
 import grpc
 from google.protobuf import descriptor_pool
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    start_http_server,
+)
 
 from services.common.audit import HandlerMemo
+
+# No `*_created` series beside each counter and histogram: nothing here reads them.
+disable_created_metrics()
 
 # Seconds: from a 1 ms status read to a 30 s stream.
 HANDLING_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 # Readings per batch: one reading (a unary call on an idle writer) up to WRITER_BATCH_SIZE.
 BATCH_BUCKETS = (1, 10, 100, 500, 1000, 2500, 5000, 10000, 25000, 50000)
 GRPC_LABELS = ("grpc_type", "grpc_service", "grpc_method")
+OUTCOMES = ("accepted", "duplicate", "conflict", "rejected")
 
 
 class MetricsEndpoint:
@@ -139,6 +154,11 @@ class ServiceMetrics:
             registry=self.registry,
         )
 
+        # Every outcome's series exists from the start, at 0: a rate() over the first readings
+        # after a restart sees them arrive.
+        for outcome in OUTCOMES:
+            self._readings.labels(service, outcome)
+
     def observe_commit(self, readings: int, seconds: float) -> None:
         self._batch.labels(self.service).observe(readings)
         self._commit.labels(self.service).observe(seconds)
@@ -189,10 +209,12 @@ class ServiceMetrics:
         self, behavior: Callable[..., Any], labels: tuple[str, str, str]
     ) -> Callable[..., Any]:
         """`behavior` counted and timed under `labels` (grpc_type, grpc_service, grpc_method)."""
-        started, handled, seconds = self._started, self._handled, self._seconds
+        started = self._started.labels(*labels)
+        seconds = self._seconds.labels(*labels)
+        handled = self._handled
 
         def timed(request: Any, context: grpc.ServicerContext) -> Any:
-            started.labels(*labels).inc()
+            started.inc()
             began = time.perf_counter()
             code = "UNKNOWN"  # an exception our handlers did not turn into a status
             try:
@@ -200,13 +222,22 @@ class ServiceMetrics:
                 code = _code_name(context, "OK")
                 return answer
             except Exception:
-                code = _code_name(context, "UNKNOWN")
+                code = _code_name(context, _ended_by_client(context))
                 raise
             finally:
                 handled.labels(*labels, code).inc()
-                seconds.labels(*labels).observe(time.perf_counter() - began)
+                seconds.observe(time.perf_counter() - began)
 
         return timed
+
+
+def _ended_by_client(context: grpc.ServicerContext) -> str:
+    """The code of a call that raised with none set: the client cancelled it or its deadline
+    passed (reading the request stream then raises), or else a fault of ours."""
+    if context.is_active():
+        return "UNKNOWN"
+    remaining = context.time_remaining()
+    return "DEADLINE_EXCEEDED" if remaining is not None and remaining <= 0 else "CANCELLED"
 
 
 def _code_name(context: grpc.ServicerContext, default: str) -> str:

@@ -271,10 +271,15 @@ def start_server(settings: Settings, component: Component, listen_addr: str) -> 
     if settings.metrics_addr:
         try:
             endpoint = component.metrics.serve(settings.metrics_addr)
-        except (OSError, ValueError) as error:
+        except (OSError, ValueError, OverflowError) as error:
             server.stop(None)
             raise AddressUnavailable(settings.metrics_addr, f"METRICS_ADDR: {error}") from error
-    component.start(reporter)
+    try:
+        component.start(reporter)
+    except BaseException:
+        if endpoint is not None:
+            endpoint.close()
+        raise
     server.start()
     return RunningServer(server, port, health_servicer, component, guard, endpoint)
 

@@ -23,6 +23,7 @@ import logging
 import re
 import secrets
 import signal
+import socket
 import ssl
 import time
 import urllib.parse
@@ -627,10 +628,12 @@ async def serve(
             if current.get(charge_point_id) is connection:
                 del current[charge_point_id]
 
+    sock = dual_stack_socket(port) if host in ("::", "") else None
     async with websockets.serve(
         handle,
-        host,
-        port,
+        None if sock else host,
+        None if sock else port,
+        sock=sock,
         subprotocols=[Subprotocol(name) for name in SUBPROTOCOLS],
         process_request=admit,
         ssl=tls,
@@ -640,6 +643,23 @@ async def serve(
         if started is not None:
             started.set_result(bound)
         await (stop or asyncio.Event()).wait()
+
+
+def dual_stack_socket(port: int) -> socket.socket:
+    """A listening socket on every address, IPv6 and IPv4 alike, as gRPC's `[::]:port` is:
+    asyncio would make `::` IPv6 only, and a host whose `localhost` is only 127.0.0.1 could
+    not reach the gateway. OSError when the port is taken."""
+    sock = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as asyncio does
+        sock.bind(("::", port))
+        sock.listen(socket.SOMAXCONN)
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    return sock
 
 
 def listen_host_port(address: str) -> tuple[str, int]:

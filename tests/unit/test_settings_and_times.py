@@ -252,3 +252,12 @@ def test_stale_hours_are_made_in_runs_of_contiguous_hours_at_most_a_day_long():
         (34 * HOUR_US, 40 * HOUR_US),
     ]
     assert _runs([]) == []
+
+
+@pytest.mark.parametrize("value", ["9464", ":9464", "localhost", "127.0.0.1:abc", "h:70000"])
+def test_metrics_addr_must_be_host_and_port(value):
+    """A bare port would bind every interface unasked; a bad port would crash the start."""
+    with pytest.raises(ConfigError, match="METRICS_ADDR must be host:port"):
+        Settings.from_env({"METRICS_ADDR": value})
+    assert Settings.from_env({"METRICS_ADDR": "127.0.0.1:0"}).metrics_addr == "127.0.0.1:0"
+    assert Settings.from_env({"METRICS_ADDR": "[::]:9464"}).metrics_addr == "[::]:9464"
