@@ -975,11 +975,7 @@ def rollup_cost(database_url: str, start_us: int, end_us: int) -> RollupCost:
         connection.execute("SET jit = off")
         tables = ("meter.meter_readings", "vehicle.vehicle_readings")
         for rollups, table in zip(made, tables, strict=True):
-            connection.execute(
-                f"INSERT INTO {rollups.schema}.rollup_invalidations (hour) "
-                "SELECT generate_series(%s::timestamptz, %s::timestamptz, interval '1 hour')",
-                (_datetime(first), _datetime(end - hour_us)),
-            )
+            rollups.mark(connection, first, end)
             counted = connection.execute(
                 f"SELECT count(*) FROM {table} WHERE read_time >= %s AND read_time < %s",
                 (_datetime(first), _datetime(end)),
@@ -1065,11 +1061,7 @@ def long_window(
     made = [meter_rollups(settings), vehicle_rollups(settings)]
     with psycopg.connect(database_url, autocommit=True) as connection:
         for rollups in made:  # every hour of the window from the readings
-            connection.execute(
-                f"INSERT INTO {rollups.schema}.rollup_invalidations (hour) "
-                "SELECT generate_series(%s::timestamptz, %s::timestamptz, interval '1 hour')",
-                (_datetime(within[0]), _datetime(within[1] - 3600 * 1_000_000)),
-            )
+            rollups.mark(connection, *within)
     rng = random.Random(11)
     picks = [f"LW-VH-{rng.randrange(vehicles)}" for _ in range(calls + 5)]
 

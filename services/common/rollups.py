@@ -170,6 +170,14 @@ class Rollups:
             )
             return marked.rowcount
 
+    def mark(self, connection: psycopg.Connection, first_us: int, end_us: int) -> None:
+        """Marks every hour of [first_us, end_us) stale: read from the readings until made
+        again."""
+        connection.execute(
+            f"INSERT INTO {self.schema}.rollup_invalidations (hour) "
+            f"SELECT generate_series({_ts(first_us)}, {_ts(end_us - HOUR_US)}, interval '1 hour')"
+        )
+
     def refresh(self, connection: psycopg.Connection, within: tuple[int, int] | None = None) -> int:
         """Makes every marked hour (those in [first_us, end_us) when `within` is given);
         returns how many were made."""

@@ -10,7 +10,7 @@ from sqlalchemy.engine import Engine
 
 from services.common.config import Settings
 from services.common.reads import ReadGate
-from services.common.rollups import rollup_rule
+from services.common.rollups import HOUR_US, rollup_rule
 from services.common.timeconv import MICROS_SQL, TIMESTAMPTZ_SQL
 from services.meter.kind import METER
 from services.readings.kind import ReadingKind
@@ -231,7 +231,6 @@ def make_rollups_sql(first_us: int, end_us: int, reach_us: int, max_power_kw: fl
 # window's partition), in time order whatever order they arrived in. A reading's energy does not
 # depend on the piece it is read in, so the pieces add up to what one scan of the interval would
 # give (the rollups are made with the same rule: make_rollups_sql).
-_HOUR_US = 3_600_000_000
 _SUMMARIZE_SQL = text(
     f"""
     WITH wanted AS (
@@ -248,8 +247,8 @@ _SUMMARIZE_SQL = text(
         FROM wanted w
         CROSS JOIN state
         CROSS JOIN LATERAL (
-            SELECT (w.start_us + {_HOUR_US} - 1) / {_HOUR_US} * {_HOUR_US} AS h1,
-                   w.end_us / {_HOUR_US} * {_HOUR_US} AS whole_end
+            SELECT (w.start_us + {HOUR_US} - 1) / {HOUR_US} * {HOUR_US} AS h1,
+                   w.end_us / {HOUR_US} * {HOUR_US} AS whole_end
         ) AS b
     ), stale AS (
         SELECT DISTINCT {MICROS_SQL.format(col="hour")} AS hour_us FROM meter.rollup_invalidations
@@ -270,7 +269,7 @@ _SUMMARIZE_SQL = text(
         UNION ALL
         SELECT position, meter_id, h2, end_us FROM spans WHERE h2 > h1
         UNION ALL
-        SELECT s.position, s.meter_id, st.hour_us, st.hour_us + {_HOUR_US}
+        SELECT s.position, s.meter_id, st.hour_us, st.hour_us + {HOUR_US}
         FROM spans s JOIN stale st ON st.hour_us >= s.h1 AND st.hour_us < s.h2
         WHERE s.h2 > s.h1
     ), raw AS (
