@@ -62,11 +62,7 @@ def _serve(args: argparse.Namespace) -> int:
         component = importlib.import_module(f"services.{args.service}.component")
         serve_until_signalled(settings, component.build(settings), listen_addr)
     except AddressUnavailable as error:
-        variable = (
-            "METRICS_ADDR"
-            if "METRICS_ADDR" in str(error)
-            else Settings.listen_variable(args.service)
-        )
+        variable = error.variable or Settings.listen_variable(args.service)
         raise ConfigError(f"{error}; set {variable} to use another address") from None
     return 0
 

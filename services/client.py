@@ -35,6 +35,10 @@ UNARY_METHODS = contracts.unary_methods()
 
 SERVICE_CONFIG = json.dumps(
     {
+        # Every address the target resolves to gets calls, not only the first: a dns:/// target
+        # of a headless Kubernetes Service names every pod, and pick_first would pin the channel
+        # to one of them.
+        "loadBalancingConfig": [{"round_robin": {}}],
         "methodConfig": [
             {
                 "name": [

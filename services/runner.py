@@ -33,13 +33,31 @@ from services.launcher import ServiceProcess
 SERVING_TIMEOUT_SECONDS = 60.0
 
 
-def metrics_addresses(settings: Settings) -> dict[str, str]:
-    """Each service's METRICS_ADDR under `run`: METRICS_ADDR's port for MeterService, the next
-    two for VehicleService and AnalyticsService; none when METRICS_ADDR is unset."""
-    if not settings.metrics_addr:
+def per_service_addresses(address: str) -> dict[str, str]:
+    """Each service's address under `run` for a setting every service has its own of
+    (METRICS_ADDR, HEALTH_LISTEN_ADDR): its port for MeterService, the next two for
+    VehicleService and AnalyticsService; none when the setting is unset."""
+    if not address:
         return {}
-    host, _, port = settings.metrics_addr.rpartition(":")
+    host, _, port = address.rpartition(":")
     return {service: f"{host}:{int(port) + i}" for i, service in enumerate(SERVICE_NAMES)}
+
+
+def metrics_addresses(settings: Settings) -> dict[str, str]:
+    """Each service's METRICS_ADDR under `run` (per_service_addresses)."""
+    return per_service_addresses(settings.metrics_addr)
+
+
+def _own_addresses(settings: Settings) -> dict[str, dict[str, str]]:
+    """The settings each service's process gets an address of its own in, by service."""
+    own: dict[str, dict[str, str]] = {service: {} for service in SERVICE_NAMES}
+    for variable, address in (
+        ("METRICS_ADDR", settings.metrics_addr),
+        ("HEALTH_LISTEN_ADDR", settings.health_listen_addr),
+    ):
+        for service, its_address in per_service_addresses(address).items():
+            own[service][variable] = its_address
+    return own
 
 
 def _banner(settings: Settings) -> str:
@@ -74,7 +92,11 @@ def _check_addresses(settings: Settings) -> None:
     `energy-ingest run`); run needs fixed ports to tell the user where the services are."""
     addresses = [(settings.listen_addr(s), Settings.listen_variable(s)) for s in SERVICE_NAMES]
     addresses.append((settings.ocpp_listen_addr, "OCPP_LISTEN_ADDR"))
-    addresses += [(address, "METRICS_ADDR") for address in metrics_addresses(settings).values()]
+    addresses += [
+        (address, variable)
+        for own in _own_addresses(settings).values()
+        for variable, address in own.items()
+    ]
     for listen_addr, variable in addresses:
         if listen_addr.endswith(":0"):
             raise ConfigError(f"run needs a fixed port: {variable}={listen_addr}")
@@ -115,11 +137,10 @@ def _start_children(
     # SIGTERM), and a Ctrl-C meant for the runner meanwhile stays pending, never lost.
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     try:
-        metrics = metrics_addresses(settings)
+        own = _own_addresses(settings)
         for service in SERVICE_NAMES:
             target = dial_address(settings.listen_addr(service))
-            own = {"METRICS_ADDR": metrics[service]} if metrics else {}
-            children.append(launcher.spawn(service, {**env, **own}, target))
+            children.append(launcher.spawn(service, {**env, **own[service]}, target))
         # The OCPP gateway sends to METER_TARGET, as AnalyticsService does.
         children.append(launcher.spawn("ocpp", env, dial_address(settings.ocpp_listen_addr)))
     finally:

@@ -9,6 +9,7 @@ import json
 import re
 import shlex
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,8 @@ from tests.conftest import start_in_process
 
 PROJECT = Path(__file__).resolve().parent.parent
 README = PROJECT / "README.md"
-DEFAULT_PORTS = {"meter": 50051, "vehicle": 50052, "analytics": 50053}
+# "health": MeterService's HEALTH_LISTEN_ADDR, as the README's example sets it.
+DEFAULT_PORTS = {"meter": 50051, "vehicle": 50052, "analytics": 50053, "health": 8081}
 GRPCURL = ".venv/bin/grpcurl"
 
 
@@ -42,14 +44,18 @@ def test_readme_calls_the_grpcurl_that_make_installs():
 
 @pytest.fixture
 def servers(database_url):
-    started = {name: start_in_process(name, database_url) for name in ("meter", "vehicle")}
+    started = {
+        "meter": start_in_process("meter", database_url, health_listen_addr="127.0.0.1:0"),
+        "vehicle": start_in_process("vehicle", database_url),
+    }
     started["analytics"] = start_in_process(
         "analytics",
         database_url,
         meter_target=started["meter"].target,
         vehicle_target=started["vehicle"].target,
     )
-    yield started
+    health = replace(started["meter"], target=f"127.0.0.1:{started['meter'].running.health_port}")
+    yield {**started, "health": health}
     for server in started.values():
         server.running.shutdown(5)
 
@@ -118,7 +124,8 @@ def test_every_readme_grpcurl_example_runs(servers):
     assert "kwh_consumed_ac" not in register_status
     vehicles = outputs["energy.vehicle.v1.VehicleService/ListVehicleStatuses"][0]
     assert vehicles["vehicle_statuses"][0]["soc"] == 75
-    assert outputs["grpc.health.v1.Health/Check"] == [{"status": "SERVING"}]
+    # The main port, then the health port (HEALTH_LISTEN_ADDR).
+    assert outputs["grpc.health.v1.Health/Check"] == [{"status": "SERVING"}] * 2
     # VH-001 charged at 12:00 on CHG-001: its reading covers 11:59-12:00 (one usual minute), which
     # the meter's 12:00 reading (15.5 kWh AC) covers too; 12:01 and 12:02 cover later minutes.
     day, six_hours = outputs["energy.analytics.v1.AnalyticsService/GetVehiclePerformance"]

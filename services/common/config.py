@@ -151,6 +151,10 @@ class Settings:
 
     # Prometheus metrics over HTTP (host:port, e.g. 0.0.0.0:9464); off when empty.
     metrics_addr: str = ""
+    # A second, plaintext port (host:port) serving grpc.health.v1.Health and nothing else, with
+    # no credentials asked: for probes that cannot present a client certificate (kubelet's gRPC
+    # probes under mutual TLS). Off when empty.
+    health_listen_addr: str = ""
 
     log_level: str = "INFO"
 
@@ -226,12 +230,13 @@ class Settings:
                 "ROLLUP_RETENTION_DAYS must be 0 (keep forever) or at least RETENTION_DAYS, got "
                 f"{self.rollup_retention_days} with RETENTION_DAYS={self.retention_days or 'unset'}"
             )
-        if self.metrics_addr:
-            host, _, port = self.metrics_addr.rpartition(":")
-            if not host or not port.isdigit() or int(port) > 65535:
+        for name in ("metrics_addr", "health_listen_addr"):
+            address = getattr(self, name)
+            host, _, port = address.rpartition(":")
+            if address and (not host or not port.isdigit() or int(port) > 65535):
                 # A bare port would bind every interface: the host is asked for, never assumed.
                 raise ConfigError(
-                    f"METRICS_ADDR must be host:port (port 0-65535), got {self.metrics_addr!r}"
+                    f"{_env_name(name)} must be host:port (port 0-65535), got {address!r}"
                 )
         if 0 < self.grpc_max_workers < self.grpc_max_concurrent_rpcs:
             # Admitted calls beyond the pool would wait in its queue, unanswered: overload must

@@ -19,9 +19,13 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Sequence
+import os
+import threading
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Generic, TypeVar
 
 import grpc
 
@@ -52,15 +56,110 @@ def _read(path: str) -> bytes:
         raise ConfigError(f"cannot read {path}: {error}") from None
 
 
-def server_credentials(settings: Settings) -> grpc.ServerCredentials | None:
-    """TLS when a certificate is configured; client certificates required when a CA is."""
-    if not settings.tls_cert_file:
-        return None
+Loaded = TypeVar("Loaded")
+
+
+class ReloadingFiles(Generic[Loaded]):
+    """What `load` makes of some files, made again when one of them changes (its inode, size or
+    modification time: a Kubernetes Secret volume swaps a symlink, an operator renames a new
+    file into place). `current()` checks at most every `check_seconds`; when the new files do
+    not load (a half-written file) the last good value stays and the error is logged, so a bad
+    rotation never takes a running server down. ConfigError at construction when the files do
+    not load at start."""
+
+    def __init__(
+        self,
+        paths: Sequence[str],
+        load: Callable[[], Loaded],
+        *,
+        what: str,
+        check_seconds: float = 1.0,
+    ) -> None:
+        self._paths = tuple(paths)
+        self._load = load
+        self._what = what
+        self._check_seconds = check_seconds
+        self._lock = threading.Lock()
+        self._stamp = self._stat()
+        self._value = load()
+        self._checked = time.monotonic()
+        self.reloads = 0
+
+    def _stat(self) -> tuple[tuple[int, int, int], ...]:
+        stamps = []
+        for path in self._paths:
+            try:
+                stat = os.stat(path)
+            except OSError:
+                stamps.append((0, 0, 0))
+            else:
+                stamps.append((stat.st_ino, stat.st_size, stat.st_mtime_ns))
+        return tuple(stamps)
+
+    def current(self) -> Loaded:
+        return self.poll()[0]
+
+    def poll(self) -> tuple[Loaded, bool]:
+        """(the value, whether it was made again just now)."""
+        now = time.monotonic()
+        if now - self._checked < self._check_seconds:
+            return self._value, False
+        with self._lock:
+            if now - self._checked < self._check_seconds:
+                return self._value, False
+            self._checked = now
+            stamp = self._stat()
+            if stamp == self._stamp:
+                return self._value, False
+            try:
+                value = self._load()
+            except ConfigError as error:
+                log.error(
+                    f"{self._what} changed but does not load; still using the previous one",
+                    extra={"files": list(self._paths), "error": str(error)},
+                )
+                return self._value, False
+            self._stamp, self._value = stamp, value
+            self.reloads += 1
+            log.info(f"{self._what} reloaded", extra={"files": list(self._paths)})
+            return value, True
+
+
+def _certificate_configuration(settings: Settings) -> grpc.ServerCertificateConfiguration:
     client_ca = _read(settings.tls_client_ca_file) if settings.tls_client_ca_file else None
-    return grpc.ssl_server_credentials(
+    return grpc.ssl_server_certificate_configuration(
         [(_read(settings.tls_key_file), _read(settings.tls_cert_file))],
         root_certificates=client_ca,
-        require_client_auth=client_ca is not None,
+    )
+
+
+def server_credentials(
+    settings: Settings, *, check_seconds: float = 1.0
+) -> grpc.ServerCredentials | None:
+    """TLS when a certificate is configured; client certificates required when a CA is. The
+    certificate, key and client CA are read again when they change, without a restart: each
+    new connection's handshake uses the files as they are (checked at most every
+    `check_seconds`); connections already open keep theirs. Replace the files atomically
+    (write elsewhere, then rename), as a Kubernetes Secret volume does."""
+    if not settings.tls_cert_file:
+        return None
+    paths = [settings.tls_cert_file, settings.tls_key_file, settings.tls_client_ca_file]
+    files = ReloadingFiles(
+        [path for path in paths if path],
+        lambda: _certificate_configuration(settings),
+        what="TLS certificate",
+        check_seconds=check_seconds,
+    )
+
+    def fetch() -> grpc.ServerCertificateConfiguration | None:
+        # None: keep the configuration in use. gRPC asks before every handshake.
+        value, reloaded = files.poll()
+        return value if reloaded else None
+
+    return grpc.dynamic_ssl_server_credentials(
+        files.current(),
+        fetch,
+        require_client_authentication=bool(settings.tls_client_ca_file),
     )
 
 
@@ -138,28 +237,56 @@ def _from_certificate(context: grpc.ServicerContext) -> Principal | None:
     return None
 
 
-class Authorizer:
-    """Checks each call; servicers ask it before doing anything."""
+def _load_checked_tokens(path: str) -> dict[str, Principal]:
+    tokens = load_tokens(path)
+    unkinded = devices_without_kind(tokens)
+    if unkinded:
+        log.warning(
+            "AUTH_TOKENS_FILE: device tokens without a kind may write meter and vehicle "
+            'readings of their id; add "kind": "charger" or "vehicle"',
+            extra={"principals": unkinded},
+        )
+    return tokens
 
-    def __init__(self, tokens: dict[str, Principal] | None, mutual_tls: bool) -> None:
-        self._tokens = tokens
+
+class Authorizer:
+    """Checks each call; servicers ask it before doing anything. `tokens` is a token table, or
+    one read again from AUTH_TOKENS_FILE when the file changes (ReloadingFiles)."""
+
+    def __init__(
+        self,
+        tokens: dict[str, Principal] | ReloadingFiles[dict[str, Principal]] | None,
+        mutual_tls: bool,
+    ) -> None:
+        self._token_table = tokens
         self._mutual_tls = mutual_tls
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> Authorizer:
-        tokens = load_tokens(settings.auth_tokens_file) if settings.auth_tokens_file else None
-        unkinded = devices_without_kind(tokens) if tokens else []
-        if unkinded:
-            log.warning(
-                "AUTH_TOKENS_FILE: device tokens without a kind may write meter and vehicle "
-                'readings of their id; add "kind": "charger" or "vehicle"',
-                extra={"principals": unkinded},
+    def from_settings(cls, settings: Settings, *, check_seconds: float = 1.0) -> Authorizer:
+        """AUTH_TOKENS_FILE is read again when it changes (checked at most every
+        `check_seconds`): a token added or revoked counts from the next call."""
+        path = settings.auth_tokens_file
+        tokens = (
+            ReloadingFiles(
+                [path],
+                lambda: _load_checked_tokens(path),
+                what="AUTH_TOKENS_FILE",
+                check_seconds=check_seconds,
             )
+            if path
+            else None
+        )
         return cls(tokens, bool(settings.tls_client_ca_file))
 
     @property
+    def _tokens(self) -> dict[str, Principal] | None:
+        if isinstance(self._token_table, ReloadingFiles):
+            return self._token_table.current()
+        return self._token_table
+
+    @property
     def enabled(self) -> bool:
-        return self._tokens is not None or self._mutual_tls
+        return self._token_table is not None or self._mutual_tls
 
     def principal(self, context: grpc.ServicerContext) -> Principal | None:
         """None when auth is off; UNAUTHENTICATED when it is on and the call proves nothing."""
@@ -182,7 +309,8 @@ class Authorizer:
         unknown token, or for no token when tokens are the only proof accepted."""
         if not self.enabled:
             return None
-        if self._tokens is not None:
+        tokens = self._tokens
+        if tokens is not None:
             for key, value in metadata or ():
                 if (
                     key == "authorization"
@@ -190,7 +318,7 @@ class Authorizer:
                     and value.startswith("Bearer ")
                 ):
                     digest = hashlib.sha256(value[len("Bearer ") :].encode()).hexdigest()
-                    principal = self._tokens.get(digest)
+                    principal = tokens.get(digest)
                     if principal is None:
                         raise Unauthenticated("unknown bearer token")
                     return principal

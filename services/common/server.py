@@ -67,6 +67,8 @@ class RunningServer:
     component: Component
     guard: CallGuard | None = None
     metrics: MetricsEndpoint | None = None
+    health_server: grpc.Server | None = None
+    health_port: int | None = None
 
     def shutdown(self, grace: float) -> None:
         """NOT_SERVING first so balancers steer away, then drain in-flight calls, then stop."""
@@ -77,6 +79,9 @@ class RunningServer:
         self.component.stop()
         if self.metrics is not None:
             self.metrics.close()
+        if self.health_server is not None:
+            # Last: a probe sees NOT_SERVING through the drain, then the port closes.
+            self.health_server.stop(None).wait()
 
 
 def _tolerant(deserialize: Callable[[bytes], Any]) -> Callable[[bytes], Any]:
@@ -118,9 +123,11 @@ class AddressUnavailable(ConfigError):
     """A server cannot listen where it was told to: another process holds the address, or the
     address is not this host's. Raised before the server takes any call."""
 
-    def __init__(self, address: str, reason: str) -> None:
+    def __init__(self, address: str, reason: str, variable: str | None = None) -> None:
         super().__init__(f"cannot listen on {address}: {reason}")
         self.address = address
+        # The setting that names the address when it is not the service's own LISTEN_ADDR.
+        self.variable = variable
 
 
 MAX_PORT = 65_535
@@ -232,6 +239,38 @@ def call_guard(settings: Settings) -> CallGuard:
     )
 
 
+def start_health_server(
+    settings: Settings, servicer: health.HealthServicer
+) -> tuple[grpc.Server, int] | None:
+    """HEALTH_LISTEN_ADDR: the same health statuses on a plaintext port of their own, which
+    asks no credentials and serves nothing else (probes that cannot present a client
+    certificate); reflection there describes the health service only. At most GRPC_HEALTH_WORKERS calls at once, like health on the main port.
+    None when the setting is unset; AddressUnavailable when the address is taken."""
+    address = settings.health_listen_addr
+    if not address:
+        return None
+    server = grpc.server(
+        futures.ThreadPoolExecutor(
+            max_workers=settings.grpc_health_workers, thread_name_prefix="grpc-health"
+        ),
+        options=[("grpc.so_reuseport", 0)],
+        maximum_concurrent_rpcs=settings.grpc_health_workers,
+    )
+    health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
+    # Reflection of the health service alone, so that grpcurl can ask without a .proto file.
+    reflection.enable_server_reflection((health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+    try:
+        port = server.add_insecure_port(address)
+    except RuntimeError:
+        port = 0
+    if port == 0:
+        raise AddressUnavailable(
+            address, "the address is taken or is not this host's", "HEALTH_LISTEN_ADDR"
+        )
+    server.start()
+    return server, port
+
+
 def start_server(settings: Settings, component: Component, listen_addr: str) -> RunningServer:
     workers = worker_count(settings)
     guard = call_guard(settings)
@@ -268,20 +307,34 @@ def start_server(settings: Settings, component: Component, listen_addr: str) -> 
     if port == 0:
         raise AddressUnavailable(listen_addr, "the address is taken or is not this host's")
     endpoint = None
-    if settings.metrics_addr:
-        try:
-            endpoint = component.metrics.serve(settings.metrics_addr)
-        except (OSError, ValueError, OverflowError) as error:
-            server.stop(None)
-            raise AddressUnavailable(settings.metrics_addr, f"METRICS_ADDR: {error}") from error
+    health_server = None
     try:
+        if settings.metrics_addr:
+            try:
+                endpoint = component.metrics.serve(settings.metrics_addr)
+            except (OSError, ValueError, OverflowError) as error:
+                raise AddressUnavailable(
+                    settings.metrics_addr, f"METRICS_ADDR: {error}", "METRICS_ADDR"
+                ) from error
+        health_server = start_health_server(settings, health_servicer)
         component.start(reporter)
     except BaseException:
+        server.stop(None)
         if endpoint is not None:
             endpoint.close()
+        if health_server is not None:
+            health_server[0].stop(None)
         raise
     server.start()
-    return RunningServer(server, port, health_servicer, component, guard, endpoint)
+    return RunningServer(
+        server,
+        port,
+        health_servicer,
+        component,
+        guard,
+        endpoint,
+        *(health_server or (None, None)),
+    )
 
 
 def serve_until_signalled(settings: Settings, component: Component, listen_addr: str) -> None:

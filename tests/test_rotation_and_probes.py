@@ -1,0 +1,264 @@
+"""Running under security as an orchestrator runs us: a plaintext health port for probes that
+cannot present a client certificate (HEALTH_LISTEN_ADDR), certificates and token files read
+again when they change, and channels that spread calls over every address a target resolves
+to. Real in-process servers on real sockets; certificates made here by services.common.certs."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import socket
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import grpc
+import pytest
+from energy.meter.v1 import meter_service_pb2, meter_service_pb2_grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+from services import client
+from services.common.certs import make_ca, make_cert
+from services.common.server import AddressUnavailable
+from tests.conftest import InProcessServer, start_in_process
+from tests.test_security import (  # the module's PKI fixture and helpers
+    DEVICE,
+    HANDSHAKE_TIMEOUT,
+    D,
+    Pki,
+    bearer,
+    code_of,
+    meter,
+    pki,  # noqa: F401 (a fixture)
+    servers,  # noqa: F401 (a fixture)
+    tls_channel,
+    wait_serving,
+)
+from tests.test_security import start as start_server_of
+
+pytestmark = pytest.mark.e2e
+
+METER_SERVICE = "energy.meter.v1.MeterService"
+SERVING = health_pb2.HealthCheckResponse.SERVING
+
+
+def health_status(channel: grpc.Channel, service: str = METER_SERVICE) -> int:
+    return (
+        health_pb2_grpc.HealthStub(channel)
+        .Check(health_pb2.HealthCheckRequest(service=service), timeout=HANDSHAKE_TIMEOUT)
+        .status
+    )
+
+
+def eventually(check: Callable[[], bool], timeout: float = 15.0) -> bool:
+    """True once `check()` is; False when `timeout` passes first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.1)
+    return check()
+
+
+# --- the health port ------------------------------------------------------------------------
+
+
+def test_health_port_answers_a_plaintext_probe_while_the_main_port_wants_a_certificate(
+    pki: Pki,  # noqa: F811
+    database_url: str,
+    servers: list[InProcessServer],  # noqa: F811
+) -> None:
+    server = start_server_of(
+        servers, "meter", database_url, health_listen_addr="127.0.0.1:0", **pki.server_settings()
+    )
+    health_port = server.running.health_port
+    assert health_port and health_port != server.running.port
+    with grpc.insecure_channel(f"127.0.0.1:{health_port}") as probe:
+        wait_serving(probe, METER_SERVICE)
+        assert health_status(probe) == SERVING
+        assert health_status(probe, "") == SERVING
+        # Health and nothing else: the service is not on this port, and reflection (for
+        # grpcurl) knows only health.
+        stub = meter_service_pb2_grpc.MeterServiceStub(probe)
+        request = meter_service_pb2.IngestReadingRequest(reading=meter(DEVICE, D))
+        assert code_of(lambda: stub.IngestReading(request, timeout=HANDSHAKE_TIMEOUT)) == (
+            grpc.StatusCode.UNIMPLEMENTED
+        )
+        reflect = reflection_pb2_grpc.ServerReflectionStub(probe).ServerReflectionInfo
+        listing = reflection_pb2.ServerReflectionRequest(list_services="")
+        [answer] = reflect(iter([listing]), timeout=HANDSHAKE_TIMEOUT)
+        assert sorted(s.name for s in answer.list_services_response.service) == [
+            "grpc.health.v1.Health",
+            "grpc.reflection.v1alpha.ServerReflection",
+        ]
+    # The main port still refuses a client without a certificate, and a plaintext one.
+    with tls_channel(server.target, pki.ca) as no_certificate:
+        assert code_of(lambda: health_status(no_certificate)) == grpc.StatusCode.UNAVAILABLE
+    with grpc.insecure_channel(server.target) as plaintext:
+        assert code_of(lambda: health_status(plaintext)) == grpc.StatusCode.UNAVAILABLE
+    with tls_channel(server.target, pki.ca, pki.operator) as operator:
+        assert health_status(operator) == SERVING
+
+    # Draining: the probe port says NOT_SERVING until the server is gone, then closes.
+    with grpc.insecure_channel(f"127.0.0.1:{health_port}") as probe:
+        watch = health_pb2_grpc.HealthStub(probe).Watch(
+            health_pb2.HealthCheckRequest(service=METER_SERVICE), timeout=30
+        )
+        assert next(watch).status == SERVING
+        servers.remove(server)
+        server.running.shutdown(5)
+        assert next(watch).status == health_pb2.HealthCheckResponse.NOT_SERVING
+    with grpc.insecure_channel(f"127.0.0.1:{health_port}") as probe:
+        assert code_of(lambda: health_status(probe)) == grpc.StatusCode.UNAVAILABLE
+
+
+def test_a_taken_health_port_is_refused_naming_the_setting(database_url: str) -> None:
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        taken = f"127.0.0.1:{holder.getsockname()[1]}"
+        with pytest.raises(AddressUnavailable) as refused:
+            start_in_process("meter", database_url, health_listen_addr=taken)
+    assert refused.value.variable == "HEALTH_LISTEN_ADDR"
+    assert refused.value.address == taken
+
+
+# --- certificates and tokens rotated under a running server ----------------------------------
+
+
+def replace_file(path: Path, data: bytes) -> None:
+    """As a Secret volume or a careful operator does: written aside, then renamed into place."""
+    aside = path.with_name(path.name + ".new")
+    aside.write_bytes(data)
+    os.replace(aside, path)
+
+
+def test_a_rotated_server_certificate_is_served_to_new_connections_without_a_restart(
+    pki: Pki,  # noqa: F811
+    database_url: str,
+    servers: list[InProcessServer],  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    old_ca, old_ca_key = make_ca("old server CA")
+    new_ca, new_ca_key = make_ca("new server CA")
+
+    def server_pem(ca: bytes, ca_key: bytes) -> tuple[bytes, bytes]:
+        return make_cert(ca, ca_key, "localhost", dns_names=["localhost"], server=True)
+
+    cert_file, key_file = tmp_path / "tls.crt", tmp_path / "tls.key"
+    old_cert, old_key = server_pem(old_ca, old_ca_key)
+    cert_file.write_bytes(old_cert)
+    key_file.write_bytes(old_key)
+    server = start_server_of(
+        servers,
+        "meter",
+        database_url,
+        tls_cert_file=str(cert_file),
+        tls_key_file=str(key_file),
+        tls_client_ca_file=str(pki.ca_file),
+    )
+    with tls_channel(server.target, old_ca, pki.operator) as before:
+        wait_serving(before, METER_SERVICE)
+        new_cert, new_key = server_pem(new_ca, new_ca_key)
+        replace_file(key_file, new_key)
+        replace_file(cert_file, new_cert)
+
+        def new_certificate_served() -> bool:
+            with tls_channel(server.target, new_ca, pki.operator) as after:
+                return code_of(lambda: health_status(after)) == grpc.StatusCode.OK
+
+        assert eventually(new_certificate_served)
+        # A client that trusts only the old CA can no longer connect...
+        with tls_channel(server.target, old_ca, pki.operator) as stale:
+            assert code_of(lambda: health_status(stale)) == grpc.StatusCode.UNAVAILABLE
+        # ...while the connection made before the rotation keeps working, and client
+        # certificates are still required.
+        assert health_status(before) == SERVING
+    with tls_channel(server.target, new_ca) as no_certificate:
+        assert code_of(lambda: health_status(no_certificate)) == grpc.StatusCode.UNAVAILABLE
+
+
+def token_table(tokens: dict[str, tuple[str, str]]) -> bytes:
+    return json.dumps(
+        {
+            hashlib.sha256(token.encode()).hexdigest(): {"principal": name, "role": role}
+            for token, (name, role) in tokens.items()
+        }
+    ).encode()
+
+
+def test_a_changed_token_file_counts_from_the_next_call_and_a_broken_one_is_ignored(
+    database_url: str,
+    servers: list[InProcessServer],  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    tokens = tmp_path / "tokens.json"
+    tokens.write_bytes(token_table({"tok-old": ("reader-old", "operator")}))
+    server = start_server_of(servers, "meter", database_url, auth_tokens_file=str(tokens))
+    request = meter_service_pb2.GetChargerStatusRequest(meter_id=DEVICE)
+
+    def code_for(token: str) -> grpc.StatusCode:
+        with server.channel() as channel:
+            stub = meter_service_pb2_grpc.MeterServiceStub(channel)
+            return code_of(
+                lambda: stub.GetChargerStatus(
+                    request, metadata=bearer(token), timeout=HANDSHAKE_TIMEOUT
+                )
+            )
+
+    # NOT_FOUND: the call was let in, and no charger has reported.
+    assert code_for("tok-old") == grpc.StatusCode.NOT_FOUND
+    assert code_for("tok-new") == grpc.StatusCode.UNAUTHENTICATED
+    # The old token is revoked and a new one issued.
+    replace_file(tokens, token_table({"tok-new": ("reader-new", "operator")}))
+    assert eventually(lambda: code_for("tok-new") == grpc.StatusCode.NOT_FOUND)
+    assert code_for("tok-old") == grpc.StatusCode.UNAUTHENTICATED
+    # A file that does not parse keeps the table in use (a half-written file must not lock
+    # everyone out, nor let anyone in).
+    replace_file(tokens, b'{"not": "a token table"')
+    time.sleep(1.5)  # past the re-check interval (1 s)
+    assert code_for("tok-new") == grpc.StatusCode.NOT_FOUND
+    assert code_for("tok-old") == grpc.StatusCode.UNAUTHENTICATED
+
+
+# --- every address of a target --------------------------------------------------------------
+
+
+def handled(server: InProcessServer, method: str) -> float:
+    value = server.running.component.metrics.registry.get_sample_value(
+        "grpc_server_handled_total",
+        {
+            "grpc_type": "unary",
+            "grpc_service": METER_SERVICE,
+            "grpc_method": method,
+            "grpc_code": "NOT_FOUND",
+        },
+    )
+    return value or 0.0
+
+
+def test_a_channel_spreads_calls_over_every_address_of_its_target(
+    database_url: str,
+    servers: list[InProcessServer],  # noqa: F811
+) -> None:
+    """AnalyticsService dials METER_TARGET and VEHICLE_TARGET with client.channel: with a
+    dns:/// target naming every pod of a headless Service, each pod gets calls. Two servers
+    behind one target (the ipv4: scheme lists both, as DNS would)."""
+    first = start_server_of(servers, "meter", database_url)
+    second = start_server_of(servers, "meter", database_url)
+    target = f"ipv4:{first.target},{second.target}"
+    request = meter_service_pb2.GetChargerStatusRequest(meter_id=DEVICE)
+    with client.channel(target) as channel:
+        grpc.channel_ready_future(channel).result(timeout=HANDSHAKE_TIMEOUT)
+        stub = meter_service_pb2_grpc.MeterServiceStub(channel)
+        for _ in range(20):
+            assert code_of(lambda: stub.GetChargerStatus(request, timeout=10)) == (
+                grpc.StatusCode.NOT_FOUND
+            )
+    counts = [handled(server, "GetChargerStatus") for server in (first, second)]
+    # round_robin: the 20 calls alternate between the two ready connections. Both must be
+    # connected first for an exact split; allow one call's slack for the second to come up.
+    assert sum(counts) == 20
+    assert min(counts) >= 9, counts
