@@ -244,8 +244,9 @@ def start_health_server(
 ) -> tuple[grpc.Server, int] | None:
     """HEALTH_LISTEN_ADDR: the same health statuses on a plaintext port of their own, which
     asks no credentials and serves nothing else (probes that cannot present a client
-    certificate); reflection there describes the health service only. At most GRPC_HEALTH_WORKERS calls at once, like health on the main port.
-    None when the setting is unset; AddressUnavailable when the address is taken."""
+    certificate); reflection there describes the health service only. At most
+    GRPC_HEALTH_WORKERS calls at once, like health on the main port. None when the setting is
+    unset; AddressUnavailable when the address is taken."""
     address = settings.health_listen_addr
     if not address:
         return None
