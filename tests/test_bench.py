@@ -71,5 +71,12 @@ def test_quick_benchmark_reports_every_measurement(postgres_url, tmp_path):
     growth = results["growth"]
     assert growth["first_per_s"] > 0 and growth["after_per_s"] > 0
     assert growth["history_rows"] >= 2_000_000 + growth["first_readings"] + growth["after_readings"]
+    observability = results["observability"]
+    assert observability["runs"] == 1
+    for key in ("stream_off_per_s", "stream_on_per_s", "unary_off_per_s", "unary_on_per_s"):
+        assert len(observability[key]) == 1 and observability[key][0] > 0, key
+    assert observability["stream_ratio"] > 0 and observability["unary_ratio"] > 0
+    # Tracing was on: the services' spans reached the receiver (flushed as they stopped).
+    assert observability["spans"] > 0
     assert results["machine"]["cpus"] and results["machine"]["postgresql"]
     assert "| ingest: recorded IngestReadings streams from the loader process" in result.stdout

@@ -14,6 +14,7 @@ from services.common.metrics import ServiceMetrics
 from services.common.security import Authorizer, channel_credentials
 from services.common.server import HealthReporter
 from services.common.timeconv import MICROS
+from services.common.tracing import Tracing
 
 SERVICE_NAME = analytics_service_pb2.DESCRIPTOR.services_by_name["AnalyticsService"].full_name
 
@@ -23,16 +24,20 @@ class AnalyticsComponent:
 
     def __init__(self, settings: Settings) -> None:
         self.metrics = ServiceMetrics("analytics")
+        self.tracing = Tracing.from_settings(settings, "analytics")
         # Made once; they connect lazily, reconnect on their own and retry UNAVAILABLE.
         credentials = channel_credentials(settings)
         self._channels = [
             client.channel(settings.vehicle_target, credentials),
             client.channel(settings.meter_target, credentials),
         ]
-        # Each downstream call counted and timed (grpc_client_* metrics).
+        # Each downstream call counted and timed (grpc_client_* metrics) and, with tracing on,
+        # a client span whose context the call carries to the other service.
         timed = [
             grpc.intercept_channel(c, self.metrics.client_interceptor()) for c in self._channels
         ]
+        if self.tracing is not None:
+            timed = [self.tracing.traced_channel(c) for c in timed]
         performance = VehiclePerformanceService(
             Downstream(*timed),
             session_gap_us=round(settings.session_gap_seconds * MICROS),

@@ -8,6 +8,7 @@ import json
 import os
 import platform
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -50,6 +51,7 @@ class Plan:
     long_window_days: int
     long_window_vehicles: int
     long_window_calls: int
+    observability_runs: int
 
 
 QUICK = Plan(
@@ -73,6 +75,7 @@ QUICK = Plan(
     long_window_days=3,
     long_window_vehicles=2,
     long_window_calls=10,
+    observability_runs=1,
 )
 FULL = Plan(
     chargers=10_000,
@@ -95,6 +98,7 @@ FULL = Plan(
     long_window_days=31,
     long_window_vehicles=10,
     long_window_calls=200,
+    observability_runs=3,
 )
 DAY_START_US = 1_770_681_600 * 1_000_000  # 2026-02-10T00:00:00Z
 # The growth phase's loads: days after everything else, its filled history the days before.
@@ -334,6 +338,19 @@ def benchmark(server_url: str, plan: Plan, skip: set[str]) -> dict[str, Any]:
                 start_micros=DAY_START_US - 72 * 60 * MINUTE_US,
             )
             results["fleet"] = asdict(fleet)
+        if "observability" not in skip:
+            # Last: it empties the database before each of its runs.
+            results["observability"] = asdict(
+                phases.observability_cost(
+                    database_url,
+                    hour,
+                    plan.streams,
+                    runs=plan.observability_runs,
+                    unary_in_flight=max(plan.unary_in_flight),
+                    unary_seconds=plan.unary_seconds,
+                    first_second=(DAY_START_US - 8 * 24 * 60 * MINUTE_US) // 1_000_000,
+                )
+            )
     finally:
         for service in services:
             service.terminate(60)
@@ -514,6 +531,21 @@ def table(results: dict[str, Any]) -> str:
                     f"{idle['p50_ms']:.1f} / {idle['p99_ms']:.1f} ms → "
                     f"{loaded['p50_ms']:.1f} / {loaded['p99_ms']:.1f} ms "
                     f"({loaded['errors'] + idle['errors']} errors)",
+                )
+            )
+    if "observability" in results:
+        o = results["observability"]
+        for measured, key, unit in (
+            ("streamed readings", "stream", "readings/s"),
+            (f"unary IngestReading, {o['unary_in_flight']} in flight", "unary", "calls/s"),
+        ):
+            off, on = o[f"{key}_off_per_s"], o[f"{key}_on_per_s"]
+            rows.append(
+                (
+                    f"observability: {measured}, metrics + traces + access log off → on "
+                    f"({o['runs']} runs each, medians)",
+                    f"{statistics.median(off):,.0f} → {statistics.median(on):,.0f} {unit}, "
+                    f"ratio {o[f'{key}_ratio']:.3f}",
                 )
             )
     width = max(len(r[0]) for r in rows)

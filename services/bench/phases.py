@@ -35,6 +35,7 @@ from services import launcher
 from services.analytics.correlation import ChargerSpan, Consumption, Session
 from services.analytics.downstream import Downstream
 from services.analytics.service import VehiclePerformanceService
+from services.bench.otlp import SpanReceiver
 from services.common.config import Settings
 from services.common.database import create_engine
 from services.common.group_commit import ReadingTable
@@ -331,6 +332,76 @@ def load(path: Path, meter: ServiceProcess, vehicle: ServiceProcess, streams: in
         loader_cpu_us=sent["cpu_seconds"] * per_reading,
         services_cpu_us=services_cpu_s * per_reading,
         postgres_cpu_us=postgres_cpu_s * per_reading,
+    )
+
+
+@dataclass
+class ObservabilityCost:
+    """Ingestion with metrics (METRICS_ADDR), traces (to an OTLP receiver in this process)
+    and the access log all on, against all off: the recording streamed (readings/s) and unary
+    IngestReading calls (calls/s, `unary_in_flight` in flight) into freshly started services
+    on an emptied database, off and on alternately `runs` times each; the ratios are of the
+    medians (on / off), and `spans` is how many spans the receiver got."""
+
+    runs: int
+    stream_off_per_s: list[float]
+    stream_on_per_s: list[float]
+    stream_ratio: float
+    unary_in_flight: int
+    unary_off_per_s: list[float]
+    unary_on_per_s: list[float]
+    unary_ratio: float
+    spans: int
+
+
+def observability_cost(
+    database_url: str,
+    path: Path,
+    streams: int,
+    *,
+    runs: int,
+    unary_in_flight: int,
+    unary_seconds: float,
+    first_second: int,
+) -> ObservabilityCost:
+    receiver = SpanReceiver()
+    configurations = {
+        "off": {"DATABASE_URL": database_url, "ACCESS_LOG_LINES_PER_SECOND": "0"},
+        "on": {
+            "DATABASE_URL": database_url,
+            "METRICS_ADDR": "127.0.0.1:0",
+            "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
+        },
+    }
+    stream: dict[str, list[float]] = {"off": [], "on": []}
+    calls: dict[str, list[float]] = {"off": [], "on": []}
+    try:
+        for _ in range(runs):
+            for name, env in configurations.items():
+                truncate(database_url)
+                meter = launcher.start_serving("meter", env)
+                vehicle = launcher.start_serving("vehicle", env)
+                try:
+                    stream[name].append(load(path, meter, vehicle, streams).per_s)
+                    calls[name].append(
+                        unary(
+                            meter.target, meter.pid, unary_in_flight, unary_seconds, first_second
+                        ).per_s
+                    )
+                finally:
+                    launcher.terminate_all([meter, vehicle], 60)
+    finally:
+        receiver.stop()
+    return ObservabilityCost(
+        runs=runs,
+        stream_off_per_s=stream["off"],
+        stream_on_per_s=stream["on"],
+        stream_ratio=statistics.median(stream["on"]) / statistics.median(stream["off"]),
+        unary_in_flight=unary_in_flight,
+        unary_off_per_s=calls["off"],
+        unary_on_per_s=calls["on"],
+        unary_ratio=statistics.median(calls["on"]) / statistics.median(calls["off"]),
+        spans=len(receiver.received()),
     )
 
 

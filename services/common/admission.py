@@ -34,6 +34,7 @@ from typing import Any
 
 import grpc
 
+from services.common import access
 from services.common.audit import REFUSALS, HandlerMemo, handler_kind
 from services.common.errors import DomainError, Unauthenticated
 from services.common.security import Authorizer, Principal
@@ -308,6 +309,7 @@ class CallGuard(grpc.ServerInterceptor):
                 ]
             full = self.counters.acquire(keys)
             name = principal.name if principal is not None else None
+            access.note_principal(name)
             if full is not None:
                 reason = (
                     f"too many concurrent calls ({_LIMIT_NAMES[full[0]]}"

@@ -99,13 +99,14 @@ def _with_name(handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHan
     return handler._replace(**{kind: _named(getattr(handler, kind), method)})
 
 
-class RefusalLog:
-    """A token bucket in front of the audit logger: `burst` lines at once, then `per_second`."""
+class LineBudget:
+    """A token bucket in front of a log: `burst` lines at once, then `per_second`; `take()`
+    says whether a line may be written and how many were left out since the last one."""
 
     def __init__(
         self,
-        per_second: float = 10.0,
-        burst: int = 50,
+        per_second: float,
+        burst: int,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._per_second = per_second
@@ -115,6 +116,31 @@ class RefusalLog:
         self._last = clock()
         self._suppressed = 0
         self._lock = threading.Lock()
+
+    def take(self) -> int | None:
+        """None when over the rate (counted as left out); else the lines left out before."""
+        with self._lock:
+            now = self._clock()
+            self._tokens = min(self._burst, self._tokens + (now - self._last) * self._per_second)
+            self._last = now
+            if self._tokens < 1:
+                self._suppressed += 1
+                return None
+            self._tokens -= 1
+            suppressed, self._suppressed = self._suppressed, 0
+            return suppressed
+
+
+class RefusalLog:
+    """The audit lines of refused calls, `burst` at once, then `per_second`."""
+
+    def __init__(
+        self,
+        per_second: float = 10.0,
+        burst: int = 50,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._budget = LineBudget(per_second, burst, clock)
 
     def refused(
         self,
@@ -126,15 +152,9 @@ class RefusalLog:
         principal: str | None,
     ) -> bool:
         """Logs one refused call unless over the rate; True when a line was written."""
-        with self._lock:
-            now = self._clock()
-            self._tokens = min(self._burst, self._tokens + (now - self._last) * self._per_second)
-            self._last = now
-            if self._tokens < 1:
-                self._suppressed += 1
-                return False
-            self._tokens -= 1
-            suppressed, self._suppressed = self._suppressed, 0
+        suppressed = self._budget.take()
+        if suppressed is None:
+            return False
         log.warning(
             "call refused",
             extra={

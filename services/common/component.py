@@ -22,6 +22,7 @@ from services.common.partitions import DailyPartitions
 from services.common.reads import ReadGate
 from services.common.rollups import Rollups
 from services.common.server import HealthReporter
+from services.common.tracing import Tracing
 from services.common.validation import BatchValidator, ReadingRules
 
 log = logging.getLogger(__name__)
@@ -103,9 +104,11 @@ class DatabaseComponent:
         allow_unsafe_commit: bool = False,
         probe_timeout: float = 2.0,
         metrics: ServiceMetrics | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         self.service_name = service_name
         self.metrics = metrics or ServiceMetrics(service_name.split(".")[1])
+        self.tracing = tracing
         self._probe_timeout = probe_timeout
         self._allow_unsafe_commit = allow_unsafe_commit
         self.engine = engine

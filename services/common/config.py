@@ -155,6 +155,10 @@ class Settings:
     # no credentials asked: for probes that cannot present a client certificate (kubelet's gRPC
     # probes under mutual TLS). Off when empty.
     health_listen_addr: str = ""
+    # Traces over OTLP/gRPC to this collector (e.g. http://otel-collector:4317); off when empty.
+    otel_exporter_otlp_endpoint: str = ""
+    # The access log: at most this many call lines a second per process; 0 turns it off.
+    access_log_lines_per_second: float = 100.0
 
     log_level: str = "INFO"
 
@@ -207,6 +211,7 @@ class Settings:
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{_env_name(name)} must be positive, got {getattr(self, name)}")
         not_negative = (
+            "access_log_lines_per_second",
             "grpc_max_workers",
             "max_calls_per_principal",
             "max_calls_per_peer",

@@ -43,6 +43,8 @@ from prometheus_client import (
     start_http_server,
 )
 
+from services.common import access
+from services.common.access import call_code
 from services.common.audit import HandlerMemo
 
 # No `*_created` series beside each counter and histogram: nothing here reads them.
@@ -193,6 +195,7 @@ class ServiceMetrics:
         ):
             if count:
                 self._readings.labels(self.service, outcome).inc(count)
+        access.note_readings(accepted + duplicates + conflicts + rejected)
 
     def count_rejections(self, fields: Iterable[str]) -> None:
         for field in fields:
@@ -219,30 +222,16 @@ class ServiceMetrics:
             code = "UNKNOWN"  # an exception our handlers did not turn into a status
             try:
                 answer = behavior(request, context)
-                code = _code_name(context, "OK")
+                code = call_code(context, raised=False)
                 return answer
             except Exception:
-                code = _code_name(context, _ended_by_client(context))
+                code = call_code(context, raised=True)
                 raise
             finally:
                 handled.labels(*labels, code).inc()
                 seconds.observe(time.perf_counter() - began)
 
         return timed
-
-
-def _ended_by_client(context: grpc.ServicerContext) -> str:
-    """The code of a call that raised with none set: the client cancelled it or its deadline
-    passed (reading the request stream then raises), or else a fault of ours."""
-    if context.is_active():
-        return "UNKNOWN"
-    remaining = context.time_remaining()
-    return "DEADLINE_EXCEEDED" if remaining is not None and remaining <= 0 else "CANCELLED"
-
-
-def _code_name(context: grpc.ServicerContext, default: str) -> str:
-    code = context.code()
-    return default if code is None else code.name
 
 
 class _Timing(grpc.ServerInterceptor):

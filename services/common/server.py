@@ -18,6 +18,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from services.common.access import AccessLog
 from services.common.admission import CallGuard, IdleWatchdog, pool_size
 from services.common.audit import HandlerMemo, MethodNames
 from services.common.config import Settings
@@ -25,6 +26,7 @@ from services.common.errors import ConfigError, Undecodable
 from services.common.logs import capture_stderr_as_json
 from services.common.metrics import MetricsEndpoint, ServiceMetrics
 from services.common.security import Authorizer, server_credentials
+from services.common.tracing import Tracing
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +36,7 @@ class Component(Protocol):
 
     service_name: str  # full proto name, e.g. energy.meter.v1.MeterService
     metrics: ServiceMetrics
+    tracing: Tracing | None  # None when OTEL_EXPORTER_OTLP_ENDPOINT is unset
 
     def register(self, server: grpc.Server) -> None: ...
 
@@ -77,6 +80,8 @@ class RunningServer:
         if self.guard is not None:
             self.guard.watchdog.stop()
         self.component.stop()
+        if self.component.tracing is not None:
+            self.component.tracing.shutdown()
         if self.metrics is not None:
             self.metrics.close()
         if self.health_server is not None:
@@ -272,6 +277,21 @@ def start_health_server(
     return server, port
 
 
+def call_interceptors(
+    settings: Settings, component: Component, guard: CallGuard
+) -> list[grpc.ServerInterceptor]:
+    """Outermost first. Metrics count every call, those the guard refuses too; the span (when
+    tracing is on) is current for all the rest, so the access line and every line the call
+    logs carry its trace id; the guard admits, then the handlers run with their method's
+    name known and requests that do not decode answered INVALID_ARGUMENT."""
+    interceptors: list[grpc.ServerInterceptor] = [component.metrics.interceptor()]
+    if component.tracing is not None:
+        interceptors.append(component.tracing.server_interceptor())
+    if settings.access_log_lines_per_second > 0:
+        interceptors.append(AccessLog(settings.access_log_lines_per_second))
+    return [*interceptors, guard, MethodNames(), UndecodableRequests()]
+
+
 def start_server(settings: Settings, component: Component, listen_addr: str) -> RunningServer:
     workers = worker_count(settings)
     guard = call_guard(settings)
@@ -281,13 +301,7 @@ def start_server(settings: Settings, component: Component, listen_addr: str) -> 
         # CallGuard admits business calls up to GRPC_MAX_CONCURRENT_RPCS and health up to
         # GRPC_HEALTH_WORKERS; grpc's own limit, at the pool's size, is only a backstop.
         maximum_concurrent_rpcs=workers,
-        # Metrics outermost: the calls the guard refuses are counted too.
-        interceptors=[
-            component.metrics.interceptor(),
-            guard,
-            MethodNames(),
-            UndecodableRequests(),
-        ],
+        interceptors=call_interceptors(settings, component, guard),
     )
     component.register(server)
     health_servicer = health.HealthServicer(experimental_non_blocking=True)

@@ -20,6 +20,7 @@ from services.common.metrics import ServiceMetrics
 from services.common.reads import ReadGate
 from services.common.rollups import Rollups
 from services.common.security import Authorizer
+from services.common.tracing import Tracing
 from services.readings.kind import ReadingKind
 from services.readings.repository import StatusRepository, reading_table
 from services.readings.service import ReadingService
@@ -76,4 +77,5 @@ def build_reading_component(
         allow_unsafe_commit=settings.allow_unsafe_commit,
         probe_timeout=settings.db_connect_timeout_seconds,
         metrics=metrics,
+        tracing=Tracing.from_settings(settings, kind.service),
     )
