@@ -412,10 +412,14 @@ def test_metrics_port_and_scrape_annotations(service: str) -> None:
     assert annotations.get("prometheus.io/path", "/metrics") == "/metrics", annotations
 
 
-@pytest.mark.parametrize("variable", sorted(TARGETS))
-def test_analytics_dials_every_pod_through_a_headless_service(variable: str) -> None:
-    _, analytics = serving("analytics")
-    target = env_of(analytics).get(variable, "")
+@pytest.mark.parametrize(
+    ("client", "variable"),
+    [*(("analytics", variable) for variable in sorted(TARGETS)), ("ocpp", "METER_TARGET")],
+)
+def test_every_pod_is_dialled_through_a_headless_service(client: str, variable: str) -> None:
+    """AnalyticsService and the OCPP gateway balance round_robin over what DNS answers."""
+    _, dialling = serving(client)
+    target = env_of(dialling).get(variable, "")
     assert target.startswith("dns:///"), f"{variable}={target!r}: want a dns:/// target"
     host, port = host_port(target)
     name, _, rest = host.partition(".")
@@ -434,15 +438,6 @@ def test_analytics_dials_every_pod_through_a_headless_service(variable: str) -> 
     # The server certificate must carry the name dialled (no TLS server name override).
     assert host in kustomization_comment(), f"kustomization.yaml does not say {host} is a SAN"
     assert host in readme_deploy_section(), f"README (Deploy) does not say {host} is a SAN"
-
-
-def test_the_gateway_dials_meterservice_by_its_clusterip_service() -> None:
-    """Its channel does not balance round_robin: one address, the Service's."""
-    _, gateway = serving("ocpp")
-    host, port = host_port(env_of(gateway)["METER_TARGET"])
-    service = named("Service", host.split(".")[0])
-    assert service["spec"].get("clusterIP") != "None", host
-    assert port == PORTS["meter"]
 
 
 def test_every_replicated_deployment_has_a_disruption_budget() -> None:

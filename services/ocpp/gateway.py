@@ -19,6 +19,7 @@ import concurrent.futures
 import hashlib
 import hmac
 import itertools
+import json
 import logging
 import re
 import secrets
@@ -98,7 +99,10 @@ def reading_message(reading: Reading) -> meter_pb2.MeterReading:
 
 # After MeterService restarts, the channel reconnects within a second or two (gRPC's default
 # backoff grows towards two minutes, all the while every charger's values answered CALLERROR).
+# round_robin: every address the target resolves to gets calls (a dns:/// target of a headless
+# Service names every MeterService pod), as AnalyticsService's channels do.
 CHANNEL_OPTIONS = (
+    ("grpc.service_config", json.dumps({"loadBalancingConfig": [{"round_robin": {}}]})),
     ("grpc.initial_reconnect_backoff_ms", 200),
     ("grpc.min_reconnect_backoff_ms", 200),
     ("grpc.max_reconnect_backoff_ms", 2000),
