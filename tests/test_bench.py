@@ -73,9 +73,11 @@ def test_quick_benchmark_reports_every_measurement(postgres_url, tmp_path):
     assert growth["history_rows"] >= 2_000_000 + growth["first_readings"] + growth["after_readings"]
     observability = results["observability"]
     assert observability["runs"] == 1
-    for key in ("stream_off_per_s", "stream_on_per_s", "unary_off_per_s", "unary_on_per_s"):
-        assert len(observability[key]) == 1 and observability[key][0] > 0, key
-    assert observability["stream_ratio"] > 0 and observability["unary_ratio"] > 0
+    for key in ("stream", "unary"):
+        rates = observability[f"{key}_per_s"]
+        assert set(rates) == {"off", "on", "sampled"}
+        assert all(len(values) == 1 and values[0] > 0 for values in rates.values()), rates
+        assert observability[f"{key}_ratio"]["off"] == 1.0
     # Tracing was on: the services' spans reached the receiver (flushed as they stopped).
     assert observability["spans"] > 0
     assert results["machine"]["cpus"] and results["machine"]["postgresql"]

@@ -539,13 +539,13 @@ def table(results: dict[str, Any]) -> str:
             ("streamed readings", "stream", "readings/s"),
             (f"unary IngestReading, {o['unary_in_flight']} in flight", "unary", "calls/s"),
         ):
-            off, on = o[f"{key}_off_per_s"], o[f"{key}_on_per_s"]
+            rates = {name: statistics.median(v) for name, v in o[f"{key}_per_s"].items()}
             rows.append(
                 (
                     f"observability: {measured}, metrics + traces + access log off → on "
-                    f"({o['runs']} runs each, medians)",
-                    f"{statistics.median(off):,.0f} → {statistics.median(on):,.0f} {unit}, "
-                    f"ratio {o[f'{key}_ratio']:.3f}",
+                    f"(every call traced) / sampled (1 %), {o['runs']} runs each, medians",
+                    f"{rates['off']:,.0f} → {rates['on']:,.0f} / {rates['sampled']:,.0f} {unit}, "
+                    f"ratios {o[f'{key}_ratio']['on']:.3f} / {o[f'{key}_ratio']['sampled']:.3f}",
                 )
             )
     width = max(len(r[0]) for r in rows)

@@ -340,17 +340,17 @@ class ObservabilityCost:
     """Ingestion with metrics (METRICS_ADDR), traces (to an OTLP receiver in this process)
     and the access log all on, against all off: the recording streamed (readings/s) and unary
     IngestReading calls (calls/s, `unary_in_flight` in flight) into freshly started services
-    on an emptied database, off and on alternately `runs` times each; the ratios are of the
-    medians (on / off), and `spans` is how many spans the receiver got."""
+    on an emptied database, `runs` times each, the configurations in turn (their order reversed
+    every other run). `on` traces every call (the SDK's default sampler), `sampled` one root
+    call in a hundred (OTEL_TRACES_SAMPLER=parentbased_traceidratio, 0.01). Ratios are of the
+    medians, against `off`; `spans` is how many spans the receiver got."""
 
     runs: int
-    stream_off_per_s: list[float]
-    stream_on_per_s: list[float]
-    stream_ratio: float
     unary_in_flight: int
-    unary_off_per_s: list[float]
-    unary_on_per_s: list[float]
-    unary_ratio: float
+    stream_per_s: dict[str, list[float]]
+    unary_per_s: dict[str, list[float]]
+    stream_ratio: dict[str, float]
+    unary_ratio: dict[str, float]
     spans: int
 
 
@@ -365,20 +365,28 @@ def observability_cost(
     first_second: int,
 ) -> ObservabilityCost:
     receiver = SpanReceiver()
+    on = {
+        "DATABASE_URL": database_url,
+        "METRICS_ADDR": "127.0.0.1:0",
+        "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
+    }
     configurations = {
         "off": {"DATABASE_URL": database_url, "ACCESS_LOG_LINES_PER_SECOND": "0"},
-        "on": {
-            "DATABASE_URL": database_url,
-            "METRICS_ADDR": "127.0.0.1:0",
-            "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
+        "on": on,
+        "sampled": {
+            **on,
+            "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+            "OTEL_TRACES_SAMPLER_ARG": "0.01",
         },
     }
-    stream: dict[str, list[float]] = {"off": [], "on": []}
-    calls: dict[str, list[float]] = {"off": [], "on": []}
+    stream: dict[str, list[float]] = {name: [] for name in configurations}
+    calls: dict[str, list[float]] = {name: [] for name in configurations}
     try:
-        for _ in range(runs):
-            for name, env in configurations.items():
+        for run in range(runs):
+            names = list(configurations)
+            for name in names if run % 2 == 0 else names[::-1]:
                 truncate(database_url)
+                env = configurations[name]
                 meter = launcher.start_serving("meter", env)
                 vehicle = launcher.start_serving("vehicle", env)
                 try:
@@ -392,15 +400,18 @@ def observability_cost(
                     launcher.terminate_all([meter, vehicle], 60)
     finally:
         receiver.stop()
+
+    def ratios(rates: dict[str, list[float]]) -> dict[str, float]:
+        base = statistics.median(rates["off"])
+        return {name: statistics.median(values) / base for name, values in rates.items()}
+
     return ObservabilityCost(
         runs=runs,
-        stream_off_per_s=stream["off"],
-        stream_on_per_s=stream["on"],
-        stream_ratio=statistics.median(stream["on"]) / statistics.median(stream["off"]),
         unary_in_flight=unary_in_flight,
-        unary_off_per_s=calls["off"],
-        unary_on_per_s=calls["on"],
-        unary_ratio=statistics.median(calls["on"]) / statistics.median(calls["off"]),
+        stream_per_s=stream,
+        unary_per_s=calls,
+        stream_ratio=ratios(stream),
+        unary_ratio=ratios(calls),
         spans=len(receiver.received()),
     )
 

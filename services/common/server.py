@@ -280,13 +280,16 @@ def start_health_server(
 def call_interceptors(
     settings: Settings, component: Component, guard: CallGuard
 ) -> list[grpc.ServerInterceptor]:
-    """Outermost first. Metrics count every call, those the guard refuses too; the span (when
-    tracing is on) is current for all the rest, so the access line and every line the call
-    logs carry its trace id; the guard admits, then the handlers run with their method's
-    name known and requests that do not decode answered INVALID_ARGUMENT."""
-    interceptors: list[grpc.ServerInterceptor] = [component.metrics.interceptor()]
+    """Outermost first. The span (when tracing is on) is current for all the rest, so the
+    access line and every line the call logs carry its trace id; it is outermost because the
+    instrumentation makes a new handler for every call, and an interceptor outside it would
+    have to wrap that handler anew each time (HandlerMemo). Metrics count every call, those the
+    guard refuses too; the guard admits, then the handlers run with their method's name known
+    and requests that do not decode answered INVALID_ARGUMENT."""
+    interceptors: list[grpc.ServerInterceptor] = []
     if component.tracing is not None:
         interceptors.append(component.tracing.server_interceptor())
+    interceptors.append(component.metrics.interceptor())
     if settings.access_log_lines_per_second > 0:
         interceptors.append(AccessLog(settings.access_log_lines_per_second))
     return [*interceptors, guard, MethodNames(), UndecodableRequests()]
