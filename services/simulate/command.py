@@ -22,7 +22,7 @@ from services.common.errors import ConfigError
 from services.common.security import channel_credentials
 from services.simulate import recording
 from services.simulate.feed import STREAM_READINGS, FeedResult, Progress, feed
-from services.simulate.fleet import MINUTE_US, Fleet, FleetConfig
+from services.simulate.fleet import MAX_DEGRADATION, MINUTE_US, Faults, Fleet, FleetConfig
 
 # The default run: small enough to finish within a minute on a 2-core machine that also runs
 # the services and PostgreSQL (a day of 200 chargers and 200 vehicles: 576,000 readings).
@@ -53,6 +53,20 @@ def _positive_float(text: str) -> float:
     value = float(text)
     if not value > 0:
         raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+    return value
+
+
+def _count(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative, got {value}")
+    return value
+
+
+def _points(text: str) -> float:
+    value = float(text)
+    if not 0 < value <= MAX_DEGRADATION:
+        raise argparse.ArgumentTypeError(f"must be in (0, {MAX_DEGRADATION}], got {text}")
     return value
 
 
@@ -119,6 +133,43 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "sending them (a load to replay without generating it while it is timed; the format "
         "is in services/simulate/recording.py; default: send them)",
     )
+    faults = simulate.add_argument_group(
+        "faults",
+        "field faults in some entities' readings, for a report to find. The faulty chargers "
+        "and vehicles are drawn from --seed and the fleet's size (spread over the fleet) and "
+        "named in the summary",
+    )
+    faults.add_argument(
+        "--degrading-chargers",
+        type=_count,
+        default=0,
+        metavar="N",
+        help="N chargers whose efficiency falls linearly over the run from their own to their "
+        "own minus --degradation at its end: they draw AC = DC / (the efficiency of the minute)",
+    )
+    faults.add_argument(
+        "--degradation",
+        type=_points,
+        default=0.06,
+        metavar="POINTS",
+        help=f"efficiency a degrading charger has lost by the run's end, in (0, {MAX_DEGRADATION}]",
+    )
+    faults.add_argument(
+        "--silent-chargers",
+        type=_count,
+        default=0,
+        metavar="N",
+        help="N chargers, none of them degrading, that report no meter reading from halfway "
+        "through the run (their vehicles still charge and report DC under their id)",
+    )
+    faults.add_argument(
+        "--misnamed-chargers",
+        type=_count,
+        default=0,
+        metavar="N",
+        help="N vehicles that report every charger they use under its id in lower case "
+        "(chg-00042 for CHG-00042) for the whole run",
+    )
     simulate.set_defaults(handler=run)
 
 
@@ -177,7 +228,77 @@ def grpcurl_line(
     return line, end_us - start_us > MAX_WINDOW_US
 
 
-def _summary(result: FeedResult, settings: Settings, start_us: int) -> None:
+def _minute(micros: int) -> str:
+    return datetime.fromtimestamp(micros / 1e6, UTC).strftime("%Y-%m-%dT%H:%MZ")
+
+
+def fault_lines(fleet: Fleet) -> list[str]:
+    """The summary's lines naming the faulty chargers and vehicles, one per fault in use."""
+    config, faults = fleet.config, fleet.faults
+    lines = []
+    if faults.degrading:
+        last = config.minutes - 1
+        lines.append(
+            f"degrading chargers (efficiency falling linearly by {faults.degradation:g} from "
+            f"{_minute(config.start_us)} to {_minute(config.start_us + last * MINUTE_US)}): "
+            + ", ".join(
+                f"{fleet.charger_ids[c]} {fleet.efficiency_at(c, 0):.4f} to "
+                f"{fleet.efficiency_at(c, last):.4f}"
+                for c in faults.degrading
+            )
+        )
+    if faults.silent:
+        silent_us = config.start_us + faults.silent_from * MINUTE_US
+        lines.append(
+            f"silent chargers (no meter readings from {_minute(silent_us)}, minute "
+            f"{faults.silent_from} of {config.minutes}; their vehicles still report): "
+            + ", ".join(fleet.charger_ids[c] for c in faults.silent)
+        )
+    if faults.misnamed:
+        lines.append(
+            "misnamed chargers (vehicles reporting their chargers' ids in lower case): "
+            + ", ".join(fleet.vehicle_ids[v] for v in faults.misnamed)
+        )
+    return lines
+
+
+def _check_faults(args: argparse.Namespace) -> Faults:
+    """The faults the options ask for, or a ConfigError naming the option that does not fit."""
+    if args.ocpp:
+        if args.degrading_chargers or args.silent_chargers or args.misnamed_chargers:
+            raise ConfigError(
+                "--degrading-chargers, --silent-chargers and --misnamed-chargers do not apply "
+                "to --ocpp: its charge points send registers of their own, not the fleet's"
+            )
+        return Faults()
+    for option, count in (
+        ("--degrading-chargers", args.degrading_chargers),
+        ("--silent-chargers", args.silent_chargers),
+    ):
+        if count > args.chargers:
+            raise ConfigError(f"{option} must be at most --chargers ({args.chargers}), got {count}")
+    if args.degrading_chargers + args.silent_chargers > args.chargers:
+        raise ConfigError(
+            f"--degrading-chargers ({args.degrading_chargers}) and --silent-chargers "
+            f"({args.silent_chargers}) must add up to at most --chargers ({args.chargers}): "
+            "a charger that falls silent is not also a degrading one"
+        )
+    if args.misnamed_chargers > args.vehicles:
+        raise ConfigError(
+            f"--misnamed-chargers counts vehicles: it must be at most --vehicles "
+            f"({args.vehicles}), got {args.misnamed_chargers}"
+        )
+    return Faults(
+        degrading_chargers=args.degrading_chargers,
+        degradation=args.degradation,
+        silent_chargers=args.silent_chargers,
+        misnamed_chargers=args.misnamed_chargers,
+    )
+
+
+def _summary(
+    result: FeedResult, settings: Settings, start_us: int, faults: list[str] | None = None
+) -> None:
     for name, totals in (("meter", result.meter), ("vehicle", result.vehicle)):
         print(
             f"{name:<8} accepted {totals.accepted:>12,}  duplicates {totals.duplicates:>10,}  "
@@ -199,6 +320,8 @@ def _summary(result: FeedResult, settings: Settings, start_us: int) -> None:
         print(f"interrupted: {figures}; the rest was not sent or not acknowledged")
     else:
         print(figures)
+    for line in faults or ():
+        print(line)
     if result.charging is None or result.end_us is None:
         print("no vehicle reading was acknowledged: nothing to ask AnalyticsService about")
         return
@@ -248,6 +371,7 @@ def _run(args: argparse.Namespace, stop: threading.Event, abandon: threading.Eve
             f"--vehicles must be between 0 and --chargers ({args.chargers}): a vehicle only "
             f"uses the chargers of its own group of 20, got {args.vehicles}"
         )
+    faults = _check_faults(args)
     minutes = max(1, round(args.hours * 60))
     config = FleetConfig(
         chargers=args.chargers,
@@ -255,6 +379,7 @@ def _run(args: argparse.Namespace, stop: threading.Event, abandon: threading.Eve
         minutes=minutes,
         start_us=_start_us(args, minutes),
         seed=args.seed,
+        faults=faults,
     )
     fleet = Fleet(config)
     first = datetime.fromtimestamp(config.start_us / 1e6, UTC)
@@ -271,6 +396,8 @@ def _run(args: argparse.Namespace, stop: threading.Event, abandon: threading.Eve
             f"chargers and {config.vehicles:,} vehicles over {minutes:,} minutes from "
             f"{first:%Y-%m-%dT%H:%MZ} to {args.output}"
         )
+        for line in fault_lines(fleet):
+            print(line)
         return 0
     print(
         f"simulating {config.chargers:,} chargers and {config.vehicles:,} vehicles for "
@@ -295,7 +422,7 @@ def _run(args: argparse.Namespace, stop: threading.Event, abandon: threading.Eve
             stop=stop,
             abandon=abandon,
         )
-        _summary(result, settings, config.start_us)
+        _summary(result, settings, config.start_us, fault_lines(fleet))
     if result.interrupted:
         return INTERRUPTED
     failed = result.meter.errors or result.vehicle.errors

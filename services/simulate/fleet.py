@@ -27,7 +27,31 @@ noise from a random stream of its own. A group is always simulated whole: charge
 beyond the fleet's counts are simulated but do not report (a vehicle outside the fleet still
 draws power at its charger; a fleet vehicle at a charger outside the fleet is away). Hence,
 for one seed and one start, a reading (entity, minute) is the same whatever the fleet size,
-and a smaller fleet's readings are a subset of a larger one's."""
+and a smaller fleet's readings are a subset of a larger one's.
+
+Faults (FleetConfig.faults, all off by default: then every reading is what it was without
+them) put field faults into some entities' readings, so that a report over the data has
+something real to find; Fleet.faults says which entities and when:
+
+- degrading chargers: a charger's efficiency falls linearly over the run, from its own at the
+  run's first minute to its own minus `degradation` at its last (a failing power module,
+  0.93 -> 0.87). The vehicle gets the DC it would get anyway; the charger draws
+  AC = DC / (the efficiency of that minute), so its meter shows more AC than before.
+- silent chargers (never degrading ones): from the run's middle minute (minutes // 2) on the
+  charger reports no meter reading; its vehicles go on charging and reporting DC under its id.
+- misnamed chargers: a vehicle whose gateway reports every charger it uses under its id in
+  lower case (chg-00042 for CHG-00042) for the whole run: a charger the vehicle names but that
+  never reported under that exact id.
+
+Which entities is a function of the seed and the fleet size alone (never the start or the
+duration): each fault's picks are spread over the fleet, one in each of as many equal slices
+of it (chargers for the charger faults, reporting vehicles for the misnamed ones), so a
+different --chargers or --vehicles may pick others. Faults draw nothing from the groups'
+random streams and change only the faulty entities' own readings (a degrading charger's AC, a
+silent charger's missing meter readings, a misnamed vehicle's charger id), so every other
+reading stays the same whatever the faults or the fleet size; the subset property holds for
+those, not for the faulty entities' readings (a degrading charger's AC also depends on the
+run's start and duration)."""
 
 from __future__ import annotations
 
@@ -46,6 +70,44 @@ MeterRow = tuple[str, int, float, float]
 VehicleRow = tuple[str, int, str, float, float, float]
 
 
+MAX_DEGRADATION = 0.5  # efficiency points; the lowest efficiency is then 0.85 - 0.5 = 0.35
+
+
+@dataclass(frozen=True)
+class Faults:
+    """How many entities of each fault (see the module's docstring); none by default.
+    `misnamed_chargers` counts vehicles: those that name their chargers in another case."""
+
+    degrading_chargers: int = 0
+    degradation: float = 0.06  # efficiency points lost by the run's last minute
+    silent_chargers: int = 0
+    misnamed_chargers: int = 0
+
+    def problem(self, chargers: int, vehicles: int) -> str | None:
+        """Why these faults do not fit a fleet of `chargers` and `vehicles`; None if they do."""
+        counts = {
+            "degrading_chargers": self.degrading_chargers,
+            "silent_chargers": self.silent_chargers,
+            "misnamed_chargers": self.misnamed_chargers,
+        }
+        for name, count in counts.items():
+            if count < 0:
+                return f"{name} must not be negative, got {count}"
+        if self.degrading_chargers + self.silent_chargers > chargers:
+            return (
+                f"{self.degrading_chargers} degrading and {self.silent_chargers} silent chargers "
+                f"in a fleet of {chargers} chargers: a charger is at most one of them"
+            )
+        if self.misnamed_chargers and self.misnamed_chargers > vehicles:
+            return (
+                f"{self.misnamed_chargers} vehicles naming their chargers in another case in a "
+                f"fleet of {vehicles} vehicles"
+            )
+        if not 0 < self.degradation <= MAX_DEGRADATION:
+            return f"degradation must be in (0, {MAX_DEGRADATION}], got {self.degradation}"
+        return None
+
+
 @dataclass(frozen=True)
 class FleetConfig:
     chargers: int = 10_000
@@ -53,6 +115,49 @@ class FleetConfig:
     minutes: int = 1_440
     start_us: int = 1_770_681_600 * 1_000_000  # 2026-02-10T00:00:00Z
     seed: int = 1
+    faults: Faults = Faults()
+
+
+@dataclass(frozen=True)
+class FaultPlan:
+    """Which entities a fleet's faults hit and when, as indexes (charger_ids / vehicle_ids),
+    each in increasing order. `silent_from`: the run minute (0-based) from which the silent
+    chargers report nothing."""
+
+    degrading: tuple[int, ...] = ()
+    degradation: float = 0.0
+    silent: tuple[int, ...] = ()
+    silent_from: int = 0
+    misnamed: tuple[int, ...] = ()
+
+    @staticmethod
+    def draw(config: FleetConfig) -> FaultPlan:
+        """The plan for `config`: a function of the seed and the fleet's size (see the module's
+        docstring), and of the duration only for `silent_from`."""
+        faults = config.faults
+        rng = random.Random(f"{config.seed}/faults/chargers")
+        picks = spread(rng, config.chargers, faults.degrading_chargers + faults.silent_chargers)
+        rng.shuffle(picks)  # which picks degrade and which fall silent
+        vehicles = spread(
+            random.Random(f"{config.seed}/faults/vehicles"),
+            config.vehicles,
+            faults.misnamed_chargers,
+        )
+        return FaultPlan(
+            degrading=tuple(sorted(picks[: faults.degrading_chargers])),
+            degradation=faults.degradation,
+            silent=tuple(sorted(picks[faults.degrading_chargers :])),
+            silent_from=config.minutes // 2,
+            misnamed=tuple(sorted(vehicles)),
+        )
+
+
+def spread(rng: random.Random, population: int, count: int) -> list[int]:
+    """`count` distinct members of range(`population`), one drawn from each of `count` equal
+    slices of it (so spread over all of it), in slice order."""
+    return [
+        rng.randrange(k * population // count, (k + 1) * population // count) for k in range(count)
+    ]
 
 
 @dataclass
@@ -128,6 +233,10 @@ class Fleet:
                 f"{config.vehicles} vehicles for {config.chargers} chargers: a vehicle uses only "
                 "its own group's chargers, so vehicles must not outnumber chargers"
             )
+        if (problem := config.faults.problem(config.chargers, config.vehicles)) is not None:
+            raise ValueError(problem)
+        self.faults = FaultPlan.draw(config)
+        self._degrading = frozenset(self.faults.degrading)
         self.config = config
         n, m = config.chargers, config.vehicles
         self.groups = -(-n // GROUP_SIZE)
@@ -170,6 +279,19 @@ class Fleet:
     def efficiency(self) -> list[float]:
         """Each fleet charger's DC/AC ratio, in charger_ids order."""
         return self._efficiency[: self.config.chargers]
+
+    def efficiency_at(self, charger: int, index: int) -> float:
+        """Charger `charger`'s DC/AC ratio in run minute `index` (0-based): its own, or for a
+        degrading charger its own less the degradation's share so far (all of it at the run's
+        last minute)."""
+        own = self._efficiency[charger]
+        if charger not in self._degrading:
+            return own
+        return own - self._degraded(index)
+
+    def _degraded(self, index: int) -> float:
+        """The efficiency points a degrading charger has lost by run minute `index`."""
+        return self.faults.degradation * index / max(1, self.config.minutes - 1)
 
     def _seat(self, group: int, seat: list[int], moved: bool) -> None:
         base = group * GROUP_SIZE
@@ -238,16 +360,27 @@ class Fleet:
                     overlap = min(stop, end) - max(start, first)
                     if overlap > 0:
                         vehicles += overlap * sum(1 for j in reporting if base + seat[j] < n)
-        return n * config.minutes, vehicles
+        silent = len(self.faults.silent) * (config.minutes - self.faults.silent_from)
+        return n * config.minutes - silent, vehicles
 
     def minutes(self) -> Iterator[Minute]:
         """Each minute's readings, in time order; the fleet's state advances as you iterate."""
         config = self.config
         n, m = config.chargers, config.vehicles
         ids, vids = self.charger_ids, self.vehicle_ids
+        faults = self.faults
+        # The faults, empty when off (then each costs a falsy test per reading).
+        degrading = self._degrading
+        silent = set(faults.silent)
+        misnamed = set(faults.misnamed)
+        lower_ids = [charger_id.lower() for charger_id in ids] if misnamed else ids
+        silenced: set[int] = set()
         first_minute = config.start_us // MINUTE_US
         for index in range(config.minutes):
             minute = first_minute + index
+            if index == faults.silent_from:
+                silenced = silent
+            lost = self._degraded(index) if degrading else 0.0
             if index == 0 or minute % GRID_MINUTES == 0:
                 self._deal(minute, first=index == 0)
             boundary = (minute + 1) % GRID_MINUTES == 0  # the only minutes before a move
@@ -267,6 +400,8 @@ class Fleet:
                     if soc < self.target_soc[v] and c not in leaving and c not in self.arriving:
                         ac = self.power_kw[c] / 60.0
                         dc = ac * self._efficiency[c]
+                        if degrading and c in degrading:  # the same DC for more AC
+                            ac = dc / (self._efficiency[c] - lost)
                         soc = min(100.0, soc + 100.0 * dc / self.capacity_kwh[v])
                         self.soc[v] = soc
                         self.temp[v] += (38.0 - self.temp[v]) * 0.02  # warms while charging
@@ -280,12 +415,13 @@ class Fleet:
                                 (
                                     vids[v],
                                     base + self.vehicle_offset_us[v],
-                                    ids[c],
+                                    lower_ids[c] if misnamed and v in misnamed else ids[c],
                                     soc,
                                     dc,
                                     self.temp[v],
                                 )
                             )
-                        meters.append((ids[c], base + self.charger_offset_us[c], ac, voltage))
+                        if not (silenced and c in silenced):
+                            meters.append((ids[c], base + self.charger_offset_us[c], ac, voltage))
             self.arriving.clear()
             yield Minute(index, meters, vehicles)
