@@ -12,17 +12,18 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
 import pytest
-from energy.analytics.v1 import analytics_service_pb2, analytics_service_pb2_grpc
+from energy.analytics.v1 import analytics_pb2, analytics_service_pb2, analytics_service_pb2_grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from services.cli import parser
 from services.simulate import recording
-from services.simulate.fleet import MINUTE_US, Fleet, FleetConfig
+from services.simulate.fleet import MINUTE_US, Faults, Fleet, FleetConfig
 from tests.conftest import start_in_process
 from tests.unit.test_fleet import SMALL, all_rows
 
@@ -241,6 +242,95 @@ def test_simulate_ends_with_a_grpcurl_line_for_a_vehicle_that_charged(running):
     assert performance["vehicle_id"] == body["vehicleId"]
     assert performance["start_time"] == "2026-02-10T00:00:00Z"
     assert performance["total_energy_delivered_dc"] > 0, "the vehicle named has charged"
+
+
+def test_faults_reach_the_services_on_the_entities_the_summary_names(running, database_url):
+    """--degrading-chargers, --silent-chargers and --misnamed-chargers through the real
+    command: the summary names the faulty entities, the services store what the fleet model
+    makes, and AnalyticsService shows each fault: efficiency below the charger's own on a
+    degrading one, no meter data on a silent one after it fell silent or under a misnamed id."""
+    env, analytics = running
+    points = 0.06
+    result = simulate(
+        env,
+        *("--chargers", "40", "--vehicles", "40", "--hours", "3"),
+        *("--start", "2026-02-10T00:00:00Z", "--streams", "3"),
+        *("--degrading-chargers", "3", "--degradation", str(points)),
+        *("--silent-chargers", "2", "--misnamed-chargers", "3"),
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    config = replace(
+        SMALL,
+        vehicles=40,
+        faults=Faults(degrading_chargers=3, silent_chargers=2, misnamed_chargers=3),
+    )
+    fleet = Fleet(config)
+    plan = fleet.faults
+    degrading = [fleet.charger_ids[c] for c in plan.degrading]
+    silent = [fleet.charger_ids[c] for c in plan.silent]
+    misnamed = [fleet.vehicle_ids[v] for v in plan.misnamed]
+    lines = {
+        line.split(" (", 1)[0]: line
+        for line in result.stdout.splitlines()
+        if re.match(r"(degrading|silent|misnamed) chargers \(", line)
+    }
+    assert re.findall(r"CHG-\d{5}", lines["degrading chargers"]) == degrading
+    assert re.findall(r"CHG-\d{5}", lines["silent chargers"]) == silent
+    assert "no meter readings from 2026-02-10T01:30Z" in lines["silent chargers"]
+    assert re.findall(r"VH-\d{5}", lines["misnamed chargers"]) == misnamed
+
+    meters, vehicles = all_rows(config)
+    assert stored(database_url) == (len(meters), len(vehicles))
+    silent_us = config.start_us + plan.silent_from * MINUTE_US
+    silent_time = datetime.fromtimestamp(silent_us / 1e6, UTC)
+    with psycopg.connect(database_url) as connection:
+        for charger_id in silent:
+            count, last = connection.execute(
+                "SELECT count(*), max(read_time) FROM meter.meter_readings WHERE meter_id = %s",
+                (charger_id,),
+            ).fetchone() or (0, None)
+            assert count == plan.silent_from and last < silent_time, charger_id
+        lower = connection.execute(
+            "SELECT DISTINCT vehicle_id FROM vehicle.vehicle_readings "
+            "WHERE charger_id <> upper(charger_id) ORDER BY 1"
+        ).fetchall()
+        assert [row[0] for row in lower] == misnamed
+        assert connection.execute(
+            "SELECT count(*) FROM meter.meter_readings WHERE meter_id <> upper(meter_id)"
+        ).fetchone() == (0,)
+
+    efficiency = dict(zip(fleet.charger_ids, fleet.efficiency, strict=True))
+    missing = analytics_pb2.QUALITY_FLAG_METER_DATA_MISSING
+    end = Timestamp(seconds=(config.start_us + config.minutes * MINUTE_US) // 1_000_000)
+    seen = {"degrading": 0, "healthy": 0, "silent": 0, "misnamed": 0}
+    with analytics.channel() as channel:
+        stub = analytics_service_pb2_grpc.AnalyticsServiceStub(channel)
+        for vehicle_id in fleet.vehicle_ids:
+            performance = stub.GetVehiclePerformance(
+                analytics_service_pb2.GetVehiclePerformanceRequest(
+                    vehicle_id=vehicle_id, end_time=end
+                ),
+                timeout=10,
+            )
+            for session in performance.sessions:
+                charger_id = session.charger_id
+                if vehicle_id in misnamed:
+                    assert charger_id.startswith("chg-") and missing in session.quality_flags
+                    seen["misnamed"] += 1
+                elif charger_id in silent and session.start_time.ToMicroseconds() >= silent_us:
+                    assert not session.HasField("energy_consumed_ac")
+                    assert missing in session.quality_flags
+                    seen["silent"] += 1
+                elif charger_id in degrading and session.energy_consumed_ac > 0:
+                    own = efficiency[charger_id]
+                    assert own - points < session.efficiency_ratio < own, (charger_id, session)
+                    seen["degrading"] += 1
+                elif charger_id not in silent and session.energy_consumed_ac > 0:
+                    assert session.efficiency_ratio == pytest.approx(
+                        efficiency[charger_id], rel=1e-9
+                    )
+                    seen["healthy"] += 1
+    assert all(seen.values()), seen
 
 
 def test_a_window_longer_than_31_days_is_cut_and_said_so(running):
