@@ -78,6 +78,9 @@ def test_quick_benchmark_reports_every_measurement(postgres_url, tmp_path):
         assert set(rates) == {"off", "on", "sampled"}
         assert all(len(values) == 1 and values[0] > 0 for values in rates.values()), rates
         assert observability[f"{key}_ratio"]["off"] == 1.0
+        cpu = observability[f"{key}_cpu_us"]
+        assert all(len(values) == 1 and values[0] > 0 for values in cpu.values()), cpu
+        assert observability[f"{key}_cpu_ratio"]["off"] == 1.0
     # Tracing was on: the services' spans reached the receiver (flushed as they stopped).
     assert observability["spans"] > 0
     assert results["machine"]["cpus"] and results["machine"]["postgresql"]

@@ -540,12 +540,16 @@ def table(results: dict[str, Any]) -> str:
             (f"unary IngestReading, {o['unary_in_flight']} in flight", "unary", "calls/s"),
         ):
             rates = {name: statistics.median(v) for name, v in o[f"{key}_per_s"].items()}
+            cpu = {name: statistics.median(v) for name, v in o[f"{key}_cpu_us"].items()}
             rows.append(
                 (
                     f"observability: {measured}, metrics + traces + access log off → on "
                     f"(every call traced) / sampled (1 %), {o['runs']} runs each, medians",
                     f"{rates['off']:,.0f} → {rates['on']:,.0f} / {rates['sampled']:,.0f} {unit}, "
-                    f"ratios {o[f'{key}_ratio']['on']:.3f} / {o[f'{key}_ratio']['sampled']:.3f}",
+                    f"ratios {o[f'{key}_ratio']['on']:.3f} / {o[f'{key}_ratio']['sampled']:.3f}; "
+                    f"service CPU {cpu['off']:.1f} → {cpu['on']:.1f} / {cpu['sampled']:.1f} µs, "
+                    f"ratios {o[f'{key}_cpu_ratio']['on']:.3f} / "
+                    f"{o[f'{key}_cpu_ratio']['sampled']:.3f}",
                 )
             )
     width = max(len(r[0]) for r in rows)

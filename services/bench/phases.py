@@ -343,7 +343,9 @@ class ObservabilityCost:
     on an emptied database, `runs` times each, the configurations in turn (their order reversed
     every other run). `on` traces every call (the SDK's default sampler), `sampled` one root
     call in a hundred (OTEL_TRACES_SAMPLER=parentbased_traceidratio, 0.01). Ratios are of the
-    medians, against `off`; `spans` is how many spans the receiver got."""
+    medians, against `off`; so are those of the services' CPU per streamed reading and
+    MeterService's per unary call (µs; steadier than rates on a busy machine). `spans` is how
+    many spans the receiver got."""
 
     runs: int
     unary_in_flight: int
@@ -351,6 +353,10 @@ class ObservabilityCost:
     unary_per_s: dict[str, list[float]]
     stream_ratio: dict[str, float]
     unary_ratio: dict[str, float]
+    stream_cpu_us: dict[str, list[float]]
+    unary_cpu_us: dict[str, list[float]]
+    stream_cpu_ratio: dict[str, float]
+    unary_cpu_ratio: dict[str, float]
     spans: int
 
 
@@ -381,6 +387,8 @@ def observability_cost(
     }
     stream: dict[str, list[float]] = {name: [] for name in configurations}
     calls: dict[str, list[float]] = {name: [] for name in configurations}
+    stream_cpu: dict[str, list[float]] = {name: [] for name in configurations}
+    calls_cpu: dict[str, list[float]] = {name: [] for name in configurations}
     try:
         for run in range(runs):
             names = list(configurations)
@@ -390,12 +398,14 @@ def observability_cost(
                 meter = launcher.start_serving("meter", env)
                 vehicle = launcher.start_serving("vehicle", env)
                 try:
-                    stream[name].append(load(path, meter, vehicle, streams).per_s)
-                    calls[name].append(
-                        unary(
-                            meter.target, meter.pid, unary_in_flight, unary_seconds, first_second
-                        ).per_s
+                    fed = load(path, meter, vehicle, streams)
+                    stream[name].append(fed.per_s)
+                    stream_cpu[name].append(fed.services_cpu_us)
+                    called = unary(
+                        meter.target, meter.pid, unary_in_flight, unary_seconds, first_second
                     )
+                    calls[name].append(called.per_s)
+                    calls_cpu[name].append(called.server_cpu_us)
                 finally:
                     launcher.terminate_all([meter, vehicle], 60)
     finally:
@@ -412,6 +422,10 @@ def observability_cost(
         unary_per_s=calls,
         stream_ratio=ratios(stream),
         unary_ratio=ratios(calls),
+        stream_cpu_us=stream_cpu,
+        unary_cpu_us=calls_cpu,
+        stream_cpu_ratio=ratios(stream_cpu),
+        unary_cpu_ratio=ratios(calls_cpu),
         spans=len(receiver.received()),
     )
 
