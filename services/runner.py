@@ -75,6 +75,11 @@ def _banner(settings: Settings) -> str:
         lines.append("metrics (Prometheus):")
         for service, address in metrics.items():
             lines.append(f"  {service:<9} http://{dial_address(address)}/metrics")
+    probes = per_service_addresses(settings.health_listen_addr)
+    if probes:
+        lines.append("health for probes (plaintext, grpc.health.v1.Health/Check):")
+        for service, address in probes.items():
+            lines.append(f"  {service:<9} {dial_address(address)}")
     lines += [
         "try:",
         f"  {grpcurl} {meter} list",
@@ -97,6 +102,16 @@ def _check_addresses(settings: Settings) -> None:
         for own in _own_addresses(settings).values()
         for variable, address in own.items()
     ]
+    # Each address probed alone is free; two settings that give the same port are not.
+    by_port: dict[str, str] = {}
+    for listen_addr, variable in addresses:
+        port = listen_addr.rpartition(":")[2]
+        if port in by_port and by_port[port] != variable:
+            raise ConfigError(
+                f"{variable} and {by_port[port]} both give port {port} (METRICS_ADDR and "
+                "HEALTH_LISTEN_ADDR take their port and the next two); set them apart"
+            )
+        by_port.setdefault(port, variable)
     for listen_addr, variable in addresses:
         if listen_addr.endswith(":0"):
             raise ConfigError(f"run needs a fixed port: {variable}={listen_addr}")

@@ -642,7 +642,7 @@ def test_readers_reach_analytics_only() -> None:
 
 
 @pytest.mark.parametrize("service", SERVICE_NAMES)
-def test_health_is_open_metrics_to_prometheus_grpc_to_callers_only(service: str) -> None:
+def test_health_to_no_pod_metrics_to_prometheus_grpc_to_callers_only(service: str) -> None:
     workload, container = serving(service)
     health = container_port(container, "health")
     metrics = container_port(container, "metrics")
@@ -650,13 +650,13 @@ def test_health_is_open_metrics_to_prometheus_grpc_to_callers_only(service: str)
     assert allowed(prometheus(), workload, metrics)
     assert not allowed(prometheus(), workload, grpc_port)
     for stranger in strangers():
-        assert allowed(stranger, workload, health), f"{stranger} cannot reach the health port"
-        for port in (grpc_port, metrics):
+        # The kubelet probes from the node, which NetworkPolicy always lets in: no pod needs it.
+        for port in (health, grpc_port, metrics):
             assert not allowed(stranger, workload, port), f"{stranger} reaches {service}:{port}"
 
 
 def test_no_other_port_is_open_to_strangers() -> None:
-    """Strangers reach the health ports and the OCPP gateway's port, nothing else."""
+    """Strangers reach the OCPP gateway's port, nothing else."""
     open_ports = set()
     for workload in of_kind(*WORKLOAD_KINDS):
         for container in containers(workload):
@@ -664,7 +664,7 @@ def test_no_other_port_is_open_to_strangers() -> None:
                 port = entry["containerPort"]
                 if any(allowed(s, workload, port) for s in strangers()):
                     open_ports.add((workload["metadata"]["name"], entry.get("name")))
-    expected = {(s, "health") for s in SERVICE_NAMES} | {("ocpp", "ocpp")}
+    expected = {("ocpp", "ocpp")}
     assert open_ports == expected
 
 

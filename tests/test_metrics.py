@@ -283,6 +283,31 @@ def test_run_gives_each_service_its_own_metrics_port():
     assert "/metrics" not in _banner(Settings())
 
 
+def test_run_gives_each_service_its_own_health_port_and_refuses_ports_that_overlap():
+    """HEALTH_LISTEN_ADDR under `run` goes as METRICS_ADDR does (its port and the next two),
+    and the banner says where; settings whose derived ports meet are refused naming both
+    (each address alone would have looked free)."""
+    from services.common.config import Settings
+    from services.common.errors import ConfigError
+    from services.runner import _banner, _check_addresses
+
+    banner = _banner(Settings(health_listen_addr="127.0.0.1:18081"))
+    assert "health for probes" in banner
+    for port in (18081, 18082, 18083):
+        assert f"127.0.0.1:{port}" in banner
+    assert "health for probes" not in _banner(Settings())
+    # METRICS_ADDR 18080 gives 18080-18082, HEALTH_LISTEN_ADDR 18081 gives 18081-18083.
+    settings = Settings(metrics_addr="127.0.0.1:18080", health_listen_addr="127.0.0.1:18081")
+    with pytest.raises(ConfigError, match="both give port 18081") as refused:
+        _check_addresses(settings)
+    assert {"METRICS_ADDR", "HEALTH_LISTEN_ADDR"} <= set(str(refused.value).split())
+    # AnalyticsService's health port (+2) on VehicleService's gRPC port.
+    settings = Settings(vehicle_listen_addr="127.0.0.1:18092", health_listen_addr="127.0.0.1:18090")
+    with pytest.raises(ConfigError, match="both give port 18092") as refused:
+        _check_addresses(settings)
+    assert {"VEHICLE_LISTEN_ADDR", "HEALTH_LISTEN_ADDR"} <= set(str(refused.value).split())
+
+
 def test_the_grafana_dashboard_asks_for_metrics_the_services_expose():
     """deploy/grafana/energy-ingest.json: every metric its queries name is one a service
     registers (a renamed metric would leave a panel empty without a word)."""

@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import socket
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import grpc
@@ -101,17 +103,96 @@ def test_health_port_answers_a_plaintext_probe_while_the_main_port_wants_a_certi
     with tls_channel(server.target, pki.ca, pki.operator) as operator:
         assert health_status(operator) == SERVING
 
-    # Draining: the probe port says NOT_SERVING until the server is gone, then closes.
+    # Check only: Watch is not served on this port (module docstring of ProbeHealth).
     with grpc.insecure_channel(f"127.0.0.1:{health_port}") as probe:
         watch = health_pb2_grpc.HealthStub(probe).Watch(
-            health_pb2.HealthCheckRequest(service=METER_SERVICE), timeout=30
+            health_pb2.HealthCheckRequest(service=METER_SERVICE), timeout=HANDSHAKE_TIMEOUT
         )
-        assert next(watch).status == SERVING
+        assert code_of(lambda: next(watch)) == grpc.StatusCode.UNIMPLEMENTED
+
+    # Draining: with a stream still open on the main port, the probe port says NOT_SERVING
+    # while the server waits for it; once the server is gone, the port is closed.
+    release = threading.Event()
+
+    def held_open() -> Iterator[meter_service_pb2.IngestReadingsRequest]:
+        yield meter_service_pb2.IngestReadingsRequest(readings=[meter(DEVICE, D)])
+        release.wait(30)
+
+    with (
+        tls_channel(server.target, pki.ca, pki.service) as ingesting,
+        grpc.insecure_channel(f"127.0.0.1:{health_port}") as probe,
+    ):
+        stream = meter_service_pb2_grpc.MeterServiceStub(ingesting).IngestReadings.future(
+            held_open(), timeout=30
+        )
+        registry = server.running.component.metrics.registry
+        assert eventually(
+            lambda: (
+                registry.get_sample_value("energy_ingest_streams_open", {"service": "meter"}) == 1
+            )
+        )
         servers.remove(server)
-        server.running.shutdown(5)
-        assert next(watch).status == health_pb2.HealthCheckResponse.NOT_SERVING
+        stopping = threading.Thread(target=server.running.shutdown, args=(20,))
+        stopping.start()
+        assert eventually(
+            lambda: health_status(probe) == health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        assert stopping.is_alive(), "the drain should still be waiting for the open stream"
+        release.set()
+        stopping.join(30)
+        assert stream.result().accepted == 1
     with grpc.insecure_channel(f"127.0.0.1:{health_port}") as probe:
         assert code_of(lambda: health_status(probe)) == grpc.StatusCode.UNAVAILABLE
+
+
+def test_half_open_calls_and_watch_bursts_cannot_hold_the_health_port(
+    database_url: str,
+    servers: list[InProcessServer],  # noqa: F811
+) -> None:
+    """A caller that opens health calls and never sends their message gets them ended after
+    UNARY_MESSAGE_TIMEOUT_SECONDS, and those beyond GRPC_HEALTH_WORKERS refused at once; a
+    burst of Watch calls cancelled together leaves Check answering."""
+    server = start_server_of(
+        servers,
+        "meter",
+        database_url,
+        health_listen_addr="127.0.0.1:0",
+        grpc_health_workers=2,
+        unary_message_timeout_seconds=1.0,
+    )
+    target = f"127.0.0.1:{server.running.health_port}"
+    never = threading.Event()
+
+    def silent() -> Iterator[bytes]:
+        never.wait(30)
+        yield b""
+
+    with grpc.insecure_channel(target) as attacker, grpc.insecure_channel(target) as probe:
+        wait_serving(probe, METER_SERVICE)
+        # Check sent as a stream that never carries its message: headers only.
+        half_open = attacker.stream_unary(
+            "/grpc.health.v1.Health/Check",
+            request_serializer=lambda raw: raw,
+            response_deserializer=health_pb2.HealthCheckResponse.FromString,
+        )
+        held = [half_open.future(silent(), timeout=30) for _ in range(2)]
+        time.sleep(0.3)
+        # The two slots are taken: a third call is refused at once, not queued.
+        assert code_of(lambda: health_status(probe)) == grpc.StatusCode.RESOURCE_EXHAUSTED
+        # ...and within the message timeout the half-open calls are ended, and probes answer.
+        assert eventually(lambda: code_of(lambda: health_status(probe)) == grpc.StatusCode.OK, 5)
+        assert all(call.exception(5) is not None for call in held)
+        never.set()
+
+        watches = [
+            health_pb2_grpc.HealthStub(attacker).Watch(
+                health_pb2.HealthCheckRequest(service=METER_SERVICE), timeout=10
+            )
+            for _ in range(50)
+        ]
+        for watch in watches:
+            watch.cancel()
+        assert health_status(probe) == SERVING
 
 
 def test_a_taken_health_port_is_refused_naming_the_setting(database_url: str) -> None:
@@ -140,6 +221,7 @@ def test_a_rotated_server_certificate_is_served_to_new_connections_without_a_res
     database_url: str,
     servers: list[InProcessServer],  # noqa: F811
     tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     old_ca, old_ca_key = make_ca("old server CA")
     new_ca, new_ca_key = make_ca("new server CA")
@@ -178,6 +260,23 @@ def test_a_rotated_server_certificate_is_served_to_new_connections_without_a_res
         assert health_status(before) == SERVING
     with tls_channel(server.target, new_ca) as no_certificate:
         assert code_of(lambda: health_status(no_certificate)) == grpc.StatusCode.UNAVAILABLE
+
+    # A rotation gone wrong (a key that is not the certificate's) is logged as an error naming
+    # the files, once, and new connections keep getting the certificate that works.
+    caplog.set_level(logging.INFO, logger="services.common.security")
+    _, wrong_key = server_pem(old_ca, old_ca_key)
+    replace_file(key_file, wrong_key)
+    time.sleep(1.2)  # past the re-check interval
+
+    def served_with_new_ca() -> bool:
+        with tls_channel(server.target, new_ca, pki.operator) as after:
+            return code_of(lambda: health_status(after)) == grpc.StatusCode.OK
+
+    assert served_with_new_ca() and served_with_new_ca()
+    errors = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(errors) == 1 and "does not load" in errors[0].getMessage()
+    assert str(key_file) in vars(errors[0])["error"]
+    assert not any("reloaded" in r.getMessage() for r in caplog.records)
 
 
 def token_table(tokens: dict[str, tuple[str, str]]) -> bytes:

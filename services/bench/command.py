@@ -543,7 +543,7 @@ def table(results: dict[str, Any]) -> str:
             cpu = {name: statistics.median(v) for name, v in o[f"{key}_cpu_us"].items()}
             rows.append(
                 (
-                    f"observability: {measured}, metrics + traces + access log off → on "
+                    f"observability: {measured}, METRICS_ADDR + traces + access log off → on "
                     f"(every call traced) / sampled (1 %), {o['runs']} runs each, medians",
                     f"{rates['off']:,.0f} → {rates['on']:,.0f} / {rates['sampled']:,.0f} {unit}, "
                     f"ratios {o[f'{key}_ratio']['on']:.3f} / {o[f'{key}_ratio']['sampled']:.3f}; "

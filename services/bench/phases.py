@@ -337,15 +337,16 @@ def load(path: Path, meter: ServiceProcess, vehicle: ServiceProcess, streams: in
 
 @dataclass
 class ObservabilityCost:
-    """Ingestion with metrics (METRICS_ADDR), traces (to an OTLP receiver in this process)
-    and the access log all on, against all off: the recording streamed (readings/s) and unary
-    IngestReading calls (calls/s, `unary_in_flight` in flight) into freshly started services
-    on an emptied database, `runs` times each, the configurations in turn (their order reversed
-    every other run). `on` traces every call (the SDK's default sampler), `sampled` one root
-    call in a hundred (OTEL_TRACES_SAMPLER=parentbased_traceidratio, 0.01). Ratios are of the
-    medians, against `off`; so are those of the services' CPU per streamed reading and
-    MeterService's per unary call (µs; steadier than rates on a busy machine). `spans` is how
-    many spans the receiver got."""
+    """Ingestion with the metrics endpoint (METRICS_ADDR), traces (to an OTLP receiver in this
+    process) and the access log all on, against all off (the metrics are counted either way:
+    the interceptor is always there, only the endpoint is off): the recording streamed
+    (readings/s) and unary IngestReading calls (calls/s, `unary_in_flight` in flight) into
+    freshly started services on an emptied database, `runs` times each, the configurations in
+    turn (their order reversed every other run). `on` traces every call (the SDK's default
+    sampler), `sampled` one root call in a hundred (OTEL_TRACES_SAMPLER=
+    parentbased_traceidratio, 0.01). Ratios are of the medians, against `off`; so are those of
+    the services' CPU per streamed reading and MeterService's per unary call (µs; steadier than
+    rates on a busy machine). `spans` is how many spans the receiver got."""
 
     runs: int
     unary_in_flight: int

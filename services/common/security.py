@@ -20,6 +20,7 @@ import hashlib
 import json
 import logging
 import os
+import ssl
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -83,6 +84,7 @@ class ReloadingFiles(Generic[Loaded]):
         self._stamp = self._stat()
         self._value = load()
         self._checked = time.monotonic()
+        self._failed: tuple[tuple[int, int, int], ...] | None = None
         self.reloads = 0
 
     def _stat(self) -> tuple[tuple[int, int, int], ...]:
@@ -109,11 +111,13 @@ class ReloadingFiles(Generic[Loaded]):
                 return self._value, False
             self._checked = now
             stamp = self._stat()
-            if stamp == self._stamp:
+            if stamp in (self._stamp, self._failed):
                 return self._value, False
             try:
                 value = self._load()
             except ConfigError as error:
+                # Once per change: the same broken (or missing) file is not tried again.
+                self._failed = stamp
                 log.error(
                     f"{self._what} changed but does not load; still using the previous one",
                     extra={"files": list(self._paths), "error": str(error)},
@@ -126,6 +130,25 @@ class ReloadingFiles(Generic[Loaded]):
 
 
 def _certificate_configuration(settings: Settings) -> grpc.ServerCertificateConfiguration:
+    """The files as gRPC takes them, once Python's ssl module has loaded them: gRPC itself only
+    finds a key that does not match its certificate, or a file that is not PEM, at the next
+    handshake, and then fails every new connection with a line that names no file."""
+    check = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    try:
+        # An encrypted key is refused (gRPC cannot use one), never asked a password for.
+        check.load_cert_chain(settings.tls_cert_file, settings.tls_key_file, password=b"")
+        if settings.tls_client_ca_file:
+            check.load_verify_locations(settings.tls_client_ca_file)
+    except (ssl.SSLError, OSError, ValueError) as error:
+        raise ConfigError(
+            f"TLS_CERT_FILE {settings.tls_cert_file}, TLS_KEY_FILE {settings.tls_key_file}"
+            + (
+                f", TLS_CLIENT_CA_FILE {settings.tls_client_ca_file}"
+                if settings.tls_client_ca_file
+                else ""
+            )
+            + f": {error}"
+        ) from None
     client_ca = _read(settings.tls_client_ca_file) if settings.tls_client_ca_file else None
     return grpc.ssl_server_certificate_configuration(
         [(_read(settings.tls_key_file), _read(settings.tls_cert_file))],

@@ -25,7 +25,7 @@ from services.common.config import Settings
 from services.common.errors import ConfigError, Undecodable
 from services.common.logs import capture_stderr_as_json
 from services.common.metrics import MetricsEndpoint, ServiceMetrics
-from services.common.security import Authorizer, server_credentials
+from services.common.security import OPEN, Authorizer, server_credentials
 from services.common.tracing import Tracing
 
 log = logging.getLogger(__name__)
@@ -45,11 +45,49 @@ class Component(Protocol):
     def stop(self) -> None: ...
 
 
-class HealthReporter:
-    """Sets the health of the component's service (and the server as a whole)."""
+class ProbeHealth(health_pb2_grpc.HealthServicer):
+    """What HEALTH_LISTEN_ADDR serves: Check only (what kubelet's gRPC probes and
+    grpc_health_probe ask), from a plain map of statuses. Watch is UNIMPLEMENTED: grpc's
+    HealthServicer holds its lock while it sends Watch updates, and a burst of Watch calls
+    cancelled at once has deadlocked it (the sending thread waits for gRPC's polling thread,
+    which waits for the lock); on a port that asks no credentials, anyone who can reach it
+    could do that."""
 
-    def __init__(self, servicer: health.HealthServicer, service_name: str) -> None:
-        self._servicer = servicer
+    def __init__(self) -> None:
+        self._statuses: dict[str, int] = {}
+
+    def set(self, service: str, status: int) -> None:
+        self._statuses = {**self._statuses, service: status}  # one atomic swap, read lock-free
+
+    def enter_graceful_shutdown(self) -> None:
+        not_serving = health_pb2.HealthCheckResponse.NOT_SERVING
+        self._statuses = {service: not_serving for service in self._statuses}
+
+    def Check(self, request: Any, context: grpc.ServicerContext) -> Any:
+        status = self._statuses.get(request.service)
+        if status is None:
+            context.abort(grpc.StatusCode.NOT_FOUND, f"unknown service {request.service!r}")
+        return health_pb2.HealthCheckResponse(status=status)
+
+    def Watch(self, request: Any, context: grpc.ServicerContext) -> Any:
+        context.abort(
+            grpc.StatusCode.UNIMPLEMENTED, "the health port answers Check only; Watch the main port"
+        )
+
+
+class HealthReporter:
+    """Sets the health of the component's service (and the server as a whole), on the main
+    port and on the probe port when there is one."""
+
+    def __init__(
+        self,
+        servicer: health.HealthServicer,
+        service_name: str,
+        probe: ProbeHealth | None = None,
+    ) -> None:
+        self._servicers: list[health.HealthServicer | ProbeHealth] = [servicer]
+        if probe is not None:
+            self._servicers.append(probe)
         self._service_name = service_name
 
     def set_serving(self, serving: bool) -> None:
@@ -58,8 +96,9 @@ class HealthReporter:
             if serving
             else health_pb2.HealthCheckResponse.NOT_SERVING
         )
-        self._servicer.set(self._service_name, status)
-        self._servicer.set("", status)
+        for servicer in self._servicers:
+            servicer.set(self._service_name, status)
+            servicer.set("", status)
 
 
 @dataclass
@@ -70,12 +109,18 @@ class RunningServer:
     component: Component
     guard: CallGuard | None = None
     metrics: MetricsEndpoint | None = None
-    health_server: grpc.Server | None = None
-    health_port: int | None = None
+    health_server: ProbeServer | None = None
+
+    @property
+    def health_port(self) -> int | None:
+        """HEALTH_LISTEN_ADDR's port (the one bound, for port 0); None without one."""
+        return None if self.health_server is None else self.health_server.port
 
     def shutdown(self, grace: float) -> None:
         """NOT_SERVING first so balancers steer away, then drain in-flight calls, then stop."""
         self.health.enter_graceful_shutdown()
+        if self.health_server is not None:
+            self.health_server.servicer.enter_graceful_shutdown()
         self.server.stop(grace).wait()
         if self.guard is not None:
             self.guard.watchdog.stop()
@@ -86,7 +131,7 @@ class RunningServer:
             self.metrics.close()
         if self.health_server is not None:
             # Last: a probe sees NOT_SERVING through the drain, then the port closes.
-            self.health_server.stop(None).wait()
+            self.health_server.stop()
 
 
 def _tolerant(deserialize: Callable[[bytes], Any]) -> Callable[[bytes], Any]:
@@ -144,11 +189,12 @@ _BIND_REASONS = {
 }
 
 
-def ensure_address_free(listen_addr: str) -> None:
+def ensure_address_free(listen_addr: str, variable: str | None = None) -> None:
     """Binds (and releases) every address `listen_addr` ("host:port", "[::]:port") resolves to,
     so a taken port is reported with its reason before anything starts. Port 0 is always free.
-    Raises AddressUnavailable. The lasting guard is SO_REUSEPORT off (server_options): without
-    it the kernel would let a second server share the port and split the calls between both."""
+    Raises AddressUnavailable (naming `variable`, the setting, when given). The lasting guard
+    is SO_REUSEPORT off (server_options): without it the kernel would let a second server share
+    the port and split the calls between both."""
     host, _, port_text = listen_addr.rpartition(":")
     host = host.strip("[]")
     try:
@@ -166,7 +212,9 @@ def ensure_address_free(listen_addr: str) -> None:
             )
         ]
     except (ValueError, socket.gaierror) as error:
-        raise AddressUnavailable(listen_addr, f"not a host:port address ({error})") from None
+        raise AddressUnavailable(
+            listen_addr, f"not a host:port address ({error})", variable
+        ) from None
     if port == 0:
         return
     for family, kind, protocol, _, sockaddr in infos:
@@ -182,7 +230,7 @@ def ensure_address_free(listen_addr: str) -> None:
                 if host == "localhost" and error.errno == errno.EADDRNOTAVAIL:
                     continue  # a host without IPv6: gRPC will not bind ::1 either
                 reason = _BIND_REASONS.get(error.errno or 0, error.strerror or str(error))
-                raise AddressUnavailable(listen_addr, reason) from None
+                raise AddressUnavailable(listen_addr, reason, variable) from None
 
 
 def server_options(settings: Settings) -> list[tuple[str, int]]:
@@ -244,37 +292,62 @@ def call_guard(settings: Settings) -> CallGuard:
     )
 
 
-def start_health_server(
-    settings: Settings, servicer: health.HealthServicer
-) -> tuple[grpc.Server, int] | None:
-    """HEALTH_LISTEN_ADDR: the same health statuses on a plaintext port of their own, which
-    asks no credentials and serves nothing else (probes that cannot present a client
-    certificate); reflection there describes the health service only. At most
-    GRPC_HEALTH_WORKERS calls at once, like health on the main port. None when the setting is
-    unset; AddressUnavailable when the address is taken."""
+@dataclass
+class ProbeServer:
+    """The HEALTH_LISTEN_ADDR server, its port, its statuses and its guard."""
+
+    server: grpc.Server
+    port: int
+    servicer: ProbeHealth
+    guard: CallGuard
+
+    def stop(self) -> None:
+        self.server.stop(None).wait()
+        self.guard.watchdog.stop()
+
+
+def start_health_server(settings: Settings) -> ProbeServer | None:
+    """HEALTH_LISTEN_ADDR: the service's health on a plaintext port of its own, which asks no
+    credentials and serves nothing else (probes that cannot present a client certificate):
+    Check (ProbeHealth), and reflection of the health service so grpcurl can ask. Its calls
+    are guarded as health is on the main port: at most GRPC_HEALTH_WORKERS at once (then
+    RESOURCE_EXHAUSTED at once), and one that sends no message within
+    UNARY_MESSAGE_TIMEOUT_SECONDS is ended, so half-open calls cannot hold the port. None when
+    the setting is unset; AddressUnavailable when the address is taken."""
     address = settings.health_listen_addr
     if not address:
         return None
-    server = grpc.server(
-        futures.ThreadPoolExecutor(
-            max_workers=settings.grpc_health_workers, thread_name_prefix="grpc-health"
-        ),
-        options=[("grpc.so_reuseport", 0)],
-        maximum_concurrent_rpcs=settings.grpc_health_workers,
+    ensure_address_free(address, "HEALTH_LISTEN_ADDR")
+    guard = CallGuard(
+        OPEN,
+        IdleWatchdog(settings.stream_idle_timeout_seconds, settings.unary_message_timeout_seconds),
+        max_calls=1,  # no business calls: the port serves none
+        health_calls=settings.grpc_health_workers,
+        per_principal=0,
+        per_peer=0,
     )
+    # A thread for every admitted call, and a few for the refusals on top.
+    workers = settings.grpc_health_workers + 4
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="grpc-health"),
+        options=[("grpc.so_reuseport", 0)],
+        maximum_concurrent_rpcs=workers,
+        interceptors=[guard],
+    )
+    servicer = ProbeHealth()
     health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
-    # Reflection of the health service alone, so that grpcurl can ask without a .proto file.
     reflection.enable_server_reflection((health.SERVICE_NAME, reflection.SERVICE_NAME), server)
     try:
         port = server.add_insecure_port(address)
     except RuntimeError:
         port = 0
     if port == 0:
+        guard.watchdog.stop()
         raise AddressUnavailable(
             address, "the address is taken or is not this host's", "HEALTH_LISTEN_ADDR"
         )
     server.start()
-    return server, port
+    return ProbeServer(server, port, servicer, guard)
 
 
 def call_interceptors(
@@ -312,8 +385,7 @@ def start_server(settings: Settings, component: Component, listen_addr: str) -> 
     reflection.enable_server_reflection(
         (component.service_name, health.SERVICE_NAME, reflection.SERVICE_NAME), server
     )
-    reporter = HealthReporter(health_servicer, component.service_name)
-    reporter.set_serving(False)
+    HealthReporter(health_servicer, component.service_name).set_serving(False)
     credentials = server_credentials(settings)
     try:
         if credentials is None:
@@ -334,25 +406,23 @@ def start_server(settings: Settings, component: Component, listen_addr: str) -> 
                 raise AddressUnavailable(
                     settings.metrics_addr, f"METRICS_ADDR: {error}", "METRICS_ADDR"
                 ) from error
-        health_server = start_health_server(settings, health_servicer)
+        health_server = start_health_server(settings)
+        reporter = HealthReporter(
+            health_servicer,
+            component.service_name,
+            None if health_server is None else health_server.servicer,
+        )
+        reporter.set_serving(False)
         component.start(reporter)
     except BaseException:
         server.stop(None)
         if endpoint is not None:
             endpoint.close()
         if health_server is not None:
-            health_server[0].stop(None)
+            health_server.stop()
         raise
     server.start()
-    return RunningServer(
-        server,
-        port,
-        health_servicer,
-        component,
-        guard,
-        endpoint,
-        *(health_server or (None, None)),
-    )
+    return RunningServer(server, port, health_servicer, component, guard, endpoint, health_server)
 
 
 def serve_until_signalled(settings: Settings, component: Component, listen_addr: str) -> None:
@@ -382,6 +452,9 @@ def serve_until_signalled(settings: Settings, component: Component, listen_addr:
             "grpc_service": component.service_name,
             "max_workers": worker_count(settings),
             "max_concurrent_rpcs": settings.grpc_max_concurrent_rpcs,
+            # The ports HEALTH_LISTEN_ADDR and METRICS_ADDR got (port 0 picks one), or null.
+            "health_port": running.health_port,
+            "metrics_port": None if running.metrics is None else running.metrics.port,
         },
     )
     # Wake up now and then: a signal delivered to one of gRPC's threads only runs its Python

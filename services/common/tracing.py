@@ -19,6 +19,7 @@ report as themselves."""
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -33,6 +34,9 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from services.common.access import HEALTH_PREFIX, call_code
 from services.common.audit import HandlerMemo
 from services.common.config import Settings
+
+# How long a stopping service waits for its last spans to leave.
+SHUTDOWN_SECONDS = 3.0
 
 # A server span's status is an error for these codes only (OpenTelemetry's gRPC conventions):
 # the others are the caller's doing.
@@ -49,19 +53,20 @@ class Tracing:
 
     @classmethod
     def from_settings(cls, settings: Settings, service: str) -> Tracing | None:
-        """None when OTEL_EXPORTER_OTLP_ENDPOINT is unset: no spans are made at all."""
-        endpoint = settings.otel_exporter_otlp_endpoint
-        if not endpoint:
+        """None when neither OTEL_EXPORTER_OTLP_ENDPOINT nor OTEL_EXPORTER_OTLP_TRACES_ENDPOINT
+        is set: no spans are made at all. The exporter reads its settings as the SDK documents
+        them (endpoint, OTEL_EXPORTER_OTLP_INSECURE or an http:// scheme for plaintext,
+        headers, certificate)."""
+        if not (
+            settings.otel_exporter_otlp_endpoint
+            or os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+        ):
             return None
         name = os.environ.get("OTEL_SERVICE_NAME") or f"energy-ingest-{service}"
         provider = TracerProvider(resource=Resource.create({SERVICE_NAME: name}))
         # Spans leave in batches from a thread of their own: a slow or absent collector costs
         # the calls nothing (a full queue drops spans, never waits).
-        provider.add_span_processor(
-            BatchSpanProcessor(
-                OTLPSpanExporter(endpoint=endpoint, insecure=endpoint.startswith("http://"))
-            )
-        )
+        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
         return cls(provider)
 
     def server_interceptor(self) -> grpc.ServerInterceptor:
@@ -75,9 +80,15 @@ class Tracing:
         )
         return traced
 
-    def shutdown(self) -> None:
-        """Exports what is left (bounded by the exporter's timeout)."""
-        self.provider.shutdown()
+    def shutdown(self, timeout: float = SHUTDOWN_SECONDS) -> None:
+        """Exports what is left, for at most `timeout` seconds: with the collector down, the
+        SDK would retry for up to 30 s a batch, past a pod's termination grace; spans still
+        queued then are lost, as they would be in a crash."""
+        stopping = threading.Thread(
+            target=self.provider.shutdown, name="tracing-shutdown", daemon=True
+        )
+        stopping.start()
+        stopping.join(timeout)
 
 
 class ServerSpans(grpc.ServerInterceptor):
