@@ -5,6 +5,7 @@ to. Real in-process servers on real sockets; certificates made here by services.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -204,6 +205,56 @@ def test_a_taken_health_port_is_refused_naming_the_setting(database_url: str) ->
             start_in_process("meter", database_url, health_listen_addr=taken)
     assert refused.value.variable == "HEALTH_LISTEN_ADDR"
     assert refused.value.address == taken
+
+
+def test_a_burst_of_cancelled_watches_on_the_main_port_leaves_health_answering(
+    database_url: str,
+) -> None:
+    """grpc's own health servicer deadlocked on this (services.common.health): 50 Watch calls
+    cancelled at once while the status changes, and the change never returned, Check stopped
+    answering and the server could not stop. Watchers beyond GRPC_HEALTH_WORKERS are refused;
+    a change still reaches a watcher; the server stops at once."""
+    server = start_in_process("meter", database_url)
+    stopped = False
+    try:
+        with server.channel() as channel:
+            wait_serving(channel, METER_SERVICE)
+            for round_ in range(10):
+                channels = [server.channel() for _ in range(5)]
+                watches = [
+                    health_pb2_grpc.HealthStub(channels[i % 5]).Watch(
+                        health_pb2.HealthCheckRequest(service=""), timeout=10
+                    )
+                    for i in range(50)
+                ]
+                for first in watches[:5]:
+                    with contextlib.suppress(grpc.RpcError):  # refused beyond the cap
+                        next(first)
+                status = SERVING if round_ % 2 else health_pb2.HealthCheckResponse.NOT_SERVING
+                changed = threading.Thread(target=server.running.health.set, args=("", status))
+                for watch in watches:
+                    watch.cancel()
+                changed.start()
+                changed.join(10)
+                assert not changed.is_alive(), f"round {round_}: the status change hangs"
+                for each in channels:
+                    each.close()
+            server.running.health.set("", SERVING)
+            assert health_status(channel, "") == SERVING
+            watch = health_pb2_grpc.HealthStub(channel).Watch(
+                health_pb2.HealthCheckRequest(service=METER_SERVICE), timeout=30
+            )
+            assert next(watch).status == SERVING
+            stopping = threading.Thread(target=server.running.shutdown, args=(5,))
+            began = time.monotonic()
+            stopping.start()
+            assert next(watch).status == health_pb2.HealthCheckResponse.NOT_SERVING
+            stopping.join(15)
+            stopped = not stopping.is_alive()
+            assert stopped and time.monotonic() - began < 10
+    finally:
+        if not stopped:
+            server.running.shutdown(1)
 
 
 # --- certificates and tokens rotated under a running server ----------------------------------

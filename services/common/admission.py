@@ -256,10 +256,6 @@ class CallGuard(grpc.ServerInterceptor):
             return None
         method = handler_call_details.method
         exempt = method.startswith(EXEMPT_PREFIXES)
-        if exempt and handler_kind(handler) == "unary_stream":
-            # Health Watch: grpc's non-blocking form answers from callbacks and holds no thread
-            # once its request arrived; it stays as it is (README: what is left).
-            return handler
         token_principal: Principal | None = None
         if not exempt and self._authorizer.enabled:
             try:

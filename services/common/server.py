@@ -23,6 +23,7 @@ from services.common.admission import CallGuard, IdleWatchdog, pool_size
 from services.common.audit import HandlerMemo, MethodNames
 from services.common.config import Settings
 from services.common.errors import ConfigError, Undecodable
+from services.common.health import Health
 from services.common.logs import capture_stderr_as_json
 from services.common.metrics import MetricsEndpoint, ServiceMetrics
 from services.common.security import OPEN, Authorizer, server_credentials
@@ -45,47 +46,17 @@ class Component(Protocol):
     def stop(self) -> None: ...
 
 
-class ProbeHealth(health_pb2_grpc.HealthServicer):
-    """What HEALTH_LISTEN_ADDR serves: Check only (what kubelet's gRPC probes and
-    grpc_health_probe ask), from a plain map of statuses. Watch is UNIMPLEMENTED: grpc's
-    HealthServicer holds its lock while it sends Watch updates, and a burst of Watch calls
-    cancelled at once has deadlocked it (the sending thread waits for gRPC's polling thread,
-    which waits for the lock); on a port that asks no credentials, anyone who can reach it
-    could do that."""
-
-    def __init__(self) -> None:
-        self._statuses: dict[str, int] = {}
-
-    def set(self, service: str, status: int) -> None:
-        self._statuses = {**self._statuses, service: status}  # one atomic swap, read lock-free
-
-    def enter_graceful_shutdown(self) -> None:
-        not_serving = health_pb2.HealthCheckResponse.NOT_SERVING
-        self._statuses = {service: not_serving for service in self._statuses}
-
-    def Check(self, request: Any, context: grpc.ServicerContext) -> Any:
-        status = self._statuses.get(request.service)
-        if status is None:
-            context.abort(grpc.StatusCode.NOT_FOUND, f"unknown service {request.service!r}")
-        return health_pb2.HealthCheckResponse(status=status)
-
-    def Watch(self, request: Any, context: grpc.ServicerContext) -> Any:
-        context.abort(
-            grpc.StatusCode.UNIMPLEMENTED, "the health port answers Check only; Watch the main port"
-        )
-
-
 class HealthReporter:
     """Sets the health of the component's service (and the server as a whole), on the main
     port and on the probe port when there is one."""
 
     def __init__(
         self,
-        servicer: health.HealthServicer,
+        servicer: Health | health.HealthServicer,
         service_name: str,
-        probe: ProbeHealth | None = None,
+        probe: Health | None = None,
     ) -> None:
-        self._servicers: list[health.HealthServicer | ProbeHealth] = [servicer]
+        self._servicers: list[Health | health.HealthServicer] = [servicer]
         if probe is not None:
             self._servicers.append(probe)
         self._service_name = service_name
@@ -105,7 +76,7 @@ class HealthReporter:
 class RunningServer:
     server: grpc.Server
     port: int
-    health: health.HealthServicer
+    health: Health
     component: Component
     guard: CallGuard | None = None
     metrics: MetricsEndpoint | None = None
@@ -298,7 +269,7 @@ class ProbeServer:
 
     server: grpc.Server
     port: int
-    servicer: ProbeHealth
+    servicer: Health
     guard: CallGuard
 
     def stop(self) -> None:
@@ -309,8 +280,8 @@ class ProbeServer:
 def start_health_server(settings: Settings) -> ProbeServer | None:
     """HEALTH_LISTEN_ADDR: the service's health on a plaintext port of its own, which asks no
     credentials and serves nothing else (probes that cannot present a client certificate):
-    Check (ProbeHealth), and reflection of the health service so grpcurl can ask. Its calls
-    are guarded as health is on the main port: at most GRPC_HEALTH_WORKERS at once (then
+    Check (Health, without Watch), and reflection of the health service so grpcurl can ask.
+    Its calls are guarded as health is on the main port: at most GRPC_HEALTH_WORKERS at once (then
     RESOURCE_EXHAUSTED at once), and one that sends no message within
     UNARY_MESSAGE_TIMEOUT_SECONDS is ended, so half-open calls cannot hold the port. None when
     the setting is unset; AddressUnavailable when the address is taken."""
@@ -334,7 +305,7 @@ def start_health_server(settings: Settings) -> ProbeServer | None:
         maximum_concurrent_rpcs=workers,
         interceptors=[guard],
     )
-    servicer = ProbeHealth()
+    servicer = Health(watch=False)
     health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
     reflection.enable_server_reflection((health.SERVICE_NAME, reflection.SERVICE_NAME), server)
     try:
@@ -380,7 +351,7 @@ def start_server(settings: Settings, component: Component, listen_addr: str) -> 
         interceptors=call_interceptors(settings, component, guard),
     )
     component.register(server)
-    health_servicer = health.HealthServicer(experimental_non_blocking=True)
+    health_servicer = Health()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
         (component.service_name, health.SERVICE_NAME, reflection.SERVICE_NAME), server
