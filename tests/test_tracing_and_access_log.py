@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -273,3 +274,48 @@ def test_access_log_off(database_url: str, access_log: pytest.LogCaptureFixture)
     finally:
         server.running.shutdown(5)
     assert lines_of(access_log) == []
+
+
+def test_a_stream_the_server_ends_for_idleness_is_logged_with_the_code_its_client_saw(
+    database_url: str, access_log: pytest.LogCaptureFixture
+) -> None:
+    """The idle watchdog ends a stream with DEADLINE_EXCEEDED from another thread; grpc may
+    then hand the handler an ended stream, which it answers: the line (and the metrics) say
+    what the client saw, not OK."""
+    server = start_in_process("meter", database_url, stream_idle_timeout_seconds=1.0)
+    try:
+        hold = threading.Event()
+
+        def idle_after_one() -> Iterator[meter_service_pb2.IngestReadingsRequest]:
+            yield meter_service_pb2.IngestReadingsRequest(readings=[meter_reading("CHG-8", 0)])
+            hold.wait(10)
+
+        with server.channel() as channel:
+            stub = meter_service_pb2_grpc.MeterServiceStub(channel)
+            with pytest.raises(grpc.RpcError) as ended:
+                stub.IngestReadings(idle_after_one(), timeout=30)
+            hold.set()
+        assert ended.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        registry = server.running.component.metrics.registry
+        labels = {
+            "grpc_type": "client_stream",
+            "grpc_service": "energy.meter.v1.MeterService",
+            "grpc_method": "IngestReadings",
+        }
+        deadline = time.monotonic() + 5
+        while not lines_of(access_log) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        server.running.shutdown(5)
+    [line] = lines_of(access_log)
+    assert line["code"] == "DEADLINE_EXCEEDED"
+    assert (
+        registry.get_sample_value(
+            "grpc_server_handled_total", {**labels, "grpc_code": "DEADLINE_EXCEEDED"}
+        )
+        == 1
+    )
+    assert (
+        registry.get_sample_value("grpc_server_handled_total", {**labels, "grpc_code": "OK"})
+        is None
+    )

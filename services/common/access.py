@@ -13,6 +13,7 @@ off."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -128,22 +129,34 @@ class AccessLog(grpc.ServerInterceptor):
         log.info("call", extra=line)
 
 
+# The code a call was ended with from another thread (the idle watchdog), by the context.
+_ENDED_ATTRIBUTE = "_energy_ingest_ended_with"
+# A call cancelled this close to its deadline was ended by it: the client's deadline passes a
+# little before the server's (which is the client's, sent as a timeout, plus the transit).
+DEADLINE_SLACK_SECONDS = 0.5
+
+
+def note_ended(context: grpc.ServicerContext, code: grpc.StatusCode) -> None:
+    """The server ended the call with `code` (what its client sees)."""
+    # A context that takes no attributes: the code is guessed (call_code).
+    with contextlib.suppress(AttributeError):
+        setattr(context, _ENDED_ATTRIBUTE, code.name)
+
+
 def call_code(context: grpc.ServicerContext, *, raised: bool) -> str:
-    """The name of the code a handler's call ended with: the one it set, else OK when it
-    returned, and when it raised, CANCELLED or DEADLINE_EXCEEDED if the client ended it
-    (UNKNOWN: a fault of ours)."""
-    return _code_name(context, _ended_by_client(context) if raised else "OK")
-
-
-def _ended_by_client(context: grpc.ServicerContext) -> str:
-    """The code of a call that raised with none set: the client cancelled it or its deadline
-    passed (reading the request stream then raises), or else a fault of ours."""
-    if context.is_active():
-        return "UNKNOWN"
-    remaining = context.time_remaining()
-    return "DEADLINE_EXCEEDED" if remaining is not None and remaining <= 0 else "CANCELLED"
-
-
-def _code_name(context: grpc.ServicerContext, default: str) -> str:
+    """The name of the code the client of a handler's call saw: the one the server ended it
+    with from another thread (note_ended), or the one the handler set; else, when the call is
+    no longer active, DEADLINE_EXCEEDED or CANCELLED (its deadline passed, or its client
+    cancelled it: grpc sometimes hands the handler an ended stream then, and it returns);
+    else OK when it returned and UNKNOWN (a fault of ours) when it raised."""
+    ended = getattr(context, _ENDED_ATTRIBUTE, None)
+    if ended is not None:
+        return str(ended)
     code = context.code()
-    return default if code is None else code.name
+    if code is not None:
+        return str(code.name)
+    if not context.is_active():
+        remaining = context.time_remaining()
+        late = remaining is not None and remaining <= DEADLINE_SLACK_SECONDS
+        return "DEADLINE_EXCEEDED" if late else "CANCELLED"
+    return "UNKNOWN" if raised else "OK"

@@ -156,6 +156,7 @@ def _end(context: grpc.ServicerContext, code: grpc.StatusCode, details: str) -> 
     """Cancels the call from another thread with a status the client sees. The public
     `context.cancel()` would answer CANCELLED with no reason; grpc's call object takes a code
     and details (grpc_call_cancel_with_status), which we use when it is there."""
+    access.note_ended(context, code)
     call = getattr(getattr(context, "_rpc_event", None), "call", None)
     try:
         if call is not None:
