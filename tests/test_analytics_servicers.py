@@ -479,3 +479,100 @@ def test_get_vehicle_performance_rejects_a_window_over_31_days(analytics_service
     _, _, code, details = unary(analytics_servicer, ANALYTICS, "GetVehiclePerformance", request)
     assert code == grpc.StatusCode.INVALID_ARGUMENT
     assert "window" in details
+
+
+def _efficiencies(server, **fields):
+    request = analytics_service_pb2.ListChargerEfficienciesRequest(
+        end_time=at(120), window=Duration(seconds=3 * 3600), **fields
+    )
+    return unary(server, ANALYTICS, "ListChargerEfficiencies", request)
+
+
+def test_list_charger_efficiencies_ranks_chargers_with_their_figures(analytics_servicer, seeded):
+    # Besides the seed's CHG-1: CHG-2 reads 0.25 kWh at minutes 0..3 and no vehicle uses it.
+    meter_server, _ = seeded
+    with grpc.insecure_channel(meter_server.target) as channel:
+        meter_service_pb2_grpc.MeterServiceStub(channel).IngestReadings(
+            iter(
+                [
+                    meter_service_pb2.IngestReadingsRequest(
+                        readings=[
+                            meter_pb2.MeterReading(
+                                meter_id="CHG-2", kwh_consumed_ac=0.25, voltage=230, timestamp=at(m)
+                            )
+                            for m in range(4)
+                        ]
+                    )
+                ]
+            ),
+            timeout=30,
+        )
+    response, _, code, details = _efficiencies(analytics_servicer)
+    assert code == grpc.StatusCode.OK, details
+    assert [row.charger_id for row in response.charger_efficiencies] == ["CHG-1", "CHG-2"]
+    assert (response.start_time, response.end_time, response.total_size) == (at(-60), at(120), 2)
+    busy, idle = response.charger_efficiencies
+    # CHG-1: VH-A's session -1..9 takes the meter intervals ending at minutes 0..9 (10.0 kWh
+    # AC, 5.0 DC), VH-B's 29..39 those ending at 30..39 (10.0 AC, 7.5 DC): AC 20.0, DC 12.5,
+    # efficiency 0.625, loss 7.5, all covered; the meter read 60.0 in the window, so 40.0 is
+    # standby. The window before (3 hours earlier) holds nothing.
+    now = busy.current
+    assert (now.energy_consumed_ac, now.energy_delivered_dc) == (20.0, 12.5)
+    assert (now.efficiency_ratio, now.energy_loss_kwh, now.standby_energy_kwh) == (0.625, 7.5, 40.0)
+    assert (now.session_count, now.vehicle_count, now.ac_coverage) == (2, 2, 1.0)
+    assert list(now.quality_flags) == []
+    before = busy.previous
+    assert (before.session_count, before.energy_delivered_dc) == (0, 0.0)
+    assert not before.HasField("efficiency_ratio") and not before.HasField("standby_energy_kwh")
+    assert not busy.HasField("efficiency_change") and list(busy.outlier_reasons) == []
+    # CHG-2: no session, all of its 1.0 kWh standby, efficiency unknown (listed last).
+    assert (idle.current.session_count, idle.current.standby_energy_kwh) == (0, 1.0)
+    assert not idle.current.HasField("efficiency_ratio")
+    # Too few sessions (fewer than OUTLIER_MIN_SESSIONS) for a fleet median.
+    assert not response.HasField("fleet_median_efficiency")
+
+
+def test_list_charger_efficiencies_pages_and_filters(analytics_servicer, seeded):
+    meter_server, _ = seeded
+    with grpc.insecure_channel(meter_server.target) as channel:
+        meter_service_pb2_grpc.MeterServiceStub(channel).IngestReading(
+            meter_service_pb2.IngestReadingRequest(
+                reading=meter_pb2.MeterReading(
+                    meter_id="CHG-2", kwh_consumed_ac=0.25, voltage=230, timestamp=at(1)
+                )
+            ),
+            timeout=30,
+        )
+    first, _, code, _ = _efficiencies(analytics_servicer, page_size=1)
+    assert code == grpc.StatusCode.OK
+    assert [r.charger_id for r in first.charger_efficiencies] == ["CHG-1"]
+    assert first.next_page_token and first.total_size == 2
+    second, _, code, _ = _efficiencies(
+        analytics_servicer, page_size=1, page_token=first.next_page_token
+    )
+    assert code == grpc.StatusCode.OK
+    assert [r.charger_id for r in second.charger_efficiencies] == ["CHG-2"]
+    assert second.next_page_token == ""
+    # Only the chargers asked for: one no meter ever reported is listed, with unknown AC.
+    only, _, code, _ = _efficiencies(analytics_servicer, charger_ids=["CHG-9", "CHG-1"])
+    assert code == grpc.StatusCode.OK
+    assert [r.charger_id for r in only.charger_efficiencies] == ["CHG-1", "CHG-9"]
+    assert not only.charger_efficiencies[1].current.HasField("standby_energy_kwh")
+    assert violations(
+        analytics_servicer,
+        ANALYTICS,
+        "ListChargerEfficiencies",
+        analytics_service_pb2.ListChargerEfficienciesRequest(charger_ids=["ok-1", "bad id"]),
+    ) == ["charger_ids[1]"]
+    assert violations(
+        analytics_servicer,
+        ANALYTICS,
+        "ListChargerEfficiencies",
+        analytics_service_pb2.ListChargerEfficienciesRequest(page_token="forged"),
+    ) == ["page_token"]
+    assert violations(
+        analytics_servicer,
+        ANALYTICS,
+        "ListChargerEfficiencies",
+        analytics_service_pb2.ListChargerEfficienciesRequest(window=Duration(seconds=-1)),
+    ) == ["window"]

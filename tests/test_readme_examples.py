@@ -140,5 +140,18 @@ def test_every_readme_grpcurl_example_runs(servers):
         "2026-02-10T11:59:00Z",
         "2026-02-10T12:00:00Z",
     )
+    # Chargers over the same day: CHG-001 is VH-001's session (15.5 AC, 14.2 DC) and 0.25 +
+    # 0.26 kWh besides (standby); CHG-REG charged no vehicle: its registers' 0.25 + 0.5 kWh are
+    # all standby, its efficiency unknown, so it comes last. CHG-002's only reading was refused.
+    [chargers] = outputs["energy.analytics.v1.AnalyticsService/ListChargerEfficiencies"]
+    assert [c["charger_id"] for c in chargers["charger_efficiencies"]] == ["CHG-001", "CHG-REG"]
+    assert chargers["total_size"] == "2" and "next_page_token" not in chargers
+    used, idle = (c["current"] for c in chargers["charger_efficiencies"])
+    assert (used["energy_consumed_ac"], used["energy_delivered_dc"]) == (15.5, 14.2)
+    assert used["efficiency_ratio"] == pytest.approx(14.2 / 15.5)
+    assert used["standby_energy_kwh"] == pytest.approx(0.51)
+    assert (used["session_count"], used["vehicle_count"]) == ("1", "1")
+    assert idle["standby_energy_kwh"] == 0.75 and "efficiency_ratio" not in idle
+    assert "session_count" not in idle  # 0: grpcurl leaves it out
     assert six_hours["start_time"] == "2026-02-10T06:30:00Z"
     assert six_hours["total_energy_consumed_ac"] == 15.5

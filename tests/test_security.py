@@ -859,9 +859,22 @@ def test_analytics_end_to_end_over_mtls(
     assert (performance.data_points, performance.meter_data_points) == (10, 10)
     assert [s.charger_id for s in performance.sessions] == [DEVICE]
 
+    # The same figures by charger, as the operator reads them through mutual TLS end to end.
+    listing = analytics_service_pb2.ListChargerEfficienciesRequest(
+        end_time=ts(D + 24 * HOUR), window=Duration(seconds=24 * 3600)
+    )
+    with tls_channel(analytics.target, pki.ca, pki.operator) as channel:
+        stub = analytics_service_pb2_grpc.AnalyticsServiceStub(channel)
+        [charger] = stub.ListChargerEfficiencies(listing, timeout=CALL_TIMEOUT).charger_efficiencies
+    assert charger.charger_id == DEVICE
+    assert (charger.current.energy_consumed_ac, charger.current.efficiency_ratio) == (10.0, 0.5)
+
     with tls_channel(analytics.target, pki.ca, pki.device) as channel:
         stub = analytics_service_pb2_grpc.AnalyticsServiceStub(channel)
         assert code_of(lambda: stub.GetVehiclePerformance(request, timeout=CALL_TIMEOUT)) == DENIED
+        assert (
+            code_of(lambda: stub.ListChargerEfficiencies(listing, timeout=CALL_TIMEOUT)) == DENIED
+        )
     with tls_channel(analytics.target, pki.ca) as channel:
         stub = analytics_service_pb2_grpc.AnalyticsServiceStub(channel)
         assert (

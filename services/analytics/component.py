@@ -6,6 +6,7 @@ import grpc
 from energy.analytics.v1 import analytics_service_pb2, analytics_service_pb2_grpc
 
 from services import client
+from services.analytics.chargers import ChargerEfficiencyService, OutlierRule
 from services.analytics.downstream import Downstream
 from services.analytics.service import VehiclePerformanceService
 from services.analytics.servicer import AnalyticsServicer
@@ -44,7 +45,21 @@ class AnalyticsComponent:
             reach_us=round(settings.max_reading_interval_seconds * MICROS),
             downstream_timeout=settings.downstream_timeout_seconds,
         )
-        self.servicer = AnalyticsServicer(performance, Authorizer.from_settings(settings))
+        efficiencies = ChargerEfficiencyService(
+            Downstream(*timed),
+            session_gap_us=round(settings.session_gap_seconds * MICROS),
+            reach_us=round(settings.max_reading_interval_seconds * MICROS),
+            downstream_timeout=settings.downstream_timeout_seconds,
+            rule=OutlierRule(
+                min_sessions=settings.outlier_min_sessions,
+                mad_threshold=settings.outlier_mad_threshold,
+                min_points=settings.outlier_min_points,
+                drop_points=settings.outlier_drop_points,
+            ),
+        )
+        self.servicer = AnalyticsServicer(
+            performance, efficiencies, Authorizer.from_settings(settings)
+        )
 
     def register(self, server: grpc.Server) -> None:
         analytics_service_pb2_grpc.add_AnalyticsServiceServicer_to_server(self.servicer, server)

@@ -4,6 +4,7 @@ to them. gRPC failures become domain errors here; every call carries a deadline.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import grpc
 from energy.meter.v1 import meter_pb2, meter_service_pb2, meter_service_pb2_grpc
@@ -30,6 +31,20 @@ def _translate(error: grpc.RpcError, service: str) -> Exception:
         return Unavailable(f"{service} unavailable: {details}")
     # Anything else means we sent something wrong or it broke: a bug, reported as INTERNAL.
     return RuntimeError(f"{service} answered {code.name}: {details}")
+
+
+# Statuses per ListChargerStatuses page read (its maximum).
+PAGE_SIZE = 10_000
+
+
+@dataclass(frozen=True)
+class Summary:
+    """A charger's AC (kWh) of the meter readings stamped in a window, their number, and those
+    of unknown energy."""
+
+    kwh_consumed_ac: float
+    reading_count: int
+    unknown_energy_count: int
 
 
 def _session(message: vehicle_pb2.ChargingSession) -> Session:
@@ -138,3 +153,45 @@ class Downstream:
             )
             for c in response.consumptions
         ]
+
+    def summarize(
+        self, charger_ids: Sequence[str], start_us: int, end_us: int, timeout: float
+    ) -> list[Summary]:
+        """Each charger's AC of the meter readings stamped in [start_us, end_us), in order
+        (SummarizeConsumption): one call."""
+        request = meter_service_pb2.SummarizeConsumptionRequest(
+            intervals=[
+                meter_pb2.ConsumptionInterval(
+                    charger_id=charger_id,
+                    start_time=micros_to_timestamp(start_us),
+                    end_time=micros_to_timestamp(end_us),
+                )
+                for charger_id in charger_ids
+            ]
+        )
+        try:
+            response = self._meters.SummarizeConsumption(request, timeout=timeout)
+        except grpc.RpcError as error:
+            raise _translate(error, "MeterService") from None
+        return [
+            Summary(s.kwh_consumed_ac, s.reading_count, s.unknown_energy_count)
+            for s in response.summaries
+        ]
+
+    def reported_chargers(self, timeout: float) -> list[str]:
+        """Every charger that has reported a meter reading (ListChargerStatuses, page by page),
+        by id; `timeout` bounds each page."""
+        chargers: list[str] = []
+        token = ""
+        while True:
+            request = meter_service_pb2.ListChargerStatusesRequest(
+                page_size=PAGE_SIZE, page_token=token
+            )
+            try:
+                response = self._meters.ListChargerStatuses(request, timeout=timeout)
+            except grpc.RpcError as error:
+                raise _translate(error, "MeterService") from None
+            chargers.extend(status.meter_id for status in response.charger_statuses)
+            token = response.next_page_token
+            if not token:
+                return chargers

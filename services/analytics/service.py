@@ -23,6 +23,23 @@ DAY_US = 24 * 3600 * MICROS
 MAX_WINDOW_US = 31 * DAY_US
 
 
+def window_bounds(
+    end_us: int | None, window_us: int | None, clock: Callable[[], int] = now_micros
+) -> tuple[int, int]:
+    """[start, end) of a request's window: `window_us` (default a day, at most 31 days) ending
+    at `end_us` (default now); INVALID_ARGUMENT naming `window` otherwise."""
+    window_us = DAY_US if window_us is None else window_us
+    if window_us <= 0:
+        raise InvalidArgument([("window", "must be positive (the end must follow the start)")])
+    if window_us > MAX_WINDOW_US:
+        raise InvalidArgument([("window", "must be at most 31 days")])
+    end_us = clock() if end_us is None else end_us
+    start_us = end_us - window_us
+    if start_us < MIN_TIMESTAMP_MICROS:
+        raise InvalidArgument([("window", "must not reach before 0001-01-01T00:00:00Z")])
+    return start_us, end_us
+
+
 class VehiclePerformanceService:
     def __init__(
         self,
@@ -50,15 +67,7 @@ class VehiclePerformanceService:
     ) -> Performance:
         """The window [end - window, end); `time_remaining` is the caller's deadline, if any."""
         require_id("vehicle_id", vehicle_id)
-        window_us = DAY_US if window_us is None else window_us
-        if window_us <= 0:
-            raise InvalidArgument([("window", "must be positive (the end must follow the start)")])
-        if window_us > MAX_WINDOW_US:
-            raise InvalidArgument([("window", "must be at most 31 days")])
-        end_us = self._clock() if end_us is None else end_us
-        start_us = end_us - window_us
-        if start_us < MIN_TIMESTAMP_MICROS:
-            raise InvalidArgument([("window", "must not reach before 0001-01-01T00:00:00Z")])
+        start_us, end_us = window_bounds(end_us, window_us, self._clock)
         sessions = self._downstream.sessions(
             vehicle_id, start_us, end_us, self._gap_us, self._budget(time_remaining)
         )

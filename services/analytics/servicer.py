@@ -7,13 +7,27 @@ from typing import cast
 import grpc
 from energy.analytics.v1 import analytics_pb2, analytics_service_pb2, analytics_service_pb2_grpc
 
+from services.analytics.chargers import (
+    ChargerEfficiencyService,
+    ChargerFigures,
+    EfficiencyPage,
+    Outlier,
+)
 from services.analytics.correlation import Figures, Performance, Quality
-from services.analytics.service import VehiclePerformanceService
+from services.analytics.service import VehiclePerformanceService, window_bounds
 from services.common.errors import translate_errors
 from services.common.security import OPEN, Authorizer
 from services.common.timeconv import duration_to_micros, micros_to_timestamp, timestamp_to_micros
 from services.common.validation import require_times
 
+# Outlier.X is OutlierReason OUTLIER_REASON_X on the wire.
+_WIRE_REASONS = {
+    reason: cast(
+        analytics_pb2.OutlierReason,
+        analytics_pb2.OutlierReason.Value(f"OUTLIER_REASON_{reason.name}"),
+    )
+    for reason in Outlier
+}
 # Quality.X is QualityFlag QUALITY_FLAG_X on the wire.
 _WIRE_FLAGS = {
     flag: cast(
@@ -64,10 +78,61 @@ def performance_message(performance: Performance) -> analytics_pb2.VehiclePerfor
     return message
 
 
+def charger_figures_message(item: ChargerFigures) -> analytics_pb2.ChargerFigures:
+    figures = item.figures
+    message = analytics_pb2.ChargerFigures(
+        energy_delivered_dc=figures.energy_delivered_dc,
+        session_count=item.session_count,
+        vehicle_count=item.vehicle_count,
+        ac_coverage=figures.ac_coverage,
+        quality_flags=[_WIRE_FLAGS[flag] for flag in figures.flags],
+    )
+    if figures.energy_consumed_ac is not None:
+        message.energy_consumed_ac = figures.energy_consumed_ac
+    if figures.efficiency_ratio is not None:
+        message.efficiency_ratio = figures.efficiency_ratio
+    if figures.energy_loss_kwh is not None:
+        message.energy_loss_kwh = figures.energy_loss_kwh
+    if item.standby_kwh is not None:
+        message.standby_energy_kwh = item.standby_kwh
+    return message
+
+
+def efficiencies_message(
+    page: EfficiencyPage,
+) -> analytics_service_pb2.ListChargerEfficienciesResponse:
+    message = analytics_service_pb2.ListChargerEfficienciesResponse(
+        next_page_token=page.next_page_token,
+        start_time=micros_to_timestamp(page.start_us),
+        end_time=micros_to_timestamp(page.end_us),
+        total_size=page.total,
+    )
+    if page.fleet_median is not None:
+        message.fleet_median_efficiency = page.fleet_median
+    if page.fleet_mad is not None:
+        message.fleet_efficiency_mad = page.fleet_mad
+    for row in page.rows:
+        item = message.charger_efficiencies.add(
+            charger_id=row.charger_id,
+            current=charger_figures_message(row.current),
+            previous=charger_figures_message(row.previous),
+            outlier_reasons=[_WIRE_REASONS[reason] for reason in row.outliers],
+        )
+        if row.change is not None:
+            item.efficiency_change = row.change
+    return message
+
+
 class AnalyticsServicer(analytics_service_pb2_grpc.AnalyticsServiceServicer):
-    def __init__(self, performance: VehiclePerformanceService, auth: Authorizer = OPEN) -> None:
+    def __init__(
+        self,
+        performance: VehiclePerformanceService,
+        efficiencies: ChargerEfficiencyService,
+        auth: Authorizer = OPEN,
+    ) -> None:
         self._performance = performance
         self._auth = auth
+        self._efficiencies = efficiencies
 
     @translate_errors
     def GetVehiclePerformance(
@@ -83,3 +148,22 @@ class AnalyticsServicer(analytics_service_pb2_grpc.AnalyticsServiceServicer):
             request.vehicle_id, end_us, window_us, context.time_remaining
         )
         return performance_message(performance)
+
+    @translate_errors
+    def ListChargerEfficiencies(
+        self,
+        request: analytics_service_pb2.ListChargerEfficienciesRequest,
+        context: grpc.ServicerContext,
+    ) -> analytics_service_pb2.ListChargerEfficienciesResponse:
+        self._auth.require_reader(context)
+        require_times([("end_time", request.end_time), ("window", request.window)])
+        end_us = timestamp_to_micros(request.end_time) if request.HasField("end_time") else None
+        window_us = duration_to_micros(request.window) if request.HasField("window") else None
+        page = self._efficiencies.efficiencies(
+            list(request.charger_ids),
+            window_bounds(end_us, window_us),
+            page_size=request.page_size,
+            page_token=request.page_token,
+            time_remaining=context.time_remaining,
+        )
+        return efficiencies_message(page)

@@ -138,6 +138,14 @@ class Settings:
     # Correlation (AnalyticsService).
     session_gap_seconds: float = 300.0
     downstream_timeout_seconds: float = 5.0
+    # ListChargerEfficiencies' outlier rule (AnalyticsService): chargers with at least
+    # OUTLIER_MIN_SESSIONS sessions are compared; one is below the fleet when its efficiency is
+    # under the median by more than OUTLIER_MAD_THRESHOLD x 1.4826 x MAD and by at least
+    # OUTLIER_MIN_POINTS, and dropped when it fell by OUTLIER_DROP_POINTS from the window before.
+    outlier_min_sessions: int = 3
+    outlier_mad_threshold: float = 3.5
+    outlier_min_points: float = 0.02
+    outlier_drop_points: float = 0.015
 
     # Security (all off by default): TLS for the servers, mutual TLS when a client CA is set,
     # what AnalyticsService presents to the others, and bearer tokens.
@@ -204,6 +212,10 @@ class Settings:
             "max_reading_interval_seconds",
             "max_charger_power_kw",
             "session_gap_seconds",
+            "outlier_min_sessions",
+            "outlier_mad_threshold",
+            "outlier_min_points",
+            "outlier_drop_points",
             "ocpp_max_connections",
             "maintenance_interval_seconds",
         )

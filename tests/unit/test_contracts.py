@@ -27,7 +27,7 @@ EXPECTED_UNARY = {
         "ListChargingSessions",
         "ListChargerSessions",
     },
-    ANALYTICS: {"GetVehiclePerformance"},
+    ANALYTICS: {"GetVehiclePerformance", "ListChargerEfficiencies"},
 }
 
 

@@ -19,6 +19,12 @@ class QualityFlag(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     QUALITY_FLAG_IMPLAUSIBLE_METER_DATA: _ClassVar[QualityFlag]
     QUALITY_FLAG_VEHICLE_ON_TWO_CHARGERS: _ClassVar[QualityFlag]
     QUALITY_FLAG_EFFICIENCY_OUT_OF_RANGE: _ClassVar[QualityFlag]
+
+class OutlierReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    OUTLIER_REASON_UNSPECIFIED: _ClassVar[OutlierReason]
+    OUTLIER_REASON_BELOW_FLEET: _ClassVar[OutlierReason]
+    OUTLIER_REASON_DROPPED: _ClassVar[OutlierReason]
 QUALITY_FLAG_UNSPECIFIED: QualityFlag
 QUALITY_FLAG_METER_DATA_MISSING: QualityFlag
 QUALITY_FLAG_METER_DATA_PARTIAL: QualityFlag
@@ -26,6 +32,9 @@ QUALITY_FLAG_CONCURRENT_SESSIONS: QualityFlag
 QUALITY_FLAG_IMPLAUSIBLE_METER_DATA: QualityFlag
 QUALITY_FLAG_VEHICLE_ON_TWO_CHARGERS: QualityFlag
 QUALITY_FLAG_EFFICIENCY_OUT_OF_RANGE: QualityFlag
+OUTLIER_REASON_UNSPECIFIED: OutlierReason
+OUTLIER_REASON_BELOW_FLEET: OutlierReason
+OUTLIER_REASON_DROPPED: OutlierReason
 
 class VehiclePerformance(_message.Message):
     __slots__ = ("vehicle_id", "start_time", "end_time", "total_energy_consumed_ac", "total_energy_delivered_dc", "efficiency_ratio", "energy_loss_kwh", "avg_battery_temperature", "data_points", "meter_data_points", "sessions", "ac_coverage", "quality_flags")
@@ -84,3 +93,39 @@ class SessionPerformance(_message.Message):
     ac_coverage: float
     quality_flags: _containers.RepeatedScalarFieldContainer[QualityFlag]
     def __init__(self, charger_id: _Optional[str] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., energy_consumed_ac: _Optional[float] = ..., energy_delivered_dc: _Optional[float] = ..., efficiency_ratio: _Optional[float] = ..., energy_loss_kwh: _Optional[float] = ..., avg_battery_temperature: _Optional[float] = ..., data_points: _Optional[int] = ..., meter_data_points: _Optional[int] = ..., ac_coverage: _Optional[float] = ..., quality_flags: _Optional[_Iterable[_Union[QualityFlag, str]]] = ...) -> None: ...
+
+class ChargerEfficiency(_message.Message):
+    __slots__ = ("charger_id", "current", "previous", "efficiency_change", "outlier_reasons")
+    CHARGER_ID_FIELD_NUMBER: _ClassVar[int]
+    CURRENT_FIELD_NUMBER: _ClassVar[int]
+    PREVIOUS_FIELD_NUMBER: _ClassVar[int]
+    EFFICIENCY_CHANGE_FIELD_NUMBER: _ClassVar[int]
+    OUTLIER_REASONS_FIELD_NUMBER: _ClassVar[int]
+    charger_id: str
+    current: ChargerFigures
+    previous: ChargerFigures
+    efficiency_change: float
+    outlier_reasons: _containers.RepeatedScalarFieldContainer[OutlierReason]
+    def __init__(self, charger_id: _Optional[str] = ..., current: _Optional[_Union[ChargerFigures, _Mapping]] = ..., previous: _Optional[_Union[ChargerFigures, _Mapping]] = ..., efficiency_change: _Optional[float] = ..., outlier_reasons: _Optional[_Iterable[_Union[OutlierReason, str]]] = ...) -> None: ...
+
+class ChargerFigures(_message.Message):
+    __slots__ = ("energy_consumed_ac", "energy_delivered_dc", "efficiency_ratio", "energy_loss_kwh", "standby_energy_kwh", "session_count", "vehicle_count", "ac_coverage", "quality_flags")
+    ENERGY_CONSUMED_AC_FIELD_NUMBER: _ClassVar[int]
+    ENERGY_DELIVERED_DC_FIELD_NUMBER: _ClassVar[int]
+    EFFICIENCY_RATIO_FIELD_NUMBER: _ClassVar[int]
+    ENERGY_LOSS_KWH_FIELD_NUMBER: _ClassVar[int]
+    STANDBY_ENERGY_KWH_FIELD_NUMBER: _ClassVar[int]
+    SESSION_COUNT_FIELD_NUMBER: _ClassVar[int]
+    VEHICLE_COUNT_FIELD_NUMBER: _ClassVar[int]
+    AC_COVERAGE_FIELD_NUMBER: _ClassVar[int]
+    QUALITY_FLAGS_FIELD_NUMBER: _ClassVar[int]
+    energy_consumed_ac: float
+    energy_delivered_dc: float
+    efficiency_ratio: float
+    energy_loss_kwh: float
+    standby_energy_kwh: float
+    session_count: int
+    vehicle_count: int
+    ac_coverage: float
+    quality_flags: _containers.RepeatedScalarFieldContainer[QualityFlag]
+    def __init__(self, energy_consumed_ac: _Optional[float] = ..., energy_delivered_dc: _Optional[float] = ..., efficiency_ratio: _Optional[float] = ..., energy_loss_kwh: _Optional[float] = ..., standby_energy_kwh: _Optional[float] = ..., session_count: _Optional[int] = ..., vehicle_count: _Optional[int] = ..., ac_coverage: _Optional[float] = ..., quality_flags: _Optional[_Iterable[_Union[QualityFlag, str]]] = ...) -> None: ...

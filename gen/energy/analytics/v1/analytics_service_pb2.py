@@ -27,7 +27,7 @@ from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n+energy/analytics/v1/analytics_service.proto\x12\x13\x65nergy.analytics.v1\x1a#energy/analytics/v1/analytics.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x8b\x01\n\x1cGetVehiclePerformanceRequest\x12\x12\n\nvehicle_id\x18\x01 \x01(\t\x12,\n\x08\x65nd_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x06window\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration2\x87\x01\n\x10\x41nalyticsService\x12s\n\x15GetVehiclePerformance\x12\x31.energy.analytics.v1.GetVehiclePerformanceRequest\x1a\'.energy.analytics.v1.VehiclePerformanceb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n+energy/analytics/v1/analytics_service.proto\x12\x13\x65nergy.analytics.v1\x1a#energy/analytics/v1/analytics.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x8b\x01\n\x1cGetVehiclePerformanceRequest\x12\x12\n\nvehicle_id\x18\x01 \x01(\t\x12,\n\x08\x65nd_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x06window\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\"\xb5\x01\n\x1eListChargerEfficienciesRequest\x12,\n\x08\x65nd_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x06window\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x13\n\x0b\x63harger_ids\x18\x03 \x03(\t\x12\x11\n\tpage_size\x18\x04 \x01(\x05\x12\x12\n\npage_token\x18\x05 \x01(\t\"\xf0\x02\n\x1fListChargerEfficienciesResponse\x12\x44\n\x14\x63harger_efficiencies\x18\x01 \x03(\x0b\x32&.energy.analytics.v1.ChargerEfficiency\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12.\n\nstart_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12$\n\x17\x66leet_median_efficiency\x18\x05 \x01(\x01H\x00\x88\x01\x01\x12!\n\x14\x66leet_efficiency_mad\x18\x06 \x01(\x01H\x01\x88\x01\x01\x12\x12\n\ntotal_size\x18\x07 \x01(\x03\x42\x1a\n\x18_fleet_median_efficiencyB\x17\n\x15_fleet_efficiency_mad2\x8e\x02\n\x10\x41nalyticsService\x12s\n\x15GetVehiclePerformance\x12\x31.energy.analytics.v1.GetVehiclePerformanceRequest\x1a\'.energy.analytics.v1.VehiclePerformance\x12\x84\x01\n\x17ListChargerEfficiencies\x12\x33.energy.analytics.v1.ListChargerEfficienciesRequest\x1a\x34.energy.analytics.v1.ListChargerEfficienciesResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,6 +36,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_GETVEHICLEPERFORMANCEREQUEST']._serialized_start=171
   _globals['_GETVEHICLEPERFORMANCEREQUEST']._serialized_end=310
-  _globals['_ANALYTICSSERVICE']._serialized_start=313
-  _globals['_ANALYTICSSERVICE']._serialized_end=448
+  _globals['_LISTCHARGEREFFICIENCIESREQUEST']._serialized_start=313
+  _globals['_LISTCHARGEREFFICIENCIESREQUEST']._serialized_end=494
+  _globals['_LISTCHARGEREFFICIENCIESRESPONSE']._serialized_start=497
+  _globals['_LISTCHARGEREFFICIENCIESRESPONSE']._serialized_end=865
+  _globals['_ANALYTICSSERVICE']._serialized_start=868
+  _globals['_ANALYTICSSERVICE']._serialized_end=1138
 # @@protoc_insertion_point(module_scope)

@@ -41,6 +41,11 @@ class AnalyticsServiceStub:
                 request_serializer=energy_dot_analytics_dot_v1_dot_analytics__service__pb2.GetVehiclePerformanceRequest.SerializeToString,
                 response_deserializer=energy_dot_analytics_dot_v1_dot_analytics__pb2.VehiclePerformance.FromString,
                 _registered_method=True)
+        self.ListChargerEfficiencies = channel.unary_unary(
+                '/energy.analytics.v1.AnalyticsService/ListChargerEfficiencies',
+                request_serializer=energy_dot_analytics_dot_v1_dot_analytics__service__pb2.ListChargerEfficienciesRequest.SerializeToString,
+                response_deserializer=energy_dot_analytics_dot_v1_dot_analytics__service__pb2.ListChargerEfficienciesResponse.FromString,
+                _registered_method=True)
 
 
 class AnalyticsServiceServicer:
@@ -59,6 +64,22 @@ class AnalyticsServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListChargerEfficiencies(self, request, context):
+        """Returns each charger's efficiency over the window [end_time - window, end_time): the AC
+        attributed to vehicles' sessions on it, the DC they took, and the same figures for the
+        window of equal length before (drift), ordered by efficiency ascending (the worst first;
+        chargers whose efficiency is unknown last), then by charger id. Chargers are those that
+        reported meter readings, and those named in charger_ids. Paged (AIP-158): page_size 0
+        means 1000, at most 10000; next_page_token is empty on the last page. INVALID_ARGUMENT for
+        a window that is not positive or longer than 31 days, a malformed charger id, more than
+        1000 charger_ids, a negative page_size or a page_token this service did not issue;
+        UNAVAILABLE when a downstream service is unreachable; DEADLINE_EXCEEDED when the
+        caller's deadline passes.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AnalyticsServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -66,6 +87,11 @@ def add_AnalyticsServiceServicer_to_server(servicer, server):
                     servicer.GetVehiclePerformance,
                     request_deserializer=energy_dot_analytics_dot_v1_dot_analytics__service__pb2.GetVehiclePerformanceRequest.FromString,
                     response_serializer=energy_dot_analytics_dot_v1_dot_analytics__pb2.VehiclePerformance.SerializeToString,
+            ),
+            'ListChargerEfficiencies': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListChargerEfficiencies,
+                    request_deserializer=energy_dot_analytics_dot_v1_dot_analytics__service__pb2.ListChargerEfficienciesRequest.FromString,
+                    response_serializer=energy_dot_analytics_dot_v1_dot_analytics__service__pb2.ListChargerEfficienciesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -96,6 +122,33 @@ class AnalyticsService:
             '/energy.analytics.v1.AnalyticsService/GetVehiclePerformance',
             energy_dot_analytics_dot_v1_dot_analytics__service__pb2.GetVehiclePerformanceRequest.SerializeToString,
             energy_dot_analytics_dot_v1_dot_analytics__pb2.VehiclePerformance.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListChargerEfficiencies(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/energy.analytics.v1.AnalyticsService/ListChargerEfficiencies',
+            energy_dot_analytics_dot_v1_dot_analytics__service__pb2.ListChargerEfficienciesRequest.SerializeToString,
+            energy_dot_analytics_dot_v1_dot_analytics__service__pb2.ListChargerEfficienciesResponse.FromString,
             options,
             channel_credentials,
             insecure,

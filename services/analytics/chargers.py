@@ -1,0 +1,332 @@
+"""ListChargerEfficiencies: every charger's efficiency over a window and the window before,
+composed from the other two services by the correlation rule (gRPC only), and the outlier rule.
+
+Per window, for chargers in batches of at most 1000: every vehicle's sessions on them
+(VehicleService.ListChargerSessions), kept from sharing time on each charger as for a vehicle
+(back-to-back sessions cut, interleaving ones flagged CONCURRENT_SESSIONS), the AC attributed
+to each (MeterService.AttributeConsumption, a charger's sessions always in one call, so a meter
+interval is split among all of them), and the AC of all the charger's meter readings
+stamped in the window (MeterService.SummarizeConsumption): what the sessions were not
+attributed of it is the charger's standby energy.
+
+The outlier rule, robust to the fleet's own spread: among chargers with at least
+`min_sessions` sessions and a known efficiency, the median efficiency and the median absolute
+deviation (MAD) from it. A charger is BELOW_FLEET when its efficiency is below the median by
+more than `mad_threshold` x 1.4826 x MAD (1.4826 x MAD estimates a standard deviation) and by at
+least `min_points`; DROPPED when its efficiency fell from the previous window by at least
+`drop_points` (both windows with at least `min_sessions` sessions)."""
+
+from __future__ import annotations
+
+import enum
+import statistics
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+
+from services.analytics.correlation import Consumption, Figures, Session, arrange, figures
+from services.analytics.downstream import Downstream, Summary
+from services.common.errors import DeadlineExceeded, InvalidArgument
+from services.common.paging import decode_token, encode_token, page_limit
+from services.common.timeconv import MIN_TIMESTAMP_MICROS
+from services.common.validation import id_problem
+
+# ListChargerSessions takes at most this many chargers a call.
+CHARGERS_PER_CALL = 1000
+# AttributeConsumption takes at most this many sessions a call.
+SESSIONS_PER_CALL = 10_000
+# 1.4826 x MAD estimates the standard deviation of normally distributed values.
+MAD_TO_SIGMA = 1.4826
+
+
+class Outlier(enum.Enum):
+    BELOW_FLEET = 1
+    DROPPED = 2
+
+
+@dataclass(frozen=True)
+class OutlierRule:
+    """The thresholds (AnalyticsService settings OUTLIER_*)."""
+
+    min_sessions: int = 3
+    mad_threshold: float = 3.5
+    min_points: float = 0.02
+    drop_points: float = 0.015
+
+
+@dataclass(frozen=True)
+class ChargerFigures:
+    """A charger's figures over one window: the correlation's (AC attributed, DC, efficiency,
+    loss, coverage, flags), standby AC (kWh, None when unknown), sessions and vehicles."""
+
+    figures: Figures
+    standby_kwh: float | None
+    session_count: int
+    vehicle_count: int
+
+
+@dataclass(frozen=True)
+class ChargerEfficiency:
+    charger_id: str
+    current: ChargerFigures
+    previous: ChargerFigures
+    change: float | None
+    outliers: tuple[Outlier, ...]
+
+
+@dataclass(frozen=True)
+class EfficiencyPage:
+    rows: list[ChargerEfficiency]
+    next_page_token: str
+    start_us: int
+    end_us: int
+    fleet_median: float | None
+    fleet_mad: float | None
+    total: int
+
+
+def charger_figures(
+    sessions: Sequence[Session], consumption: Sequence[Consumption], summary: Summary
+) -> ChargerFigures:
+    """One charger's figures from its sessions (cut), the AC attributed to each, and the AC of
+    all its meter readings in the window. Standby is that AC less the attributed, never below
+    0 (an interval cut by the window's edge is attributed only its part inside); unknown when
+    the charger has no meter reading of known energy in the window."""
+    attributed = sum(used.kwh_consumed_ac for used in consumption)
+    totals = figures(
+        ac=attributed,
+        covered_us=sum(used.covered_us for used in consumption),
+        span_us=sum(session.end_us - session.start_us for session in sessions),
+        dc=sum(session.kwh_delivered_dc for session in sessions),
+        temp_sum=sum(session.battery_temp_sum for session in sessions),
+        temp_count=sum(session.battery_temp_count for session in sessions),
+        data_points=sum(session.reading_count for session in sessions),
+        meter_points=sum(used.reading_count for used in consumption),
+        meter_readings_seen=sum(
+            used.reading_count + used.implausible_count + used.unknown_energy_count
+            for used in consumption
+        ),
+        implausible=sum(used.implausible_count for used in consumption),
+        flags=[flag for session in sessions for flag in session.flags],
+        empty=not sessions,
+    )
+    known_readings = summary.reading_count - summary.unknown_energy_count
+    standby = max(summary.kwh_consumed_ac - attributed, 0.0) if known_readings > 0 else None
+    return ChargerFigures(
+        figures=totals,
+        standby_kwh=standby,
+        session_count=len(sessions),
+        vehicle_count=len({session.vehicle_id for session in sessions}),
+    )
+
+
+def outliers(
+    current: dict[str, ChargerFigures],
+    previous: dict[str, ChargerFigures],
+    rule: OutlierRule,
+) -> tuple[dict[str, tuple[Outlier, ...]], float | None, float | None]:
+    """Each charger's outlier reasons, and the fleet's median efficiency and MAD (None when no
+    charger qualifies)."""
+
+    def qualified(item: ChargerFigures) -> float | None:
+        efficiency = item.figures.efficiency_ratio
+        return efficiency if item.session_count >= rule.min_sessions else None
+
+    efficiencies = {c: e for c, item in current.items() if (e := qualified(item)) is not None}
+    median = mad = None
+    if efficiencies:
+        median = statistics.median(efficiencies.values())
+        mad = statistics.median(abs(e - median) for e in efficiencies.values())
+    reasons: dict[str, tuple[Outlier, ...]] = {}
+    for charger_id, efficiency in efficiencies.items():
+        found = []
+        assert median is not None and mad is not None
+        if median - efficiency > max(rule.mad_threshold * MAD_TO_SIGMA * mad, rule.min_points):
+            found.append(Outlier.BELOW_FLEET)
+        before = previous.get(charger_id)
+        earlier = qualified(before) if before is not None else None
+        if earlier is not None and earlier - efficiency >= rule.drop_points:
+            found.append(Outlier.DROPPED)
+        if found:
+            reasons[charger_id] = tuple(found)
+    return reasons, median, mad
+
+
+def sort_key(row: ChargerEfficiency) -> tuple[int, float, str]:
+    """Worst efficiency first, unknown last, then by charger id."""
+    efficiency = row.current.figures.efficiency_ratio
+    return (0, efficiency, row.charger_id) if efficiency is not None else (1, 0.0, row.charger_id)
+
+
+def _token_key(key: tuple[int, float, str]) -> str:
+    return f"{key[0]}|{key[1]!r}|{key[2]}"
+
+
+def _after(token: str) -> tuple[int, float, str] | None:
+    after = decode_token(token)
+    if after is None:
+        return None
+    rank, _, rest = after.partition("|")
+    value, _, charger_id = rest.partition("|")
+    try:
+        key = (int(rank), float(value), charger_id)
+    except ValueError:
+        raise InvalidArgument([("page_token", "is not a token this service issued")]) from None
+    if rank not in ("0", "1") or not charger_id:
+        raise InvalidArgument([("page_token", "is not a token this service issued")])
+    return key
+
+
+class ChargerEfficiencyService:
+    def __init__(
+        self,
+        downstream: Downstream,
+        *,
+        session_gap_us: int,
+        reach_us: int,
+        downstream_timeout: float,
+        rule: OutlierRule,
+    ) -> None:
+        self._downstream = downstream
+        self._gap_us = session_gap_us
+        self._margin_us = 2 * reach_us
+        self._timeout = downstream_timeout
+        self._rule = rule
+
+    def efficiencies(
+        self,
+        charger_ids: Sequence[str],
+        window: tuple[int, int],
+        *,
+        page_size: int,
+        page_token: str,
+        time_remaining: Callable[[], float | None],
+    ) -> EfficiencyPage:
+        """The window [start_us, end_us) (validated by the caller) and the one before it."""
+        start_us, end_us = window
+        limit = page_limit(page_size)
+        after = _after(page_token)
+        chargers = self._chargers(charger_ids, time_remaining)
+        window_us = end_us - start_us
+        current = self._figures(chargers, start_us, end_us, time_remaining)
+        if start_us - window_us >= MIN_TIMESTAMP_MICROS:
+            previous = self._figures(chargers, start_us - window_us, start_us, time_remaining)
+        else:  # no window before the year 1
+            nothing = charger_figures([], [], Summary(0.0, 0, 0))
+            previous = dict.fromkeys(chargers, nothing)
+        reasons, median, mad = outliers(current, previous, self._rule)
+        rows = []
+        for charger_id in chargers:
+            now, before = current[charger_id], previous[charger_id]
+            change = (
+                now.figures.efficiency_ratio - before.figures.efficiency_ratio
+                if now.figures.efficiency_ratio is not None
+                and before.figures.efficiency_ratio is not None
+                else None
+            )
+            rows.append(
+                ChargerEfficiency(charger_id, now, before, change, reasons.get(charger_id, ()))
+            )
+        rows.sort(key=sort_key)
+        rows_after = rows if after is None else [row for row in rows if sort_key(row) > after]
+        page = rows_after[:limit]
+        token = _token_key(sort_key(page[-1])) if len(rows_after) > limit else ""
+        return EfficiencyPage(
+            rows=page,
+            next_page_token=encode_token(token) if token else "",
+            start_us=start_us,
+            end_us=end_us,
+            fleet_median=median,
+            fleet_mad=mad,
+            total=len(rows),
+        )
+
+    def _chargers(
+        self, charger_ids: Sequence[str], time_remaining: Callable[[], float | None]
+    ) -> list[str]:
+        if len(charger_ids) > CHARGERS_PER_CALL:
+            raise InvalidArgument(
+                [("charger_ids", f"at most {CHARGERS_PER_CALL} per call, got {len(charger_ids)}")]
+            )
+        violations = []
+        for index, charger_id in enumerate(charger_ids):
+            problem = id_problem(charger_id)
+            if problem is not None:
+                violations.append((f"charger_ids[{index}]", problem))
+        if violations:
+            raise InvalidArgument(violations)
+        if charger_ids:
+            return sorted(set(charger_ids))
+        return sorted(set(self._downstream.reported_chargers(self._budget(time_remaining))))
+
+    def _figures(
+        self,
+        chargers: Sequence[str],
+        start_us: int,
+        end_us: int,
+        time_remaining: Callable[[], float | None],
+    ) -> dict[str, ChargerFigures]:
+        result: dict[str, ChargerFigures] = {}
+        for first in range(0, len(chargers), CHARGERS_PER_CALL):
+            batch = chargers[first : first + CHARGERS_PER_CALL]
+            found = self._downstream.charger_sessions(
+                batch, [], "", (start_us, end_us, self._gap_us), self._budget(time_remaining)
+            )
+            _, sessions = arrange([], found, self._margin_us)
+            by_charger: dict[str, list[Session]] = {charger_id: [] for charger_id in batch}
+            for session in sessions:
+                by_charger[session.charger_id].append(session)
+            consumption = self._attribute(by_charger, start_us, end_us, time_remaining)
+            summaries = self._downstream.summarize(
+                batch, start_us, end_us, self._budget(time_remaining)
+            )
+            for charger_id, summary in zip(batch, summaries, strict=True):
+                result[charger_id] = charger_figures(
+                    by_charger[charger_id], consumption[charger_id], summary
+                )
+        return result
+
+    def _attribute(
+        self,
+        by_charger: dict[str, list[Session]],
+        start_us: int,
+        end_us: int,
+        time_remaining: Callable[[], float | None],
+    ) -> dict[str, list[Consumption]]:
+        """Each charger's sessions' AC, a charger's sessions always in the same call."""
+        consumption: dict[str, list[Consumption]] = {c: [] for c in by_charger}
+        for group in _groups(by_charger.items(), SESSIONS_PER_CALL):
+            sessions = [session for _, charger_sessions in group for session in charger_sessions]
+            if not sessions:
+                continue
+            used = iter(
+                self._downstream.attribute(
+                    sessions, [], start_us, end_us, self._budget(time_remaining)
+                )
+            )
+            for charger_id, charger_sessions in group:
+                consumption[charger_id] = [next(used) for _ in charger_sessions]
+        return consumption
+
+    def _budget(self, time_remaining: Callable[[], float | None]) -> float:
+        remaining = time_remaining()
+        if remaining is None:
+            return self._timeout
+        if remaining <= 0:
+            raise DeadlineExceeded("the caller's deadline passed")
+        return min(remaining, self._timeout)
+
+
+def _groups(
+    items: Iterable[tuple[str, list[Session]]], most: int
+) -> list[list[tuple[str, list[Session]]]]:
+    """Chargers with their sessions, in groups of at most `most` sessions (a charger with more
+    alone in its group)."""
+    groups: list[list[tuple[str, list[Session]]]] = [[]]
+    size = 0
+    for charger_id, sessions in items:
+        if groups[-1] and size + len(sessions) > most:
+            groups.append([])
+            size = 0
+        groups[-1].append((charger_id, sessions))
+        size += len(sessions)
+    return groups
