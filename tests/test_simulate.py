@@ -16,14 +16,23 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
+import grpc
 import psycopg
 import pytest
 from energy.analytics.v1 import analytics_pb2, analytics_service_pb2, analytics_service_pb2_grpc
+from google.protobuf.duration_pb2 import Duration
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from services.cli import parser
 from services.simulate import recording
-from services.simulate.fleet import MINUTE_US, Faults, Fleet, FleetConfig
+from services.simulate.fleet import (
+    MINUTE_US,
+    FaultPlan,
+    Faults,
+    Fleet,
+    FleetConfig,
+    meter_id,
+)
 from tests.conftest import start_in_process
 from tests.unit.test_fleet import SMALL, all_rows
 
@@ -515,3 +524,50 @@ def test_output_records_the_fleet_to_a_file_instead_of_sending_it(tmp_path):
     kinds = [kind for kind, _ in recording.records(path)]
     assert kinds.count(recording.METER) == -(-meters // 500)
     assert kinds.count(recording.VEHICLE) == -(-vehicles // 500)
+
+
+def test_list_charger_efficiencies_flags_exactly_the_degrading_chargers(running):
+    """Three days of 40 chargers, 2 of them losing 6 points of efficiency over the run: over
+    the last day against the day before, those 2 (and no other) fell by about 2 points, more
+    than OUTLIER_DROP_POINTS, and come first; the healthy chargers did not move."""
+    env, analytics = running
+    result = simulate(
+        env,
+        "--chargers=40",
+        "--vehicles=40",
+        "--hours=72",
+        "--start=2026-02-10T00:00:00Z",
+        "--degrading-chargers=2",
+    )
+    assert result.returncode == 0, result.stderr
+    config = FleetConfig(
+        chargers=40,
+        vehicles=40,
+        minutes=72 * 60,
+        start_us=1_770_681_600 * 1_000_000,
+        faults=Faults(degrading_chargers=2),
+    )
+    degrading = {meter_id(index) for index in FaultPlan.draw(config).degrading}
+    assert len(degrading) == 2
+    request = analytics_service_pb2.ListChargerEfficienciesRequest(
+        end_time=Timestamp(seconds=1_770_681_600 + 72 * 3600),
+        window=Duration(seconds=24 * 3600),
+    )
+    with grpc.insecure_channel(analytics.target) as channel:
+        response = analytics_service_pb2_grpc.AnalyticsServiceStub(channel).ListChargerEfficiencies(
+            request, timeout=120
+        )
+    rows = list(response.charger_efficiencies)
+    assert len(rows) == response.total_size == 40
+    flagged = {row.charger_id for row in rows if row.outlier_reasons}
+    assert flagged == degrading
+    dropped = analytics_pb2.OutlierReason.OUTLIER_REASON_DROPPED
+    for row in rows:
+        if row.charger_id in degrading:
+            assert list(row.outlier_reasons) == [dropped]
+            assert -0.025 < row.efficiency_change < -0.015
+        else:
+            assert abs(row.efficiency_change) < 0.005, row
+    # Worst first.
+    efficiencies = [row.current.efficiency_ratio for row in rows]
+    assert efficiencies == sorted(efficiencies)

@@ -34,6 +34,9 @@ from services.common.validation import id_problem
 CHARGERS_PER_CALL = 1000
 # AttributeConsumption takes at most this many sessions a call.
 SESSIONS_PER_CALL = 10_000
+# SummarizeConsumption sums at most this many days of intervals a call (MeterService's bound).
+SUMMARIZED_DAYS = 62
+DAY_US = 24 * 3600 * 1_000_000
 # 1.4826 x MAD estimates the standard deviation of normally distributed values.
 MAD_TO_SIGMA = 1.4826
 
@@ -276,9 +279,15 @@ class ChargerEfficiencyService:
             for session in sessions:
                 by_charger[session.charger_id].append(session)
             consumption = self._attribute(by_charger, start_us, end_us, time_remaining)
-            summaries = self._downstream.summarize(
-                batch, start_us, end_us, self._budget(time_remaining)
-            )
+            # SummarizeConsumption sums at most SUMMARIZED_DAYS of intervals a call.
+            per_call = max(1, SUMMARIZED_DAYS * DAY_US // (end_us - start_us))
+            summaries = [
+                summary
+                for at in range(0, len(batch), per_call)
+                for summary in self._downstream.summarize(
+                    batch[at : at + per_call], start_us, end_us, self._budget(time_remaining)
+                )
+            ]
             for charger_id, summary in zip(batch, summaries, strict=True):
                 result[charger_id] = charger_figures(
                     by_charger[charger_id], consumption[charger_id], summary
