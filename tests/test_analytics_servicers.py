@@ -8,12 +8,13 @@ always a minute)."""
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Sequence
 
 import grpc
 import grpc_testing
 import pytest
-from energy.analytics.v1 import analytics_service_pb2
+from energy.analytics.v1 import analytics_pb2, analytics_service_pb2
 from energy.meter.v1 import meter_pb2, meter_service_pb2, meter_service_pb2_grpc
 from energy.vehicle.v1 import vehicle_pb2, vehicle_service_pb2, vehicle_service_pb2_grpc
 from google.protobuf.duration_pb2 import Duration
@@ -553,6 +554,38 @@ def test_list_charger_efficiencies_pages_and_filters(analytics_servicer, seeded)
     assert code == grpc.StatusCode.OK
     assert [r.charger_id for r in second.charger_efficiencies] == ["CHG-2"]
     assert second.next_page_token == ""
+    # The window is pinned by the first page: without end_time the second page keeps the
+    # first's "now"; a token is refused with another window or other charger_ids.
+    now_first, _, _, _ = unary(
+        analytics_servicer,
+        ANALYTICS,
+        "ListChargerEfficiencies",
+        analytics_service_pb2.ListChargerEfficienciesRequest(page_size=1),
+    )
+    time.sleep(1.1)
+    now_second, _, code, _ = unary(
+        analytics_servicer,
+        ANALYTICS,
+        "ListChargerEfficiencies",
+        analytics_service_pb2.ListChargerEfficienciesRequest(
+            page_size=1, page_token=now_first.next_page_token
+        ),
+    )
+    assert code == grpc.StatusCode.OK
+    assert now_second.end_time == now_first.end_time
+    for other in (
+        {"window": Duration(seconds=3600)},
+        {"end_time": at(121)},
+        {"charger_ids": ["CHG-1"]},
+    ):
+        assert violations(
+            analytics_servicer,
+            ANALYTICS,
+            "ListChargerEfficiencies",
+            analytics_service_pb2.ListChargerEfficienciesRequest(
+                page_size=1, page_token=first.next_page_token, **other
+            ),
+        ) == ["page_token"], other
     # Only the chargers asked for: one no meter ever reported is listed, with unknown AC.
     only, _, code, _ = _efficiencies(analytics_servicer, charger_ids=["CHG-9", "CHG-1"])
     assert code == grpc.StatusCode.OK
@@ -576,3 +609,66 @@ def test_list_charger_efficiencies_pages_and_filters(analytics_servicer, seeded)
         "ListChargerEfficiencies",
         analytics_service_pb2.ListChargerEfficienciesRequest(window=Duration(seconds=-1)),
     ) == ["window"]
+
+
+def ingest_meters(target: str, readings: Sequence[tuple[str, float, float]]) -> None:
+    """(charger, minute, kWh AC) readings, through MeterService."""
+    with grpc.insecure_channel(target) as channel:
+        response = meter_service_pb2_grpc.MeterServiceStub(channel).IngestReadings(
+            iter(
+                [
+                    meter_service_pb2.IngestReadingsRequest(
+                        readings=[
+                            meter_pb2.MeterReading(
+                                meter_id=charger, kwh_consumed_ac=kwh, voltage=230, timestamp=at(m)
+                            )
+                            for charger, m, kwh in readings
+                        ]
+                    )
+                ]
+            ),
+            timeout=30,
+        )
+    assert (response.accepted, response.rejected) == (len(readings), 0)
+
+
+def test_standby_is_the_meters_energy_in_the_window_no_session_took(analytics_servicer, seeded):
+    """Standby and attributed AC cut the same intervals the same way at the window's edges,
+    and an implausible interval is in neither."""
+    meter_server, vehicle_server = seeded
+    # CHG-E: a 15-minute meter (readings at minutes 7, 22, 37, 52 of 3.0 kWh, 67 of 30.0);
+    # VH-E charges on it from minute 55 to 65, across the window's end at minute 60.
+    # CHG-W: 1.0 kWh a minute 0..29, but 1000.0 at minute 20 (Wh sent as kWh); VH-W charges
+    # on it at minutes 10..19.
+    ingest_meters(
+        meter_server.target,
+        [("CHG-E", m, 3.0) for m in (7, 22, 37, 52)]
+        + [("CHG-E", 67, 30.0)]
+        + [("CHG-W", m, 1000.0 if m == 20 else 1.0) for m in range(30)],
+    )
+    ingest_vehicles(
+        vehicle_server.target,
+        [("VH-E", "CHG-E", m, 0.4, 25.0) for m in range(55, 66)]
+        + [("VH-W", "CHG-W", m, 0.9, 25.0) for m in range(10, 20)],
+    )
+    request = analytics_service_pb2.ListChargerEfficienciesRequest(
+        end_time=at(60), window=Duration(seconds=3600), charger_ids=["CHG-E", "CHG-W"]
+    )
+    response, _, code, details = unary(
+        analytics_servicer, ANALYTICS, "ListChargerEfficiencies", request
+    )
+    assert code == grpc.StatusCode.OK, details
+    figures = {row.charger_id: row.current for row in response.charger_efficiencies}
+    # CHG-E in [0, 60): the first interval [-8, 7] has 7/15 of its 3.0 inside (1.4), then
+    # 3 x 3.0, and [52, 67] 8/15 of its 30.0 (16.0), all of which the session (54..60 inside)
+    # takes: attributed 16.0, standby 1.4 + 9.0 = 10.4; together the meter's 26.4.
+    edge = figures["CHG-E"]
+    assert edge.energy_consumed_ac == pytest.approx(16.0)
+    assert edge.standby_energy_kwh == pytest.approx(10.4)
+    # CHG-W: the session 9..19 takes the intervals ending at 10..19 (10.0); the one ending at
+    # 20 implies 60,000 kW and is excluded from both, and flags the charger; standby is the
+    # intervals ending at 1..9 and 21..29 (the one ending at 0, the window's start, belongs to
+    # the window before): 18.0.
+    wasted = figures["CHG-W"]
+    assert (wasted.energy_consumed_ac, wasted.standby_energy_kwh) == (10.0, 18.0)
+    assert analytics_pb2.QUALITY_FLAG_IMPLAUSIBLE_METER_DATA in wasted.quality_flags

@@ -5,9 +5,11 @@ Per window, for chargers in batches of CHARGERS_PER_READ: every vehicle's sessio
 (VehicleService.ListChargerSessions), kept from sharing time on each charger as for a vehicle
 (back-to-back sessions cut, interleaving ones flagged CONCURRENT_SESSIONS), the AC attributed
 to each (MeterService.AttributeConsumption, a charger's sessions always in one call, so a meter
-interval is split among all of them), and the AC of all the charger's meter readings
-stamped in the window (MeterService.SummarizeConsumption): what the sessions were not
-attributed of it is the charger's standby energy.
+interval is split among all of them), and, by the same rule in a call of its own, the AC of a
+span covering the whole window on each charger: all its plausible meter energy inside the
+window, intervals cut by the window's edges in proportion to time. What the sessions were not
+attributed of it is the charger's standby energy, so attributed + standby is the meter's energy
+in the window, and an implausible interval (Wh sent as kWh) is in neither.
 
 The outlier rule, robust to the fleet's own spread: among chargers with at least
 `min_sessions` sessions and a known efficiency, the median efficiency and the median absolute
@@ -19,12 +21,15 @@ least `min_points`; DROPPED when its efficiency fell from the previous window by
 from __future__ import annotations
 
 import enum
+import hashlib
+import math
 import statistics
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from services.analytics.correlation import Consumption, Figures, Session, arrange, figures
-from services.analytics.downstream import Downstream, Summary
+from services.analytics.downstream import Downstream
+from services.analytics.service import DAY_US, window_bounds
 from services.common.errors import DeadlineExceeded, InvalidArgument
 from services.common.paging import decode_token, encode_token, page_limit
 from services.common.timeconv import MIN_TIMESTAMP_MICROS
@@ -38,9 +43,6 @@ CHARGERS_PER_CALL = 1000
 CHARGERS_PER_READ = 100
 # AttributeConsumption takes at most this many sessions a call.
 SESSIONS_PER_CALL = 10_000
-# SummarizeConsumption sums at most this many days of intervals a call (MeterService's bound).
-SUMMARIZED_DAYS = 62
-DAY_US = 24 * 3600 * 1_000_000
 # 1.4826 x MAD estimates the standard deviation of normally distributed values.
 MAD_TO_SIGMA = 1.4826
 
@@ -92,12 +94,12 @@ class EfficiencyPage:
 
 
 def charger_figures(
-    sessions: Sequence[Session], consumption: Sequence[Consumption], summary: Summary
+    sessions: Sequence[Session], consumption: Sequence[Consumption], whole: Consumption
 ) -> ChargerFigures:
-    """One charger's figures from its sessions (cut), the AC attributed to each, and the AC of
-    all its meter readings in the window. Standby is that AC less the attributed, never below
-    0 (an interval cut by the window's edge is attributed only its part inside); unknown when
-    the charger has no meter reading of known energy in the window."""
+    """One charger's figures from its sessions (cut), the AC attributed to each, and the AC
+    attributed to a span covering the whole window (`whole`). Standby is the latter less the
+    former; unknown when no meter interval of known, plausible energy covers any of the
+    window. IMPLAUSIBLE_METER_DATA when an interval anywhere in the window is."""
     attributed = sum(used.kwh_consumed_ac for used in consumption)
     totals = figures(
         ac=attributed,
@@ -112,12 +114,14 @@ def charger_figures(
             used.reading_count + used.implausible_count + used.unknown_energy_count
             for used in consumption
         ),
-        implausible=sum(used.implausible_count for used in consumption),
+        # An implausible interval anywhere in the window flags the charger, in a session or not.
+        implausible=sum(used.implausible_count for used in consumption) + whole.implausible_count,
         flags=[flag for session in sessions for flag in session.flags],
         empty=not sessions,
     )
-    known_readings = summary.reading_count - summary.unknown_energy_count
-    standby = max(summary.kwh_consumed_ac - attributed, 0.0) if known_readings > 0 else None
+    # Both sums cut the same intervals the same way: the difference is never below 0 but by a
+    # float's last bits, which are not a negative standby.
+    standby = max(whole.kwh_consumed_ac - attributed, 0.0) if whole.covered_us > 0 else None
     return ChargerFigures(
         figures=totals,
         standby_kwh=standby,
@@ -147,7 +151,8 @@ def outliers(
     for charger_id, efficiency in efficiencies.items():
         found = []
         assert median is not None and mad is not None
-        if median - efficiency > max(rule.mad_threshold * MAD_TO_SIGMA * mad, rule.min_points):
+        below = median - efficiency
+        if below > rule.mad_threshold * MAD_TO_SIGMA * mad and below >= rule.min_points:
             found.append(Outlier.BELOW_FLEET)
         before = previous.get(charger_id)
         earlier = qualified(before) if before is not None else None
@@ -164,23 +169,62 @@ def sort_key(row: ChargerEfficiency) -> tuple[int, float, str]:
     return (0, efficiency, row.charger_id) if efficiency is not None else (1, 0.0, row.charger_id)
 
 
-def _token_key(key: tuple[int, float, str]) -> str:
-    return f"{key[0]}|{key[1]!r}|{key[2]}"
+@dataclass(frozen=True)
+class PageKey:
+    """What a page token holds: the request it belongs to (its window's end and length, and a
+    digest of its charger_ids) and the sort key of the last charger it listed. The end is
+    pinned, so a listing whose first request left end_time to "now" keeps its window."""
+
+    end_us: int
+    window_us: int
+    chargers: str
+    after: tuple[int, float, str]
+
+    def token(self) -> str:
+        rank, value, charger_id = self.after
+        return encode_token(
+            f"{self.end_us}|{self.window_us}|{self.chargers}|{rank}|{value!r}|{charger_id}"
+        )
+
+    @staticmethod
+    def parse(token: str) -> PageKey | None:
+        """None for the first page; INVALID_ARGUMENT naming page_token when not ours."""
+        text = decode_token(token)
+        if text is None:
+            return None
+        parts = text.split("|", 5)
+        try:
+            end_us, window_us, chargers, rank, value, charger_id = parts
+            key = PageKey(
+                int(end_us), int(window_us), chargers, (int(rank), float(value), charger_id)
+            )
+        except ValueError:
+            raise _not_issued() from None
+        number = key.after[1]
+        if (
+            rank not in ("0", "1")
+            or not math.isfinite(number)
+            or number < 0
+            or (rank == "1" and number != 0.0)
+            or id_problem(charger_id) is not None
+            or len(chargers) != DIGEST_CHARS
+            or key.window_us <= 0
+        ):
+            raise _not_issued()
+        return key
 
 
-def _after(token: str) -> tuple[int, float, str] | None:
-    after = decode_token(token)
-    if after is None:
-        return None
-    rank, _, rest = after.partition("|")
-    value, _, charger_id = rest.partition("|")
-    try:
-        key = (int(rank), float(value), charger_id)
-    except ValueError:
-        raise InvalidArgument([("page_token", "is not a token this service issued")]) from None
-    if rank not in ("0", "1") or not charger_id:
-        raise InvalidArgument([("page_token", "is not a token this service issued")])
-    return key
+DIGEST_CHARS = 16
+
+
+def chargers_digest(charger_ids: Sequence[str]) -> str:
+    """Which charger_ids a request named (order and repeats aside), for its page tokens."""
+    joined = "\n".join(sorted(set(charger_ids)))
+    return hashlib.sha256(joined.encode()).hexdigest()[:DIGEST_CHARS]
+
+
+def _not_issued(why: str = "is not a token this service issued") -> InvalidArgument:
+    return InvalidArgument([("page_token", why)])
 
 
 class ChargerEfficiencyService:
@@ -202,23 +246,35 @@ class ChargerEfficiencyService:
     def efficiencies(
         self,
         charger_ids: Sequence[str],
-        window: tuple[int, int],
+        end_us: int | None,
+        window_us: int | None,
         *,
         page_size: int,
         page_token: str,
         time_remaining: Callable[[], float | None],
     ) -> EfficiencyPage:
-        """The window [start_us, end_us) (validated by the caller) and the one before it."""
-        start_us, end_us = window
+        """The window of `window_us` (default a day) ending at `end_us` (default now, or the
+        end the page token pinned) and the window before it."""
         limit = page_limit(page_size)
-        after = _after(page_token)
+        resumed = PageKey.parse(page_token)
+        digest = chargers_digest(charger_ids)
+        if resumed is not None:
+            if end_us is not None and end_us != resumed.end_us:
+                raise _not_issued("was issued for another end_time")
+            if (window_us or DAY_US) != resumed.window_us:
+                raise _not_issued("was issued for another window")
+            if digest != resumed.chargers:
+                raise _not_issued("was issued for other charger_ids")
+            end_us = resumed.end_us
+        start_us, end_us = window_bounds(end_us, window_us)
+        after = None if resumed is None else resumed.after
         chargers = self._chargers(charger_ids, time_remaining)
         window_us = end_us - start_us
         current = self._figures(chargers, start_us, end_us, time_remaining)
         if start_us - window_us >= MIN_TIMESTAMP_MICROS:
             previous = self._figures(chargers, start_us - window_us, start_us, time_remaining)
         else:  # no window before the year 1
-            nothing = charger_figures([], [], Summary(0.0, 0, 0))
+            nothing = charger_figures([], [], Consumption(0.0, 0, 0, 0, 0))
             previous = dict.fromkeys(chargers, nothing)
         reasons, median, mad = outliers(current, previous, self._rule)
         rows = []
@@ -236,10 +292,10 @@ class ChargerEfficiencyService:
         rows.sort(key=sort_key)
         rows_after = rows if after is None else [row for row in rows if sort_key(row) > after]
         page = rows_after[:limit]
-        token = _token_key(sort_key(page[-1])) if len(rows_after) > limit else ""
+        next_key = PageKey(end_us, end_us - start_us, digest, sort_key(page[-1]))
         return EfficiencyPage(
             rows=page,
-            next_page_token=encode_token(token) if token else "",
+            next_page_token=next_key.token() if len(rows_after) > limit else "",
             start_us=start_us,
             end_us=end_us,
             fleet_median=median,
@@ -283,18 +339,16 @@ class ChargerEfficiencyService:
             for session in sessions:
                 by_charger[session.charger_id].append(session)
             consumption = self._attribute(by_charger, start_us, end_us, time_remaining)
-            # SummarizeConsumption sums at most SUMMARIZED_DAYS of intervals a call.
-            per_call = max(1, SUMMARIZED_DAYS * DAY_US // (end_us - start_us))
-            summaries = [
-                summary
-                for at in range(0, len(batch), per_call)
-                for summary in self._downstream.summarize(
-                    batch[at : at + per_call], start_us, end_us, self._budget(time_remaining)
-                )
-            ]
-            for charger_id, summary in zip(batch, summaries, strict=True):
+            wholes = self._downstream.attribute(
+                [_whole_window(charger_id, start_us, end_us) for charger_id in batch],
+                [],
+                start_us,
+                end_us,
+                self._budget(time_remaining),
+            )
+            for charger_id, whole in zip(batch, wholes, strict=True):
                 result[charger_id] = charger_figures(
-                    by_charger[charger_id], consumption[charger_id], summary
+                    by_charger[charger_id], consumption[charger_id], whole
                 )
         return result
 
@@ -327,6 +381,23 @@ class ChargerEfficiencyService:
         if remaining <= 0:
             raise DeadlineExceeded("the caller's deadline passed")
         return min(remaining, self._timeout)
+
+
+def _whole_window(charger_id: str, start_us: int, end_us: int) -> Session:
+    """A span covering the whole window on the charger: attributed alone, it takes all of the
+    charger's plausible meter energy in the window."""
+    return Session(
+        vehicle_id="",
+        charger_id=charger_id,
+        start_us=start_us,
+        end_us=end_us,
+        kwh_delivered_dc=0.0,
+        reading_count=0,
+        battery_temp_sum=0.0,
+        battery_temp_count=0,
+        first_reading_us=start_us,
+        last_reading_us=end_us,
+    )
 
 
 def _groups(

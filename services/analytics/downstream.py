@@ -4,7 +4,6 @@ to them. gRPC failures become domain errors here; every call carries a deadline.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import grpc
 from energy.meter.v1 import meter_pb2, meter_service_pb2, meter_service_pb2_grpc
@@ -35,16 +34,6 @@ def _translate(error: grpc.RpcError, service: str) -> Exception:
 
 # Statuses per ListChargerStatuses page read (its maximum).
 PAGE_SIZE = 10_000
-
-
-@dataclass(frozen=True)
-class Summary:
-    """A charger's AC (kWh) of the meter readings stamped in a window, their number, and those
-    of unknown energy."""
-
-    kwh_consumed_ac: float
-    reading_count: int
-    unknown_energy_count: int
 
 
 def _session(message: vehicle_pb2.ChargingSession) -> Session:
@@ -152,30 +141,6 @@ class Downstream:
                 unknown_energy_count=c.unknown_energy_count,
             )
             for c in response.consumptions
-        ]
-
-    def summarize(
-        self, charger_ids: Sequence[str], start_us: int, end_us: int, timeout: float
-    ) -> list[Summary]:
-        """Each charger's AC of the meter readings stamped in [start_us, end_us), in order
-        (SummarizeConsumption): one call."""
-        request = meter_service_pb2.SummarizeConsumptionRequest(
-            intervals=[
-                meter_pb2.ConsumptionInterval(
-                    charger_id=charger_id,
-                    start_time=micros_to_timestamp(start_us),
-                    end_time=micros_to_timestamp(end_us),
-                )
-                for charger_id in charger_ids
-            ]
-        )
-        try:
-            response = self._meters.SummarizeConsumption(request, timeout=timeout)
-        except grpc.RpcError as error:
-            raise _translate(error, "MeterService") from None
-        return [
-            Summary(s.kwh_consumed_ac, s.reading_count, s.unknown_energy_count)
-            for s in response.summaries
         ]
 
     def reported_chargers(self, timeout: float) -> list[str]:

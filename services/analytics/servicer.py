@@ -14,7 +14,7 @@ from services.analytics.chargers import (
     Outlier,
 )
 from services.analytics.correlation import Figures, Performance, Quality
-from services.analytics.service import VehiclePerformanceService, window_bounds
+from services.analytics.service import VehiclePerformanceService
 from services.common.errors import translate_errors
 from services.common.security import OPEN, Authorizer
 from services.common.timeconv import duration_to_micros, micros_to_timestamp, timestamp_to_micros
@@ -161,7 +161,8 @@ class AnalyticsServicer(analytics_service_pb2_grpc.AnalyticsServiceServicer):
         window_us = duration_to_micros(request.window) if request.HasField("window") else None
         page = self._efficiencies.efficiencies(
             list(request.charger_ids),
-            window_bounds(end_us, window_us),
+            end_us,
+            window_us,
             page_size=request.page_size,
             page_token=request.page_token,
             time_remaining=context.time_remaining,

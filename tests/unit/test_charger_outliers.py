@@ -11,14 +11,13 @@ from services.analytics.chargers import (
     ChargerFigures,
     Outlier,
     OutlierRule,
-    _after,
-    _token_key,
+    PageKey,
     charger_figures,
+    chargers_digest,
     outliers,
     sort_key,
 )
 from services.analytics.correlation import Consumption, Quality, Session, figures
-from services.analytics.downstream import Summary
 from services.common.errors import InvalidArgument
 from services.common.paging import encode_token
 
@@ -52,11 +51,12 @@ def used(ac: float, covered_min: int, readings: int) -> Consumption:
 
 def test_a_chargers_figures_sum_its_sessions_and_standby_is_the_rest_of_its_ac() -> None:
     # VH-A 0..10 (DC 4.5, AC 5.0, fully covered), VH-B 20..40 (DC 9.0, AC 10.0, 15 of 20
-    # minutes covered) and VH-A again 50..60 (DC 1.0, AC 1.0): the meter read 25.0 kWh in all.
+    # minutes covered) and VH-A again 50..60 (DC 1.0, AC 1.0): the meter's intervals in the
+    # window (a span over all of it) hold 25.0 kWh.
     sessions = [session("VH-A", 0, 10, 4.5), session("VH-B", 20, 40, 9.0)]
     sessions.append(session("VH-A", 50, 60, 1.0))
     consumption = [used(5.0, 10, 10), used(10.0, 15, 15), used(1.0, 10, 10)]
-    item = charger_figures(sessions, consumption, Summary(25.0, 60, 0))
+    item = charger_figures(sessions, consumption, used(25.0, 60, 60))
     # AC 16.0, DC 14.5, efficiency 14.5 / 16 = 0.90625, loss 1.5; covered 35 of 40 minutes
     # (0.875: METER_DATA_PARTIAL); standby 25.0 - 16.0 = 9.0; 3 sessions of 2 vehicles.
     assert item.figures.energy_consumed_ac == 16.0
@@ -69,15 +69,16 @@ def test_a_chargers_figures_sum_its_sessions_and_standby_is_the_rest_of_its_ac()
 
 
 def test_a_charger_without_sessions_has_only_standby_and_one_without_meter_has_none() -> None:
-    idle = charger_figures([], [], Summary(3.5, 15, 0))
+    idle = charger_figures([], [], used(3.5, 15, 15))
     assert idle.figures.energy_consumed_ac == 0.0  # nothing to attribute: exactly 0
     assert idle.figures.efficiency_ratio is None
     assert (idle.standby_kwh, idle.session_count, idle.vehicle_count) == (3.5, 0, 0)
-    # Only register readings of unknown energy: standby cannot be known.
-    unknown = charger_figures([], [], Summary(0.0, 4, 4))
+    # No interval of known, plausible energy covers any of the window (registers of unknown
+    # energy, or an implausible reading): standby cannot be known.
+    unknown = charger_figures([], [], used(0.0, 0, 0))
     assert unknown.standby_kwh is None
     # Sessions, but the charger never reported: AC unknown, flagged.
-    missing = charger_figures([session("VH-A", 0, 10, 4.5)], [used(0.0, 0, 0)], Summary(0, 0, 0))
+    missing = charger_figures([session("VH-A", 0, 10, 4.5)], [used(0.0, 0, 0)], used(0.0, 0, 0))
     assert missing.figures.energy_consumed_ac is None
     assert missing.figures.efficiency_ratio is None
     assert Quality.METER_DATA_MISSING in missing.figures.flags
@@ -143,10 +144,25 @@ def row(charger_id: str, efficiency: float | None) -> ChargerEfficiency:
 def test_worst_first_unknown_last_and_page_keys_round_trip() -> None:
     rows = [row("B", 0.9), row("A", None), row("C", 0.8), row("D", 0.9)]
     assert [r.charger_id for r in sorted(rows, key=sort_key)] == ["C", "B", "D", "A"]
+    digest = chargers_digest(["CHG-2", "CHG-1", "CHG-2"])
+    assert digest == chargers_digest(["CHG-1", "CHG-2"]) != chargers_digest(["CHG-1"])
     for item in rows:
-        key = sort_key(item)
-        assert _after(encode_token(_token_key(key))) == key
-    assert _after("") is None
-    for forged in ("2|0.5|C", "0|x|C", "0|0.5|", "nothing"):
+        key = PageKey(1_770_768_000_000_000, 86_400_000_000, digest, sort_key(item))
+        assert PageKey.parse(key.token()) == key
+    assert PageKey.parse("") is None
+    good = f"1|2|{digest}"
+    for forged in (
+        f"{good}|2|0.5|C",  # no such rank
+        f"{good}|0|x|C",
+        f"{good}|0|nan|C",
+        f"{good}|0|inf|C",
+        f"{good}|0|-0.5|C",
+        f"{good}|1|0.5|C",  # unknown efficiency carries no value
+        f"{good}|0|0.8|C2|x",  # not an id
+        f"{good}|0|0.8|",
+        f"1|0|{digest}|0|0.8|C",  # no window
+        "1|2|short|0|0.8|C",
+        "nothing",
+    ):
         with pytest.raises(InvalidArgument):
-            _after(encode_token(forged))
+            PageKey.parse(encode_token(forged))
