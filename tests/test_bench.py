@@ -71,6 +71,11 @@ def test_quick_benchmark_reports_every_measurement(postgres_url, tmp_path):
     growth = results["growth"]
     assert growth["first_per_s"] > 0 and growth["after_per_s"] > 0
     assert growth["history_rows"] >= 2_000_000 + growth["first_readings"] + growth["after_readings"]
+    listing = results["charger_listing"]
+    # Every charger a phase before it wrote (the fleet's 1,000 and the other phases' own ids),
+    # computed whole for the first page, twice.
+    assert listing["error"] is None and listing["chargers"] >= 1_000
+    assert len(listing["seconds"]) == 2 and min(listing["seconds"]) > 0
     observability = results["observability"]
     assert observability["runs"] == 1
     for key in ("stream", "unary"):

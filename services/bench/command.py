@@ -52,6 +52,7 @@ class Plan:
     long_window_vehicles: int
     long_window_calls: int
     observability_runs: int
+    charger_listing_calls: int
 
 
 QUICK = Plan(
@@ -76,6 +77,7 @@ QUICK = Plan(
     long_window_vehicles=2,
     long_window_calls=10,
     observability_runs=1,
+    charger_listing_calls=2,
 )
 FULL = Plan(
     chargers=10_000,
@@ -99,6 +101,7 @@ FULL = Plan(
     long_window_vehicles=10,
     long_window_calls=200,
     observability_runs=3,
+    charger_listing_calls=1,
 )
 DAY_START_US = 1_770_681_600 * 1_000_000  # 2026-02-10T00:00:00Z
 # The growth phase's loads: days after everything else, its filled history the days before.
@@ -263,6 +266,12 @@ def benchmark(server_url: str, plan: Plan, skip: set[str]) -> dict[str, Any]:
                 calls=plan.analytics_calls,
             )
             results["analytics"] = asdict(latency)
+            if "charger-listing" not in skip:
+                results["charger_listing"] = asdict(
+                    phases.charger_listing(
+                        analytics.target, end_us=end_us, calls=plan.charger_listing_calls
+                    )
+                )
             if "mixed" not in skip:
                 # Ten times the floor (every charger and vehicle reporting once a minute).
                 ingest_per_s = 10 * (plan.chargers + plan.vehicles) / 60
@@ -533,6 +542,20 @@ def table(results: dict[str, Any]) -> str:
                     f"({loaded['errors'] + idle['errors']} errors)",
                 )
             )
+    if "charger_listing" in results:
+        c = results["charger_listing"]
+        outcome = (
+            f"failed: {c['error']}"
+            if c["error"]
+            else ", ".join(f"{s:.2f} s" for s in c["seconds"]) + f" ({c['chargers']:,} chargers)"
+        )
+        rows.append(
+            (
+                "charger listing: ListChargerEfficiencies, first 1,000 chargers, a day against "
+                "the day before",
+                outcome,
+            )
+        )
     if "observability" in results:
         o = results["observability"]
         for measured, key, unit in (

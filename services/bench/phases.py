@@ -776,6 +776,40 @@ class AnalyticsLatency:
     calls: int
 
 
+@dataclass
+class ChargerListing:
+    """ListChargerEfficiencies' first page (1000 chargers) over the day ending at the bench's
+    data end, against the day before: seconds per call, the chargers listed over all pages
+    (every meter id a phase before wrote: each is computed for the first page), and the code
+    of a call that failed (the phase records a failure instead of stopping the bench)."""
+
+    calls: int
+    seconds: list[float]
+    chargers: int
+    error: str | None
+
+
+def charger_listing(analytics_target: str, *, end_us: int, calls: int) -> ChargerListing:
+    request = analytics_service_pb2.ListChargerEfficienciesRequest(
+        end_time=Timestamp(seconds=end_us // 1_000_000),
+        window=Duration(seconds=24 * 3600),
+        page_size=1000,
+    )
+    seconds: list[float] = []
+    chargers = 0
+    with grpc.insecure_channel(analytics_target) as channel:
+        stub = analytics_service_pb2_grpc.AnalyticsServiceStub(channel)
+        for _ in range(calls):
+            started = time.perf_counter()
+            try:
+                response = stub.ListChargerEfficiencies(request, timeout=900)
+            except grpc.RpcError as error:
+                return ChargerListing(calls, seconds, chargers, error.code().name)
+            seconds.append(time.perf_counter() - started)
+            chargers = int(response.total_size)
+    return ChargerListing(calls, seconds, chargers, None)
+
+
 def analytics(
     analytics_target: str,
     database_url: str,
