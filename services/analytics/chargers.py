@@ -29,8 +29,8 @@ from dataclasses import dataclass
 
 from services.analytics.correlation import Consumption, Figures, Session, arrange, figures
 from services.analytics.downstream import Downstream
-from services.analytics.service import DAY_US, window_bounds
-from services.common.errors import DeadlineExceeded, InvalidArgument
+from services.analytics.service import DAY_US, downstream_budget, window_bounds
+from services.common.errors import InvalidArgument
 from services.common.paging import decode_token, encode_token, page_limit
 from services.common.timeconv import MIN_TIMESTAMP_MICROS
 from services.common.validation import id_problem
@@ -375,12 +375,7 @@ class ChargerEfficiencyService:
         return consumption
 
     def _budget(self, time_remaining: Callable[[], float | None]) -> float:
-        remaining = time_remaining()
-        if remaining is None:
-            return self._timeout
-        if remaining <= 0:
-            raise DeadlineExceeded("the caller's deadline passed")
-        return min(remaining, self._timeout)
+        return downstream_budget(time_remaining, self._timeout)
 
 
 def _whole_window(charger_id: str, start_us: int, end_us: int) -> Session:

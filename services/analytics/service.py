@@ -23,6 +23,17 @@ DAY_US = 24 * 3600 * MICROS
 MAX_WINDOW_US = 31 * DAY_US
 
 
+def downstream_budget(time_remaining: Callable[[], float | None], timeout: float) -> float:
+    """A downstream call gets what is left of the caller's deadline, capped by `timeout`
+    (DOWNSTREAM_TIMEOUT_SECONDS); DEADLINE_EXCEEDED when it has passed."""
+    remaining = time_remaining()
+    if remaining is None:
+        return timeout
+    if remaining <= 0:
+        raise DeadlineExceeded("the caller's deadline passed")
+    return min(remaining, timeout)
+
+
 def window_bounds(
     end_us: int | None, window_us: int | None, clock: Callable[[], int] = now_micros
 ) -> tuple[int, int]:
@@ -105,10 +116,4 @@ class VehiclePerformanceService:
         return compose(vehicle_id, start_us, end_us, sessions, consumption)
 
     def _budget(self, time_remaining: Callable[[], float | None]) -> float:
-        """A downstream call gets what is left of the caller's deadline, capped by the setting."""
-        remaining = time_remaining()
-        if remaining is None:
-            return self._timeout
-        if remaining <= 0:
-            raise DeadlineExceeded("the caller's deadline passed")
-        return min(remaining, self._timeout)
+        return downstream_budget(time_remaining, self._timeout)
