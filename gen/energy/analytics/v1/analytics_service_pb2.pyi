@@ -52,3 +52,15 @@ class ListChargerEfficienciesResponse(_message.Message):
     fleet_efficiency_mad: float
     total_size: int
     def __init__(self, charger_efficiencies: _Optional[_Iterable[_Union[_analytics_pb2.ChargerEfficiency, _Mapping]]] = ..., next_page_token: _Optional[str] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., fleet_median_efficiency: _Optional[float] = ..., fleet_efficiency_mad: _Optional[float] = ..., total_size: _Optional[int] = ...) -> None: ...
+
+class GetDataCompletenessRequest(_message.Message):
+    __slots__ = ("end_time", "window", "page_size", "page_token")
+    END_TIME_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    end_time: _timestamp_pb2.Timestamp
+    window: _duration_pb2.Duration
+    page_size: int
+    page_token: str
+    def __init__(self, end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., window: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...

@@ -46,6 +46,11 @@ class AnalyticsServiceStub:
                 request_serializer=energy_dot_analytics_dot_v1_dot_analytics__service__pb2.ListChargerEfficienciesRequest.SerializeToString,
                 response_deserializer=energy_dot_analytics_dot_v1_dot_analytics__service__pb2.ListChargerEfficienciesResponse.FromString,
                 _registered_method=True)
+        self.GetDataCompleteness = channel.unary_unary(
+                '/energy.analytics.v1.AnalyticsService/GetDataCompleteness',
+                request_serializer=energy_dot_analytics_dot_v1_dot_analytics__service__pb2.GetDataCompletenessRequest.SerializeToString,
+                response_deserializer=energy_dot_analytics_dot_v1_dot_analytics__pb2.DataCompleteness.FromString,
+                _registered_method=True)
 
 
 class AnalyticsServiceServicer:
@@ -80,6 +85,24 @@ class AnalyticsServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetDataCompleteness(self, request, context):
+        """Returns how completely chargers and vehicles reported over the window
+        [end_time - window, end_time): per device, the readings expected at its usual interval
+        against those received, its gaps longer than SESSION_GAP_SECONDS (and than twice its usual
+        interval), and the conflicting readings refused; the chargers that vehicles named but that
+        never reported, with the reported chargers whose ids differ from them only in case; and
+        the vehicles that reported two chargers at once. Devices are those that ever reported.
+        Paged (AIP-158) over the chargers, then the vehicles, each the least complete first:
+        page_size 0 means 1000, at most 10000; next_page_token is empty on the last page.
+        INVALID_ARGUMENT for a window that is not positive or longer than 31 days, an end_time
+        outside the Timestamp type's range, a negative page_size or a page_token this service
+        did not issue; UNAVAILABLE when a downstream service is unreachable; DEADLINE_EXCEEDED
+        when the caller's deadline passes.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AnalyticsServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -92,6 +115,11 @@ def add_AnalyticsServiceServicer_to_server(servicer, server):
                     servicer.ListChargerEfficiencies,
                     request_deserializer=energy_dot_analytics_dot_v1_dot_analytics__service__pb2.ListChargerEfficienciesRequest.FromString,
                     response_serializer=energy_dot_analytics_dot_v1_dot_analytics__service__pb2.ListChargerEfficienciesResponse.SerializeToString,
+            ),
+            'GetDataCompleteness': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetDataCompleteness,
+                    request_deserializer=energy_dot_analytics_dot_v1_dot_analytics__service__pb2.GetDataCompletenessRequest.FromString,
+                    response_serializer=energy_dot_analytics_dot_v1_dot_analytics__pb2.DataCompleteness.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -149,6 +177,33 @@ class AnalyticsService:
             '/energy.analytics.v1.AnalyticsService/ListChargerEfficiencies',
             energy_dot_analytics_dot_v1_dot_analytics__service__pb2.ListChargerEfficienciesRequest.SerializeToString,
             energy_dot_analytics_dot_v1_dot_analytics__service__pb2.ListChargerEfficienciesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetDataCompleteness(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/energy.analytics.v1.AnalyticsService/GetDataCompleteness',
+            energy_dot_analytics_dot_v1_dot_analytics__service__pb2.GetDataCompletenessRequest.SerializeToString,
+            energy_dot_analytics_dot_v1_dot_analytics__pb2.DataCompleteness.FromString,
             options,
             channel_credentials,
             insecure,

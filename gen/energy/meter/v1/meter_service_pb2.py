@@ -23,40 +23,45 @@ _sym_db = _symbol_database.Default()
 
 
 from energy.meter.v1 import meter_pb2 as energy_dot_meter_dot_v1_dot_meter__pb2
+from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#energy/meter/v1/meter_service.proto\x12\x0f\x65nergy.meter.v1\x1a\x1b\x65nergy/meter/v1/meter.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"F\n\x14IngestReadingRequest\x12.\n\x07reading\x18\x01 \x01(\x0b\x32\x1d.energy.meter.v1.MeterReading\"\x8f\x01\n\x15IngestReadingResponse\x12\x11\n\tduplicate\x18\x01 \x01(\x08\x12/\n\x07outcome\x18\x02 \x01(\x0e\x32\x1e.energy.meter.v1.IngestOutcome\x12\x32\n\x08\x63onflict\x18\x03 \x01(\x0b\x32 .energy.meter.v1.ReadingConflict\"H\n\x15IngestReadingsRequest\x12/\n\x08readings\x18\x01 \x03(\x0b\x32\x1d.energy.meter.v1.MeterReading\"\xda\x01\n\x16IngestReadingsResponse\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x03\x12\x12\n\nduplicates\x18\x02 \x01(\x03\x12\x10\n\x08rejected\x18\x03 \x01(\x03\x12\x35\n\nrejections\x18\x04 \x03(\x0b\x32!.energy.meter.v1.ReadingRejection\x12\x11\n\tconflicts\x18\x05 \x01(\x03\x12>\n\x14\x63onflicting_readings\x18\x06 \x03(\x0b\x32 .energy.meter.v1.ReadingConflict\"C\n\x1aListChargerStatusesRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"p\n\x1bListChargerStatusesResponse\x12\x38\n\x10\x63harger_statuses\x18\x01 \x03(\x0b\x32\x1e.energy.meter.v1.ChargerStatus\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"+\n\x17GetChargerStatusRequest\x12\x10\n\x08meter_id\x18\x01 \x01(\t\"V\n\x1bSummarizeConsumptionRequest\x12\x37\n\tintervals\x18\x01 \x03(\x0b\x32$.energy.meter.v1.ConsumptionInterval\"V\n\x1cSummarizeConsumptionResponse\x12\x36\n\tsummaries\x18\x01 \x03(\x0b\x32#.energy.meter.v1.ConsumptionSummary\"\xe1\x01\n\x1b\x41ttributeConsumptionRequest\x12.\n\x08sessions\x18\x01 \x03(\x0b\x32\x1c.energy.meter.v1.SessionSpan\x12\x34\n\x0eother_sessions\x18\x02 \x03(\x0b\x32\x1c.energy.meter.v1.SessionSpan\x12.\n\nstart_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"Y\n\x1c\x41ttributeConsumptionResponse\x12\x39\n\x0c\x63onsumptions\x18\x01 \x03(\x0b\x32#.energy.meter.v1.SessionConsumption*\x87\x01\n\rIngestOutcome\x12\x1e\n\x1aINGEST_OUTCOME_UNSPECIFIED\x10\x00\x12\x1b\n\x17INGEST_OUTCOME_ACCEPTED\x10\x01\x12\x1c\n\x18INGEST_OUTCOME_DUPLICATE\x10\x02\x12\x1b\n\x17INGEST_OUTCOME_CONFLICT\x10\x03\x32\x8d\x05\n\x0cMeterService\x12^\n\rIngestReading\x12%.energy.meter.v1.IngestReadingRequest\x1a&.energy.meter.v1.IngestReadingResponse\x12\x63\n\x0eIngestReadings\x12&.energy.meter.v1.IngestReadingsRequest\x1a\'.energy.meter.v1.IngestReadingsResponse(\x01\x12p\n\x13ListChargerStatuses\x12+.energy.meter.v1.ListChargerStatusesRequest\x1a,.energy.meter.v1.ListChargerStatusesResponse\x12\\\n\x10GetChargerStatus\x12(.energy.meter.v1.GetChargerStatusRequest\x1a\x1e.energy.meter.v1.ChargerStatus\x12s\n\x14SummarizeConsumption\x12,.energy.meter.v1.SummarizeConsumptionRequest\x1a-.energy.meter.v1.SummarizeConsumptionResponse\x12s\n\x14\x41ttributeConsumption\x12,.energy.meter.v1.AttributeConsumptionRequest\x1a-.energy.meter.v1.AttributeConsumptionResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#energy/meter/v1/meter_service.proto\x12\x0f\x65nergy.meter.v1\x1a\x1b\x65nergy/meter/v1/meter.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"F\n\x14IngestReadingRequest\x12.\n\x07reading\x18\x01 \x01(\x0b\x32\x1d.energy.meter.v1.MeterReading\"\x8f\x01\n\x15IngestReadingResponse\x12\x11\n\tduplicate\x18\x01 \x01(\x08\x12/\n\x07outcome\x18\x02 \x01(\x0e\x32\x1e.energy.meter.v1.IngestOutcome\x12\x32\n\x08\x63onflict\x18\x03 \x01(\x0b\x32 .energy.meter.v1.ReadingConflict\"H\n\x15IngestReadingsRequest\x12/\n\x08readings\x18\x01 \x03(\x0b\x32\x1d.energy.meter.v1.MeterReading\"\xda\x01\n\x16IngestReadingsResponse\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x03\x12\x12\n\nduplicates\x18\x02 \x01(\x03\x12\x10\n\x08rejected\x18\x03 \x01(\x03\x12\x35\n\nrejections\x18\x04 \x03(\x0b\x32!.energy.meter.v1.ReadingRejection\x12\x11\n\tconflicts\x18\x05 \x01(\x03\x12>\n\x14\x63onflicting_readings\x18\x06 \x03(\x0b\x32 .energy.meter.v1.ReadingConflict\"C\n\x1aListChargerStatusesRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"p\n\x1bListChargerStatusesResponse\x12\x38\n\x10\x63harger_statuses\x18\x01 \x03(\x0b\x32\x1e.energy.meter.v1.ChargerStatus\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"+\n\x17GetChargerStatusRequest\x12\x10\n\x08meter_id\x18\x01 \x01(\t\"V\n\x1bSummarizeConsumptionRequest\x12\x37\n\tintervals\x18\x01 \x03(\x0b\x32$.energy.meter.v1.ConsumptionInterval\"V\n\x1cSummarizeConsumptionResponse\x12\x36\n\tsummaries\x18\x01 \x03(\x0b\x32#.energy.meter.v1.ConsumptionSummary\"\xe1\x01\n\x1b\x41ttributeConsumptionRequest\x12.\n\x08sessions\x18\x01 \x03(\x0b\x32\x1c.energy.meter.v1.SessionSpan\x12\x34\n\x0eother_sessions\x18\x02 \x03(\x0b\x32\x1c.energy.meter.v1.SessionSpan\x12.\n\nstart_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"Y\n\x1c\x41ttributeConsumptionResponse\x12\x39\n\x0c\x63onsumptions\x18\x01 \x03(\x0b\x32#.energy.meter.v1.SessionConsumption\"\xcc\x01\n\x1dListReportingSummariesRequest\x12.\n\nstart_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12&\n\x03gap\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x11\n\tpage_size\x18\x04 \x01(\x05\x12\x12\n\npage_token\x18\x05 \x01(\t\"y\n\x1eListReportingSummariesResponse\x12>\n\x13reporting_summaries\x18\x01 \x03(\x0b\x32!.energy.meter.v1.ReportingSummary\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t*\x87\x01\n\rIngestOutcome\x12\x1e\n\x1aINGEST_OUTCOME_UNSPECIFIED\x10\x00\x12\x1b\n\x17INGEST_OUTCOME_ACCEPTED\x10\x01\x12\x1c\n\x18INGEST_OUTCOME_DUPLICATE\x10\x02\x12\x1b\n\x17INGEST_OUTCOME_CONFLICT\x10\x03\x32\x88\x06\n\x0cMeterService\x12^\n\rIngestReading\x12%.energy.meter.v1.IngestReadingRequest\x1a&.energy.meter.v1.IngestReadingResponse\x12\x63\n\x0eIngestReadings\x12&.energy.meter.v1.IngestReadingsRequest\x1a\'.energy.meter.v1.IngestReadingsResponse(\x01\x12p\n\x13ListChargerStatuses\x12+.energy.meter.v1.ListChargerStatusesRequest\x1a,.energy.meter.v1.ListChargerStatusesResponse\x12\\\n\x10GetChargerStatus\x12(.energy.meter.v1.GetChargerStatusRequest\x1a\x1e.energy.meter.v1.ChargerStatus\x12s\n\x14SummarizeConsumption\x12,.energy.meter.v1.SummarizeConsumptionRequest\x1a-.energy.meter.v1.SummarizeConsumptionResponse\x12s\n\x14\x41ttributeConsumption\x12,.energy.meter.v1.AttributeConsumptionRequest\x1a-.energy.meter.v1.AttributeConsumptionResponse\x12y\n\x16ListReportingSummaries\x12..energy.meter.v1.ListReportingSummariesRequest\x1a/.energy.meter.v1.ListReportingSummariesResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'energy.meter.v1.meter_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_INGESTOUTCOME']._serialized_start=1355
-  _globals['_INGESTOUTCOME']._serialized_end=1490
-  _globals['_INGESTREADINGREQUEST']._serialized_start=118
-  _globals['_INGESTREADINGREQUEST']._serialized_end=188
-  _globals['_INGESTREADINGRESPONSE']._serialized_start=191
-  _globals['_INGESTREADINGRESPONSE']._serialized_end=334
-  _globals['_INGESTREADINGSREQUEST']._serialized_start=336
-  _globals['_INGESTREADINGSREQUEST']._serialized_end=408
-  _globals['_INGESTREADINGSRESPONSE']._serialized_start=411
-  _globals['_INGESTREADINGSRESPONSE']._serialized_end=629
-  _globals['_LISTCHARGERSTATUSESREQUEST']._serialized_start=631
-  _globals['_LISTCHARGERSTATUSESREQUEST']._serialized_end=698
-  _globals['_LISTCHARGERSTATUSESRESPONSE']._serialized_start=700
-  _globals['_LISTCHARGERSTATUSESRESPONSE']._serialized_end=812
-  _globals['_GETCHARGERSTATUSREQUEST']._serialized_start=814
-  _globals['_GETCHARGERSTATUSREQUEST']._serialized_end=857
-  _globals['_SUMMARIZECONSUMPTIONREQUEST']._serialized_start=859
-  _globals['_SUMMARIZECONSUMPTIONREQUEST']._serialized_end=945
-  _globals['_SUMMARIZECONSUMPTIONRESPONSE']._serialized_start=947
-  _globals['_SUMMARIZECONSUMPTIONRESPONSE']._serialized_end=1033
-  _globals['_ATTRIBUTECONSUMPTIONREQUEST']._serialized_start=1036
-  _globals['_ATTRIBUTECONSUMPTIONREQUEST']._serialized_end=1261
-  _globals['_ATTRIBUTECONSUMPTIONRESPONSE']._serialized_start=1263
-  _globals['_ATTRIBUTECONSUMPTIONRESPONSE']._serialized_end=1352
-  _globals['_METERSERVICE']._serialized_start=1493
-  _globals['_METERSERVICE']._serialized_end=2146
+  _globals['_INGESTOUTCOME']._serialized_start=1717
+  _globals['_INGESTOUTCOME']._serialized_end=1852
+  _globals['_INGESTREADINGREQUEST']._serialized_start=150
+  _globals['_INGESTREADINGREQUEST']._serialized_end=220
+  _globals['_INGESTREADINGRESPONSE']._serialized_start=223
+  _globals['_INGESTREADINGRESPONSE']._serialized_end=366
+  _globals['_INGESTREADINGSREQUEST']._serialized_start=368
+  _globals['_INGESTREADINGSREQUEST']._serialized_end=440
+  _globals['_INGESTREADINGSRESPONSE']._serialized_start=443
+  _globals['_INGESTREADINGSRESPONSE']._serialized_end=661
+  _globals['_LISTCHARGERSTATUSESREQUEST']._serialized_start=663
+  _globals['_LISTCHARGERSTATUSESREQUEST']._serialized_end=730
+  _globals['_LISTCHARGERSTATUSESRESPONSE']._serialized_start=732
+  _globals['_LISTCHARGERSTATUSESRESPONSE']._serialized_end=844
+  _globals['_GETCHARGERSTATUSREQUEST']._serialized_start=846
+  _globals['_GETCHARGERSTATUSREQUEST']._serialized_end=889
+  _globals['_SUMMARIZECONSUMPTIONREQUEST']._serialized_start=891
+  _globals['_SUMMARIZECONSUMPTIONREQUEST']._serialized_end=977
+  _globals['_SUMMARIZECONSUMPTIONRESPONSE']._serialized_start=979
+  _globals['_SUMMARIZECONSUMPTIONRESPONSE']._serialized_end=1065
+  _globals['_ATTRIBUTECONSUMPTIONREQUEST']._serialized_start=1068
+  _globals['_ATTRIBUTECONSUMPTIONREQUEST']._serialized_end=1293
+  _globals['_ATTRIBUTECONSUMPTIONRESPONSE']._serialized_start=1295
+  _globals['_ATTRIBUTECONSUMPTIONRESPONSE']._serialized_end=1384
+  _globals['_LISTREPORTINGSUMMARIESREQUEST']._serialized_start=1387
+  _globals['_LISTREPORTINGSUMMARIESREQUEST']._serialized_end=1591
+  _globals['_LISTREPORTINGSUMMARIESRESPONSE']._serialized_start=1593
+  _globals['_LISTREPORTINGSUMMARIESRESPONSE']._serialized_end=1714
+  _globals['_METERSERVICE']._serialized_start=1855
+  _globals['_METERSERVICE']._serialized_end=2631
 # @@protoc_insertion_point(module_scope)

@@ -1,6 +1,7 @@
 import datetime
 
 from energy.meter.v1 import meter_pb2 as _meter_pb2
+from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
@@ -111,3 +112,25 @@ class AttributeConsumptionResponse(_message.Message):
     CONSUMPTIONS_FIELD_NUMBER: _ClassVar[int]
     consumptions: _containers.RepeatedCompositeFieldContainer[_meter_pb2.SessionConsumption]
     def __init__(self, consumptions: _Optional[_Iterable[_Union[_meter_pb2.SessionConsumption, _Mapping]]] = ...) -> None: ...
+
+class ListReportingSummariesRequest(_message.Message):
+    __slots__ = ("start_time", "end_time", "gap", "page_size", "page_token")
+    START_TIME_FIELD_NUMBER: _ClassVar[int]
+    END_TIME_FIELD_NUMBER: _ClassVar[int]
+    GAP_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    start_time: _timestamp_pb2.Timestamp
+    end_time: _timestamp_pb2.Timestamp
+    gap: _duration_pb2.Duration
+    page_size: int
+    page_token: str
+    def __init__(self, start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., gap: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListReportingSummariesResponse(_message.Message):
+    __slots__ = ("reporting_summaries", "next_page_token")
+    REPORTING_SUMMARIES_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    reporting_summaries: _containers.RepeatedCompositeFieldContainer[_meter_pb2.ReportingSummary]
+    next_page_token: str
+    def __init__(self, reporting_summaries: _Optional[_Iterable[_Union[_meter_pb2.ReportingSummary, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...

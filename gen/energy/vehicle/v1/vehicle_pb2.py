@@ -22,24 +22,31 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1f\x65nergy/vehicle/v1/vehicle.proto\x12\x11\x65nergy.vehicle.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa7\x02\n\x0eVehicleReading\x12\x12\n\nvehicle_id\x18\x01 \x01(\t\x12\x12\n\ncharger_id\x18\x02 \x01(\t\x12\x10\n\x03soc\x18\x03 \x01(\x01H\x00\x88\x01\x01\x12\x1d\n\x10kwh_delivered_dc\x18\x04 \x01(\x01H\x01\x88\x01\x01\x12\x19\n\x0c\x62\x61ttery_temp\x18\x05 \x01(\x01H\x02\x88\x01\x01\x12-\n\ttimestamp\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12&\n\x19kwh_delivered_dc_register\x18\x07 \x01(\x01H\x03\x88\x01\x01\x42\x06\n\x04_socB\x13\n\x11_kwh_delivered_dcB\x0f\n\r_battery_tempB\x1c\n\x1a_kwh_delivered_dc_register\"\xd7\x02\n\rVehicleStatus\x12\x12\n\nvehicle_id\x18\x01 \x01(\t\x12\x12\n\ncharger_id\x18\x02 \x01(\t\x12\x10\n\x03soc\x18\x03 \x01(\x01H\x00\x88\x01\x01\x12\x1d\n\x10kwh_delivered_dc\x18\x04 \x01(\x01H\x01\x88\x01\x01\x12\x19\n\x0c\x62\x61ttery_temp\x18\x05 \x01(\x01H\x02\x88\x01\x01\x12-\n\ttimestamp\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12&\n\x19kwh_delivered_dc_register\x18\x08 \x01(\x01H\x03\x88\x01\x01\x42\x06\n\x04_socB\x13\n\x11_kwh_delivered_dcB\x0f\n\r_battery_tempB\x1c\n\x1a_kwh_delivered_dc_register\"D\n\x0fReadingConflict\x12\r\n\x05index\x18\x01 \x01(\x03\x12\r\n\x05\x66ield\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\"E\n\x10ReadingRejection\x12\r\n\x05index\x18\x01 \x01(\x03\x12\r\n\x05\x66ield\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\"\x8b\x03\n\x0f\x43hargingSession\x12\x12\n\ncharger_id\x18\x01 \x01(\t\x12.\n\nstart_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x18\n\x10kwh_delivered_dc\x18\x04 \x01(\x01\x12\x15\n\rreading_count\x18\x05 \x01(\x03\x12\x18\n\x10\x62\x61ttery_temp_sum\x18\x06 \x01(\x01\x12\x1a\n\x12\x62\x61ttery_temp_count\x18\x07 \x01(\x03\x12\x1c\n\x14unknown_energy_count\x18\x08 \x01(\x03\x12\x12\n\nvehicle_id\x18\t \x01(\t\x12\x36\n\x12\x66irst_reading_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x35\n\x11last_reading_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestampb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1f\x65nergy/vehicle/v1/vehicle.proto\x12\x11\x65nergy.vehicle.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa7\x02\n\x0eVehicleReading\x12\x12\n\nvehicle_id\x18\x01 \x01(\t\x12\x12\n\ncharger_id\x18\x02 \x01(\t\x12\x10\n\x03soc\x18\x03 \x01(\x01H\x00\x88\x01\x01\x12\x1d\n\x10kwh_delivered_dc\x18\x04 \x01(\x01H\x01\x88\x01\x01\x12\x19\n\x0c\x62\x61ttery_temp\x18\x05 \x01(\x01H\x02\x88\x01\x01\x12-\n\ttimestamp\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12&\n\x19kwh_delivered_dc_register\x18\x07 \x01(\x01H\x03\x88\x01\x01\x42\x06\n\x04_socB\x13\n\x11_kwh_delivered_dcB\x0f\n\r_battery_tempB\x1c\n\x1a_kwh_delivered_dc_register\"\xd7\x02\n\rVehicleStatus\x12\x12\n\nvehicle_id\x18\x01 \x01(\t\x12\x12\n\ncharger_id\x18\x02 \x01(\t\x12\x10\n\x03soc\x18\x03 \x01(\x01H\x00\x88\x01\x01\x12\x1d\n\x10kwh_delivered_dc\x18\x04 \x01(\x01H\x01\x88\x01\x01\x12\x19\n\x0c\x62\x61ttery_temp\x18\x05 \x01(\x01H\x02\x88\x01\x01\x12-\n\ttimestamp\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12&\n\x19kwh_delivered_dc_register\x18\x08 \x01(\x01H\x03\x88\x01\x01\x42\x06\n\x04_socB\x13\n\x11_kwh_delivered_dcB\x0f\n\r_battery_tempB\x1c\n\x1a_kwh_delivered_dc_register\"D\n\x0fReadingConflict\x12\r\n\x05index\x18\x01 \x01(\x03\x12\r\n\x05\x66ield\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\"E\n\x10ReadingRejection\x12\r\n\x05index\x18\x01 \x01(\x03\x12\r\n\x05\x66ield\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\"\x8b\x03\n\x0f\x43hargingSession\x12\x12\n\ncharger_id\x18\x01 \x01(\t\x12.\n\nstart_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x18\n\x10kwh_delivered_dc\x18\x04 \x01(\x01\x12\x15\n\rreading_count\x18\x05 \x01(\x03\x12\x18\n\x10\x62\x61ttery_temp_sum\x18\x06 \x01(\x01\x12\x1a\n\x12\x62\x61ttery_temp_count\x18\x07 \x01(\x03\x12\x1c\n\x14unknown_energy_count\x18\x08 \x01(\x03\x12\x12\n\nvehicle_id\x18\t \x01(\t\x12\x36\n\x12\x66irst_reading_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x35\n\x11last_reading_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xa6\x03\n\x10ReportingSummary\x12\x12\n\nvehicle_id\x18\x01 \x01(\t\x12\x16\n\x0ereceived_count\x18\x02 \x01(\x03\x12\x31\n\x0eusual_interval\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x1b\n\x0e\x65xpected_count\x18\x04 \x01(\x03H\x00\x88\x01\x01\x12*\n\x04gaps\x18\x05 \x03(\x0b\x32\x1c.energy.vehicle.v1.TimeRange\x12\x16\n\x0e\x63onflict_count\x18\x06 \x01(\x03\x12\x36\n\x12\x66irst_reading_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x35\n\x11last_reading_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0b\x63harger_ids\x18\t \x03(\t\x12;\n\x10\x63harger_overlaps\x18\n \x03(\x0b\x32!.energy.vehicle.v1.ChargerOverlapB\x11\n\x0f_expected_count\"i\n\tTimeRange\x12.\n\nstart_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xb0\x01\n\x0e\x43hargerOverlap\x12\x12\n\nvehicle_id\x18\x01 \x01(\t\x12\x12\n\ncharger_id\x18\x02 \x01(\t\x12\x18\n\x10other_charger_id\x18\x03 \x01(\t\x12.\n\nstart_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestampb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'energy.vehicle.v1.vehicle_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_VEHICLEREADING']._serialized_start=88
-  _globals['_VEHICLEREADING']._serialized_end=383
-  _globals['_VEHICLESTATUS']._serialized_start=386
-  _globals['_VEHICLESTATUS']._serialized_end=729
-  _globals['_READINGCONFLICT']._serialized_start=731
-  _globals['_READINGCONFLICT']._serialized_end=799
-  _globals['_READINGREJECTION']._serialized_start=801
-  _globals['_READINGREJECTION']._serialized_end=870
-  _globals['_CHARGINGSESSION']._serialized_start=873
-  _globals['_CHARGINGSESSION']._serialized_end=1268
+  _globals['_VEHICLEREADING']._serialized_start=120
+  _globals['_VEHICLEREADING']._serialized_end=415
+  _globals['_VEHICLESTATUS']._serialized_start=418
+  _globals['_VEHICLESTATUS']._serialized_end=761
+  _globals['_READINGCONFLICT']._serialized_start=763
+  _globals['_READINGCONFLICT']._serialized_end=831
+  _globals['_READINGREJECTION']._serialized_start=833
+  _globals['_READINGREJECTION']._serialized_end=902
+  _globals['_CHARGINGSESSION']._serialized_start=905
+  _globals['_CHARGINGSESSION']._serialized_end=1300
+  _globals['_REPORTINGSUMMARY']._serialized_start=1303
+  _globals['_REPORTINGSUMMARY']._serialized_end=1725
+  _globals['_TIMERANGE']._serialized_start=1727
+  _globals['_TIMERANGE']._serialized_end=1832
+  _globals['_CHARGEROVERLAP']._serialized_start=1835
+  _globals['_CHARGEROVERLAP']._serialized_end=2011
 # @@protoc_insertion_point(module_scope)

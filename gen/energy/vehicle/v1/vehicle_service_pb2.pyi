@@ -132,3 +132,25 @@ class ListChargerSessionsResponse(_message.Message):
     SESSIONS_FIELD_NUMBER: _ClassVar[int]
     sessions: _containers.RepeatedCompositeFieldContainer[_vehicle_pb2.ChargingSession]
     def __init__(self, sessions: _Optional[_Iterable[_Union[_vehicle_pb2.ChargingSession, _Mapping]]] = ...) -> None: ...
+
+class ListReportingSummariesRequest(_message.Message):
+    __slots__ = ("start_time", "end_time", "gap", "page_size", "page_token")
+    START_TIME_FIELD_NUMBER: _ClassVar[int]
+    END_TIME_FIELD_NUMBER: _ClassVar[int]
+    GAP_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    start_time: _timestamp_pb2.Timestamp
+    end_time: _timestamp_pb2.Timestamp
+    gap: _duration_pb2.Duration
+    page_size: int
+    page_token: str
+    def __init__(self, start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., gap: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListReportingSummariesResponse(_message.Message):
+    __slots__ = ("reporting_summaries", "next_page_token")
+    REPORTING_SUMMARIES_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    reporting_summaries: _containers.RepeatedCompositeFieldContainer[_vehicle_pb2.ReportingSummary]
+    next_page_token: str
+    def __init__(self, reporting_summaries: _Optional[_Iterable[_Union[_vehicle_pb2.ReportingSummary, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...

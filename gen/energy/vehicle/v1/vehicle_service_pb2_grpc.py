@@ -66,6 +66,11 @@ class VehicleServiceStub:
                 request_serializer=energy_dot_vehicle_dot_v1_dot_vehicle__service__pb2.ListChargerSessionsRequest.SerializeToString,
                 response_deserializer=energy_dot_vehicle_dot_v1_dot_vehicle__service__pb2.ListChargerSessionsResponse.FromString,
                 _registered_method=True)
+        self.ListReportingSummaries = channel.unary_unary(
+                '/energy.vehicle.v1.VehicleService/ListReportingSummaries',
+                request_serializer=energy_dot_vehicle_dot_v1_dot_vehicle__service__pb2.ListReportingSummariesRequest.SerializeToString,
+                response_deserializer=energy_dot_vehicle_dot_v1_dot_vehicle__service__pb2.ListReportingSummariesResponse.FromString,
+                _registered_method=True)
 
 
 class VehicleServiceServicer:
@@ -136,6 +141,17 @@ class VehicleServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListReportingSummaries(self, request, context):
+        """Lists how completely each vehicle that ever reported did so over [start_time, end_time),
+        ordered by vehicle_id (AIP-158; see ReportingSummary); used by AnalyticsService. Returns
+        INVALID_ARGUMENT for an unset time, a time outside
+        0001-01-01T00:00:00Z..9999-12-31T23:59:59Z, a window that is empty or longer than 31
+        days, a gap that is not positive, a negative page_size or a malformed page_token.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_VehicleServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -168,6 +184,11 @@ def add_VehicleServiceServicer_to_server(servicer, server):
                     servicer.ListChargerSessions,
                     request_deserializer=energy_dot_vehicle_dot_v1_dot_vehicle__service__pb2.ListChargerSessionsRequest.FromString,
                     response_serializer=energy_dot_vehicle_dot_v1_dot_vehicle__service__pb2.ListChargerSessionsResponse.SerializeToString,
+            ),
+            'ListReportingSummaries': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListReportingSummaries,
+                    request_deserializer=energy_dot_vehicle_dot_v1_dot_vehicle__service__pb2.ListReportingSummariesRequest.FromString,
+                    response_serializer=energy_dot_vehicle_dot_v1_dot_vehicle__service__pb2.ListReportingSummariesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -333,6 +354,33 @@ class VehicleService:
             '/energy.vehicle.v1.VehicleService/ListChargerSessions',
             energy_dot_vehicle_dot_v1_dot_vehicle__service__pb2.ListChargerSessionsRequest.SerializeToString,
             energy_dot_vehicle_dot_v1_dot_vehicle__service__pb2.ListChargerSessionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListReportingSummaries(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/energy.vehicle.v1.VehicleService/ListReportingSummaries',
+            energy_dot_vehicle_dot_v1_dot_vehicle__service__pb2.ListReportingSummariesRequest.SerializeToString,
+            energy_dot_vehicle_dot_v1_dot_vehicle__service__pb2.ListReportingSummariesResponse.FromString,
             options,
             channel_credentials,
             insecure,
