@@ -120,6 +120,9 @@ def parser() -> argparse.ArgumentParser:
     from services.simulate.command import add_parser as add_simulate
 
     add_simulate(commands)
+    from services.report.command import add_parser as add_report
+
+    add_report(commands)
     from services.bench.command import add_parser as add_bench
 
     add_bench(commands)
