@@ -122,6 +122,7 @@ def test_the_table_ranks_and_shows_unknown_as_a_dash():
     ]  # fmt: skip
     assert lines[2].split() == ["2", "CHG-NEW", "91.0%", "—", "—", "—", "—"]
     assert "0.00" not in lines[2]
+    assert (model.points(-0.00001), model.points(-0.0304)) == ("+0.0 pt", "-3.0 pt")
 
 
 def test_worst_puts_outliers_first_and_leaves_unknown_out():

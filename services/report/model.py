@@ -21,6 +21,8 @@ WORST_PRINTED = 10
 # The efficiency-over-time charts: a point an hour, and at most this many points (a week of
 # hours); a longer window gets points of several whole hours each.
 BUCKET = timedelta(hours=1)
+# The drift table lists falls of at least 0.1 percentage points.
+MIN_FALL = 0.001
 MAX_POINTS = 168
 
 _WINDOW_PART = re.compile(r"(\d+(?:\.\d+)?)([smhd])")
@@ -178,8 +180,9 @@ def worst(chargers: list[Charger], count: int = WORST_CHARTED) -> list[Charger]:
 
 
 def drift(chargers: list[Charger], count: int = WORST_CHARTED) -> list[Charger]:
-    """The largest falls in efficiency from the window before (change known), largest first."""
-    changed = [c for c in chargers if c.change is not None]
+    """The largest falls in efficiency from the window before, largest first: those of at least
+    MIN_FALL (a smaller one reads as 0.0 points)."""
+    changed = [c for c in chargers if c.change is not None and c.change <= -MIN_FALL]
     return sorted(changed, key=lambda c: (c.change, c.charger_id))[:count]
 
 
@@ -197,8 +200,11 @@ def percent(value: float | None) -> str:
 
 
 def points(value: float | None) -> str:
-    """An efficiency change in percentage points, signed."""
-    return UNKNOWN if value is None else f"{100 * value:+.1f} pt"
+    """An efficiency change in percentage points, signed (a change that rounds to 0 is +0.0)."""
+    if value is None:
+        return UNKNOWN
+    rounded = round(100 * value, 1)
+    return f"{rounded if rounded else 0.0:+.1f} pt"
 
 
 def kwh(value: float | None) -> str:

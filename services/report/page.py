@@ -13,6 +13,7 @@ from services.report import charts
 from services.report.fetch import Completeness, Series
 from services.report.model import (
     UNKNOWN,
+    WORST_CHARTED,
     Charger,
     Fleet,
     drift,
@@ -228,14 +229,14 @@ def _drift(fleet: Fleet, highlighted: set[str]) -> str:
     table = (
         _table(("charger", "before", "now", "change", "outlier"), rows, (0, 4))
         if rows
-        else "<p>No charger has an efficiency known in both windows.</p>"
+        else "<p>No charger's efficiency fell by 0.1 points or more.</p>"
     )
     return (
         "<h2>Drift: now against the window before</h2>"
         f'<figure class="chart" id="drift">{charts.drift_scatter(fleet.chargers, highlighted)}'
         "</figure>"
-        f'<p class="note">The {len(rows)} largest falls (efficiency_change, in percentage '
-        "points).</p>" + table
+        '<p class="note">Below the diagonal, a charger\'s efficiency fell. The largest falls '
+        f"(efficiency_change, in percentage points; at most {WORST_CHARTED}).</p>" + table
     )
 
 
