@@ -13,6 +13,7 @@ TABLES = {
         "charger_status",
         "meter_rollups_hourly",
         "rollup_state",
+        "reading_conflicts",
         "rollup_invalidations",
     },
     "vehicle": {
@@ -20,6 +21,7 @@ TABLES = {
         "vehicle_status",
         "vehicle_rollups_hourly",
         "rollup_state",
+        "reading_conflicts",
         "rollup_invalidations",
     },
 }

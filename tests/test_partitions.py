@@ -215,6 +215,12 @@ def test_retention_drops_exactly_the_expired_days(database_url, caplog):
                 "VALUES ('CHG-R', timestamptz 'epoch' + %s * interval '1 microsecond', 1, 230)",
                 (first + k * DAY_US,),
             )
+            # A conflicting reading refused that day: it goes with the day's readings.
+            connection.execute(
+                "INSERT INTO meter.reading_conflicts (meter_id, read_time, sent) "
+                "VALUES ('CHG-R', timestamptz 'epoch' + %s * interval '1 microsecond', '{}')",
+                (first + k * DAY_US,),
+            )
     maintenance = Maintenance(
         lambda: psycopg.connect(database_url),
         partitions,
@@ -232,6 +238,12 @@ def test_retention_drops_exactly_the_expired_days(database_url, caplog):
     with psycopg.connect(database_url) as connection:
         days = connection.execute(
             "SELECT to_char(read_time AT TIME ZONE 'UTC', 'DD') FROM meter.meter_readings "
+            "ORDER BY read_time"
+        ).fetchall()
+    assert [d for (d,) in days] == ["05", "06", "07", "08", "09", "10"]
+    with psycopg.connect(database_url) as connection:
+        days = connection.execute(
+            "SELECT to_char(read_time AT TIME ZONE 'UTC', 'DD') FROM meter.reading_conflicts "
             "ORDER BY read_time"
         ).fetchall()
     assert [d for (d,) in days] == ["05", "06", "07", "08", "09", "10"]

@@ -8,6 +8,7 @@ from energy.analytics.v1 import analytics_service_pb2, analytics_service_pb2_grp
 from services import client
 from services.analytics.chargers import ChargerEfficiencyService, OutlierRule
 from services.analytics.downstream import Downstream
+from services.analytics.reporting import CompletenessService
 from services.analytics.service import VehiclePerformanceService
 from services.analytics.servicer import AnalyticsServicer
 from services.common.config import Settings
@@ -57,8 +58,13 @@ class AnalyticsComponent:
                 drop_points=settings.outlier_drop_points,
             ),
         )
+        completeness = CompletenessService(
+            Downstream(*timed),
+            session_gap_us=round(settings.session_gap_seconds * MICROS),
+            downstream_timeout=settings.downstream_timeout_seconds,
+        )
         self.servicer = AnalyticsServicer(
-            performance, efficiencies, Authorizer.from_settings(settings)
+            performance, efficiencies, completeness, Authorizer.from_settings(settings)
         )
 
     def register(self, server: grpc.Server) -> None:

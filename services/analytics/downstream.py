@@ -4,6 +4,8 @@ to them. gRPC failures become domain errors here; every call carries a deadline.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import grpc
 from energy.meter.v1 import meter_pb2, meter_service_pb2, meter_service_pb2_grpc
@@ -30,6 +32,37 @@ def _translate(error: grpc.RpcError, service: str) -> Exception:
         return Unavailable(f"{service} unavailable: {details}")
     # Anything else means we sent something wrong or it broke: a bug, reported as INTERNAL.
     return RuntimeError(f"{service} answered {code.name}: {details}")
+
+
+@dataclass(frozen=True)
+class ChargerOverlap:
+    """A vehicle naming two chargers at once over [start_us, end_us] (micros)."""
+
+    vehicle_id: str
+    charger_id: str
+    other_charger_id: str
+    start_us: int
+    end_us: int
+
+
+@dataclass(frozen=True)
+class DeviceReport:
+    """One device's reporting over the window, as its service summarized it (micros); a
+    vehicle's `charger_ids` and `overlaps` too."""
+
+    device_id: str
+    received: int
+    expected: int | None
+    usual_interval_us: int | None
+    gaps: list[tuple[int, int]]
+    conflicts: int
+    charger_ids: list[str]
+    overlaps: list[ChargerOverlap]
+
+    @property
+    def completeness(self) -> float | None:
+        """received / expected; None when expected is unknown or 0."""
+        return self.received / self.expected if self.expected else None
 
 
 # Statuses per ListChargerStatuses page read (its maximum).
@@ -160,3 +193,66 @@ class Downstream:
             token = response.next_page_token
             if not token:
                 return chargers
+
+    def reporting(
+        self, vehicles: bool, start_us: int, end_us: int, gap_us: int, timeout: float
+    ) -> list[DeviceReport]:
+        """Every charger's (or, with `vehicles`, every vehicle's) reporting over
+        [start_us, end_us) (ListReportingSummaries, page by page, in id order); `timeout`
+        bounds each page."""
+        service = "VehicleService" if vehicles else "MeterService"
+        call = (
+            self._vehicles.ListReportingSummaries
+            if vehicles
+            else self._meters.ListReportingSummaries
+        )
+        module = vehicle_service_pb2 if vehicles else meter_service_pb2
+        reports: list[DeviceReport] = []
+        token = ""
+        while True:
+            request = module.ListReportingSummariesRequest(
+                start_time=micros_to_timestamp(start_us),
+                end_time=micros_to_timestamp(end_us),
+                gap=micros_to_duration(gap_us),
+                page_size=PAGE_SIZE,
+                page_token=token,
+            )
+            try:
+                response = call(request, timeout=timeout)
+            except grpc.RpcError as error:
+                raise _translate(error, service) from None
+            reports.extend(_report(summary, vehicles) for summary in response.reporting_summaries)
+            token = response.next_page_token
+            if not token:
+                return reports
+
+
+def _report(summary: Any, vehicle: bool) -> DeviceReport:
+    return DeviceReport(
+        device_id=summary.vehicle_id if vehicle else summary.meter_id,
+        received=summary.received_count,
+        expected=summary.expected_count if summary.HasField("expected_count") else None,
+        usual_interval_us=(
+            duration_to_micros(summary.usual_interval)
+            if summary.HasField("usual_interval")
+            else None
+        ),
+        gaps=[
+            (timestamp_to_micros(gap.start_time), timestamp_to_micros(gap.end_time))
+            for gap in summary.gaps
+        ],
+        conflicts=summary.conflict_count,
+        charger_ids=list(summary.charger_ids) if vehicle else [],
+        overlaps=[
+            ChargerOverlap(
+                vehicle_id=overlap.vehicle_id,
+                charger_id=overlap.charger_id,
+                other_charger_id=overlap.other_charger_id,
+                start_us=timestamp_to_micros(overlap.start_time),
+                end_us=timestamp_to_micros(overlap.end_time),
+            )
+            for overlap in summary.charger_overlaps
+        ]
+        if vehicle
+        else [],
+    )

@@ -14,10 +14,21 @@ from services.analytics.chargers import (
     Outlier,
 )
 from services.analytics.correlation import Figures, Performance, Quality
+from services.analytics.reporting import (
+    CompletenessPage,
+    CompletenessService,
+    DeviceReport,
+    Totals,
+)
 from services.analytics.service import VehiclePerformanceService
 from services.common.errors import translate_errors
 from services.common.security import OPEN, Authorizer
-from services.common.timeconv import duration_to_micros, micros_to_timestamp, timestamp_to_micros
+from services.common.timeconv import (
+    duration_to_micros,
+    micros_to_duration,
+    micros_to_timestamp,
+    timestamp_to_micros,
+)
 from services.common.validation import require_times
 
 # Outlier.X is OutlierReason OUTLIER_REASON_X on the wire.
@@ -123,16 +134,80 @@ def efficiencies_message(
     return message
 
 
+def _device_message(report: DeviceReport) -> analytics_pb2.DeviceCompleteness:
+    message = analytics_pb2.DeviceCompleteness(
+        id=report.device_id,
+        received_reading_count=report.received,
+        conflict_count=report.conflicts,
+        gaps=[
+            analytics_pb2.TimeRange(
+                start_time=micros_to_timestamp(start), end_time=micros_to_timestamp(end)
+            )
+            for start, end in report.gaps
+        ],
+    )
+    if report.expected is not None:
+        message.expected_reading_count = report.expected
+    if report.completeness is not None:
+        message.completeness = report.completeness
+    if report.usual_interval_us is not None:
+        message.usual_interval.CopyFrom(micros_to_duration(report.usual_interval_us))
+    return message
+
+
+def _totals_message(totals: Totals) -> analytics_pb2.CompletenessTotals:
+    return analytics_pb2.CompletenessTotals(
+        device_count=totals.devices,
+        silent_device_count=totals.silent,
+        expected_reading_count=totals.expected,
+        received_reading_count=totals.received,
+        gap_count=totals.gaps,
+        conflict_count=totals.conflicts,
+    )
+
+
+def completeness_message(page: CompletenessPage) -> analytics_pb2.DataCompleteness:
+    return analytics_pb2.DataCompleteness(
+        start_time=micros_to_timestamp(page.start_us),
+        end_time=micros_to_timestamp(page.end_us),
+        chargers=[_device_message(report) for report in page.chargers],
+        vehicles=[_device_message(report) for report in page.vehicles],
+        charger_totals=_totals_message(page.charger_totals),
+        vehicle_totals=_totals_message(page.vehicle_totals),
+        unreported_chargers=[
+            analytics_pb2.UnreportedCharger(
+                charger_id=item.charger_id,
+                near_matches=item.near_matches,
+                vehicle_ids=item.vehicle_ids,
+            )
+            for item in page.unreported
+        ],
+        charger_overlaps=[
+            analytics_pb2.ChargerOverlap(
+                vehicle_id=overlap.vehicle_id,
+                charger_id=overlap.charger_id,
+                other_charger_id=overlap.other_charger_id,
+                start_time=micros_to_timestamp(overlap.start_us),
+                end_time=micros_to_timestamp(overlap.end_us),
+            )
+            for overlap in page.overlaps
+        ],
+        next_page_token=page.next_page_token,
+    )
+
+
 class AnalyticsServicer(analytics_service_pb2_grpc.AnalyticsServiceServicer):
     def __init__(
         self,
         performance: VehiclePerformanceService,
         efficiencies: ChargerEfficiencyService,
+        completeness: CompletenessService,
         auth: Authorizer = OPEN,
     ) -> None:
         self._performance = performance
         self._auth = auth
         self._efficiencies = efficiencies
+        self._completeness = completeness
 
     @translate_errors
     def GetVehiclePerformance(
@@ -168,3 +243,22 @@ class AnalyticsServicer(analytics_service_pb2_grpc.AnalyticsServiceServicer):
             time_remaining=context.time_remaining,
         )
         return efficiencies_message(page)
+
+    @translate_errors
+    def GetDataCompleteness(
+        self,
+        request: analytics_service_pb2.GetDataCompletenessRequest,
+        context: grpc.ServicerContext,
+    ) -> analytics_pb2.DataCompleteness:
+        self._auth.require_reader(context)
+        require_times([("end_time", request.end_time), ("window", request.window)])
+        end_us = timestamp_to_micros(request.end_time) if request.HasField("end_time") else None
+        window_us = duration_to_micros(request.window) if request.HasField("window") else None
+        page = self._completeness.completeness(
+            end_us,
+            window_us,
+            page_size=request.page_size,
+            page_token=request.page_token,
+            time_remaining=context.time_remaining,
+        )
+        return completeness_message(page)

@@ -44,7 +44,9 @@ class ReadingTable:
     "id micros" keys of the readings not stored, or NULL when all were). Only then, and only
     for those keys, `stored_sql` (parameters: the ids, the micros) returns
     (id, micros, *stored values) of each, to tell a duplicate from a conflict. `value_names`
-    name the values of a row, for telling a conflict. `partitions`, when the history is
+    name the values of a row, for telling a conflict. `conflicts_sql` (parameters: the ids,
+    the micros, the sent values as JSON objects) records the conflicting readings, once per
+    distinct reading, before their callers are answered. `partitions`, when the history is
     partitioned by day, makes the days a batch needs before it is written.
     """
 
@@ -55,6 +57,7 @@ class ReadingTable:
     value_names: Sequence[str] = ()
     write_rows_sql: str = ""
     stored_sql: str = ""
+    conflicts_sql: str = ""
     partitions: DailyPartitions | None = None
 
 
@@ -448,7 +451,27 @@ class Writer:
             gone -= stored.keys()
             log.warning("readings vanished between write and read-back", extra={"n": len(gone)})
             stored.update({key: first[key][2:-1] for key in gone})
-        return self._outcomes(batch, first, repeated, stored)
+        outcomes, conflicting = self._outcomes(batch, first, repeated, stored)
+        self._record_conflicts(connection, conflicting)
+        return outcomes
+
+    def _record_conflicts(self, connection: psycopg.Connection, rows: list[Row]) -> None:
+        """Keeps the conflicting readings (each distinct one once: a retry adds nothing), in
+        their own transaction, committed before any caller hears of them."""
+        if not rows or not self._table.conflicts_sql:
+            return
+        names = self._table.value_names
+        connection.execute(
+            self._table.conflicts_sql,
+            (
+                [row[0] for row in rows],
+                [row[1] for row in rows],
+                [
+                    json.dumps(dict(zip(names, row[2:-1], strict=True)), allow_nan=False)
+                    for row in rows
+                ],
+            ),
+        )
 
     def _stored(
         self, connection: psycopg.Connection, keys: list[str]
@@ -470,16 +493,18 @@ class Writer:
         first: dict[tuple[str, int], Row],
         repeated: list[tuple[int, Row]],
         stored: dict[tuple[str, int], Sequence[Any]],
-    ) -> list[tuple[int, int, list[Conflict]]]:
+    ) -> tuple[list[tuple[int, int, list[Conflict]]], list[Row]]:
         """Rare (retries, corrections, shared ids): tells each part which of its readings were
         already stored as sent (duplicates) and which are stored with other values (conflicts),
         `stored` holding the stored values of every key the write did not insert. A later row
         of the batch with a key seen earlier is judged against the row that keeps the key: the
-        stored one, or the batch's first if that was stored now."""
+        stored one, or the batch's first if that was stored now. Also returned: the rows that
+        conflict."""
         names = self._table.value_names
         owner = {id(row): index for index, part in enumerate(batch) for row in part.rows}
         duplicates = [0] * len(batch)
         conflicts: list[list[Conflict]] = [[] for _ in batch]
+        conflicting: list[Row] = []
         for key, values in stored.items():
             row = first[key]
             conflict = conflict_of(names, values, row)
@@ -487,6 +512,7 @@ class Writer:
                 duplicates[owner[id(row)]] += 1
             else:
                 conflicts[owner[id(row)]].append(conflict)
+                conflicting.append(row)
         for index, row in repeated:
             key = (row[0], row[1])
             conflict = conflict_of(names, stored.get(key, first[key][2:-1]), row)
@@ -494,6 +520,7 @@ class Writer:
                 duplicates[index] += 1
             else:
                 conflicts[index].append(conflict)
+                conflicting.append(row)
         return [
             (
                 len(part.rows) - duplicates[index] - len(conflicts[index]),
@@ -501,7 +528,7 @@ class Writer:
                 conflicts[index],
             )
             for index, part in enumerate(batch)
-        ]
+        ], conflicting
 
 
 # -0.0 as json.dumps writes it (a float's repr, then the next separator); -0.01 does not match.

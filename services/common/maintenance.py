@@ -97,6 +97,12 @@ class Maintenance:
                 if self._retention_days:
                     first_kept = day_of(now_us - self._retention_days * DAY_US)
                     run.dropped = self._partitions.drop_before(connection, first_kept)
+                    # The conflicts a device's readings met go with its readings' days.
+                    connection.execute(
+                        f"DELETE FROM {self._partitions.schema}.reading_conflicts "
+                        "WHERE read_time < timestamptz 'epoch' + %s * interval '1 microsecond'",
+                        (first_kept * DAY_US,),
+                    )
             finally:
                 connection.execute("SELECT pg_advisory_unlock(%s)", (lock_key,))
         if run.created or run.dropped:

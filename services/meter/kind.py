@@ -21,4 +21,5 @@ METER = ReadingKind(
     validate_batch=rules.validate_batch,
     contract=ReadingContract(meter_service_pb2, meter_service_pb2_grpc, meter_pb2.ChargerStatus),
     rolled_up=True,
+    reports_continuously=True,
 )

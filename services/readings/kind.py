@@ -37,8 +37,8 @@ class ReadingContract:
 
     Raises ValueError at import when the service lacks the shared shape: IngestReading,
     IngestReadings answering `rejections` and `conflicting_readings`, an `outcome` enum with
-    ACCEPTED, DUPLICATE and CONFLICT, and one List… RPC answering a repeated field of the status
-    message."""
+    ACCEPTED, DUPLICATE and CONFLICT, one List… RPC answering a repeated field of the status
+    message, and ListReportingSummaries answering `reporting_summaries`."""
 
     def __init__(
         self, service_module: ModuleType, grpc_module: ModuleType, status_message: type[Any]
@@ -86,6 +86,11 @@ class ReadingContract:
             raise KeyError(f"one List RPC answering repeated {status_message.__name__}")
         (listing, self.list_field) = listings[0]
         self.list_response = GetMessageClass(listing)
+        # ListReportingSummaries: its answer, a summary and a summary's time range.
+        summaries = methods["ListReportingSummaries"].output_type
+        self.summaries_response = GetMessageClass(summaries)
+        summary = summaries.fields_by_name["reporting_summaries"].message_type
+        self.reporting_summary = GetMessageClass(cast(Descriptor, summary))
 
 
 @dataclass(frozen=True)
@@ -104,6 +109,8 @@ class ReadingKind:
       `rollup_invalidations`): the write then marks the hours a late reading changes.
     - `rollup_trailing_us`: how much farther than the lookaround after a reading a rollup can
       depend on it (a vehicle's stored silences: up to the longest gap rollups serve).
+    - `reports_continuously`: the device is expected to report all the time (a meter), not
+      only in stretches (a vehicle, while it charges): what its data completeness expects.
     """
 
     service: str
@@ -116,6 +123,7 @@ class ReadingKind:
     contract: ReadingContract
     rolled_up: bool = False
     rollup_trailing_us: int = 0
+    reports_continuously: bool = False
 
     def __post_init__(self) -> None:
         """ValueError when the status message lacks a field the status rows fill."""

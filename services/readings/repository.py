@@ -3,8 +3,9 @@ from a kind's declaration. Each kind's own repository adds its kind-specific que
 
 from __future__ import annotations
 
+import json
 import re
-from typing import Any, Self
+from typing import Any, NamedTuple, Self
 
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
@@ -18,6 +19,27 @@ from services.readings.kind import ReadingKind
 
 # A status row: (id, *the kind's column values, read_micros, update_micros).
 StatusRow = tuple[Any, ...]
+# Readings before a window that a device's usual interval is also taken from.
+USUAL_INTERVAL_READINGS_BEFORE = 100
+
+
+class ReportingRow(NamedTuple):
+    """One device's reporting over a window, as read (see reporting_summaries): its readings
+    in the window, its usual interval (micros, None with fewer than two readings in the window
+    and the 100 before it), its first and last reading in the window (micros, None when none),
+    the time covered by its stretches (the steps between consecutive readings in the window no
+    longer than the gap threshold, micros), its stretches of reporting, the silences between
+    them ((start, end) micros) and its distinct conflicting readings in the window."""
+
+    device_id: str
+    received: int
+    usual_interval_us: float | None
+    first_us: int | None
+    last_us: int | None
+    covered_us: int
+    stretches: int
+    gaps: list[tuple[int, int]]
+    conflicts: int
 
 
 def reading_table(kind: ReadingKind) -> ReadingTable:
@@ -77,6 +99,12 @@ def reading_table(kind: ReadingKind) -> ReadingTable:
             "FROM unnest(%s::text[], %s::int8[]) AS k(id, us) "
             f"JOIN {kind.service}.{kind.readings_table} s "
             f"ON s.{key} = k.id AND s.read_time = {key_time}"
+        ),
+        conflicts_sql=(
+            f"INSERT INTO {kind.service}.reading_conflicts ({key}, read_time, sent) "
+            f"SELECT k.id, {key_time}, CAST(k.sent AS jsonb) "
+            "FROM unnest(%s::text[], %s::int8[], %s::text[]) AS k(id, us, sent) "
+            "ON CONFLICT DO NOTHING"
         ),
         partitions=DailyPartitions(kind.service, kind.readings_table),
     )
@@ -303,6 +331,8 @@ class StatusRepository:
         # How far beyond a range the correlation reads reach (see reading_intervals_sql).
         self._lookaround_us = 2 * reach_us
         self._table = f"{kind.service}.{kind.status_table}"
+        self._readings_table = f"{kind.service}.{kind.readings_table}"
+        self._conflicts_table = f"{kind.service}.reading_conflicts"
         self._key = kind.id_field
         self._columns = ", ".join(
             (
@@ -343,3 +373,92 @@ class StatusRepository:
         query = text(f"SELECT 1 FROM {self._table} WHERE {self._key} = :id")
         with self._reads.connection() as connection:
             return connection.execute(query, {"id": entity_id}).first() is not None
+
+    def reporting_summaries(
+        self, after: str | None, limit: int, start_us: int, end_us: int, gap_us: int
+    ) -> list[ReportingRow]:
+        """Up to `limit` devices that ever reported, in id order after `after`, each with its
+        reporting over [start_us, end_us) (see ReportingRow). A step between consecutive
+        readings ends a stretch (a gap) when longer than `gap_us` and than twice the usual
+        interval."""
+        key, readings = self._key, self._readings_table
+        micros = MICROS_SQL.format(col="read_time")
+        query = text(
+            f"""
+            WITH ids AS (
+                SELECT {key} AS id FROM {self._table}
+                WHERE {key} > :after ORDER BY {key} LIMIT :limit
+            ), inside AS (
+                SELECT r.{key} AS id, {MICROS_SQL.format(col="r.read_time")} AS t
+                FROM ids JOIN {readings} r ON r.{key} = ids.id
+                WHERE r.read_time >= {TIMESTAMPTZ_SQL.format(us=":start_us")}
+                  AND r.read_time < {TIMESTAMPTZ_SQL.format(us=":end_us")}
+            ), before AS (
+                SELECT ids.id, b.t FROM ids CROSS JOIN LATERAL (
+                    SELECT {micros} AS t FROM {readings}
+                    WHERE {key} = ids.id
+                      AND read_time < {TIMESTAMPTZ_SQL.format(us=":start_us")}
+                    ORDER BY read_time DESC LIMIT {USUAL_INTERVAL_READINGS_BEFORE}
+                ) AS b
+            ), usual AS (
+                SELECT id, percentile_cont(0.5) WITHIN GROUP (ORDER BY step) AS period
+                FROM (
+                    SELECT id, t - lag(t) OVER (PARTITION BY id ORDER BY t) AS step
+                    FROM (SELECT id, t FROM inside UNION ALL SELECT id, t FROM before) AS both_
+                ) AS steps
+                WHERE step IS NOT NULL
+                GROUP BY id
+            ), judged AS (
+                SELECT s.id, s.t, s.step, greatest(:gap_us, 2 * u.period) AS threshold
+                FROM (
+                    SELECT id, t, t - lag(t) OVER (PARTITION BY id ORDER BY t) AS step
+                    FROM inside
+                ) AS s
+                LEFT JOIN usual u USING (id)
+            ), per_device AS (
+                SELECT id, count(*) AS received, min(t) AS first_t, max(t) AS last_t,
+                       coalesce(sum(step) FILTER (WHERE step <= threshold), 0) AS covered,
+                       count(*) FILTER (WHERE step IS NULL OR step > threshold) AS stretches,
+                       json_agg(json_build_array(t - step, t) ORDER BY t)
+                           FILTER (WHERE step > threshold) AS gaps
+                FROM judged GROUP BY id
+            ), conflicts AS (
+                SELECT c.{key} AS id, count(*) AS n
+                FROM ids JOIN {self._conflicts_table} c ON c.{key} = ids.id
+                WHERE c.read_time >= {TIMESTAMPTZ_SQL.format(us=":start_us")}
+                  AND c.read_time < {TIMESTAMPTZ_SQL.format(us=":end_us")}
+                GROUP BY c.{key}
+            )
+            SELECT ids.id, coalesce(p.received, 0), u.period, p.first_t, p.last_t,
+                   coalesce(p.covered, 0), coalesce(p.stretches, 0), p.gaps::text,
+                   coalesce(c.n, 0)
+            FROM ids
+            LEFT JOIN usual u USING (id)
+            LEFT JOIN per_device p USING (id)
+            LEFT JOIN conflicts c USING (id)
+            ORDER BY ids.id
+            """
+        )
+        parameters = {
+            "after": after or "",
+            "limit": limit,
+            "start_us": start_us,
+            "end_us": end_us,
+            "gap_us": gap_us,
+        }
+        with self._reads.connection(expensive=True) as connection:
+            rows = connection.execute(query, parameters).all()
+        return [
+            ReportingRow(
+                device_id=row[0],
+                received=int(row[1]),
+                usual_interval_us=None if row[2] is None else float(row[2]),
+                first_us=row[3],
+                last_us=row[4],
+                covered_us=int(row[5]),
+                stretches=int(row[6]),
+                gaps=[(int(a), int(b)) for a, b in json.loads(row[7])] if row[7] else [],
+                conflicts=int(row[8]),
+            )
+            for row in rows
+        ]

@@ -7,13 +7,18 @@ from collections.abc import Iterable
 from typing import Any, Generic, TypeVar
 
 from services.common import paging
-from services.common.errors import NotFound
+from services.common.errors import InvalidArgument, NotFound
 from services.common.ingest import Batch, Ingestor, ReadingOutcome, StreamOutcome
 from services.common.validation import require_id
 from services.readings.kind import ReadingKind
+from services.readings.reporting import ReportingSummary, summarize_reporting
 from services.readings.repository import StatusRepository, StatusRow
 
 Repository = TypeVar("Repository", bound=StatusRepository)
+
+DAY_US = 24 * 3600 * 1_000_000
+# ListReportingSummaries reads every reading of a page's devices over its window.
+MAX_REPORTING_WINDOW_DAYS = 31
 
 
 class ReadingService(Generic[Repository]):
@@ -53,3 +58,35 @@ class ReadingService(Generic[Repository]):
         return paging.paginate(
             page_size, page_token, self._repository.list_statuses, lambda row: row[0]
         )
+
+    def reporting_summaries(
+        self, start_us: int, end_us: int, gap_us: int, page_size: int, page_token: str
+    ) -> tuple[list[ReportingSummary], str]:
+        """One page, in id order, of every device that ever reported with its reporting over
+        [start_us, end_us) (see services.readings.reporting), and the next page's token.
+        INVALID_ARGUMENT naming the field: a window that is empty or longer than
+        MAX_REPORTING_WINDOW_DAYS, a gap that is not positive, a malformed page_token."""
+        violations = []
+        if end_us <= start_us:
+            violations.append(("end_time", "must be after start_time"))
+        elif end_us - start_us > MAX_REPORTING_WINDOW_DAYS * DAY_US:
+            violations.append(
+                ("end_time", f"must be at most {MAX_REPORTING_WINDOW_DAYS} days after start_time")
+            )
+        if gap_us <= 0:
+            violations.append(("gap", f"must be positive, got {gap_us / 1e6:g} s"))
+        if violations:
+            raise InvalidArgument(violations)
+        rows, next_token = paging.paginate(
+            page_size,
+            page_token,
+            lambda after, limit: self._repository.reporting_summaries(
+                after, limit, start_us, end_us, gap_us
+            ),
+            lambda row: row.device_id,
+        )
+        continuous = self._kind.reports_continuously
+        return [
+            summarize_reporting(row, start_us, end_us, gap_us, continuous=continuous)
+            for row in rows
+        ], next_token

@@ -9,12 +9,19 @@ from typing import Any, Generic, Protocol, TypeVar
 
 import grpc
 
-from services.common.errors import translate_errors
+from services.common.errors import InvalidArgument, translate_errors
 from services.common.ingest import batches_of
 from services.common.paging import PageCache
 from services.common.security import OPEN, Authorizer
-from services.common.timeconv import set_timestamp
+from services.common.timeconv import (
+    duration_to_micros,
+    micros_to_duration,
+    set_timestamp,
+    timestamp_to_micros,
+)
+from services.common.validation import require_times
 from services.readings.kind import ReadingKind
+from services.readings.reporting import ReportingSummary
 from services.readings.repository import StatusRow
 from services.readings.service import ReadingService
 
@@ -68,6 +75,10 @@ class PageRequest(Protocol):
 
     page_size: int
     page_token: str
+
+
+# ListReportingSummaries' gap when the request leaves it unset: SESSION_GAP_SECONDS' default.
+DEFAULT_REPORTING_GAP_US = 300 * 1_000_000
 
 
 class ReadingServicer(Generic[Service]):
@@ -146,6 +157,55 @@ class ReadingServicer(Generic[Service]):
             (page_size, page_token), lambda: self._read_page(page_size, page_token)
         )
         return self._contract.list_response.FromString(page)
+
+    @translate_errors
+    def ListReportingSummaries(self, request: Any, context: grpc.ServicerContext) -> Any:
+        """One page (AIP-158) of every device's reporting over [start_time, end_time)."""
+        self._auth.require_reader(context)
+        missing = [name for name in ("start_time", "end_time") if not request.HasField(name)]
+        if missing:
+            raise InvalidArgument([(name, "must be set, got nothing") for name in missing])
+        require_times(
+            [
+                ("start_time", request.start_time),
+                ("end_time", request.end_time),
+                ("gap", request.gap),
+            ]
+        )
+        start_us = timestamp_to_micros(request.start_time)
+        end_us = timestamp_to_micros(request.end_time)
+        gap_us = (
+            duration_to_micros(request.gap) if request.HasField("gap") else DEFAULT_REPORTING_GAP_US
+        )
+        summaries, next_token = self._readings.reporting_summaries(
+            start_us, end_us, gap_us, request.page_size, request.page_token
+        )
+        response: Any = self._contract.summaries_response(next_page_token=next_token)
+        for summary in summaries:
+            self._fill_summary(response.reporting_summaries.add(), summary)
+        self._add_to_summaries(response, summaries, start_us, end_us)
+        return response
+
+    def _fill_summary(self, message: Any, summary: ReportingSummary) -> None:
+        setattr(message, self._kind.id_field, summary.device_id)
+        message.received_count = summary.received
+        message.conflict_count = summary.conflicts
+        if summary.usual_interval_us is not None:
+            message.usual_interval.CopyFrom(micros_to_duration(summary.usual_interval_us))
+        if summary.expected is not None:
+            message.expected_count = summary.expected
+        for start_us, end_us in summary.gaps:
+            gap = message.gaps.add()
+            set_timestamp(gap.start_time, start_us)
+            set_timestamp(gap.end_time, end_us)
+        if summary.first_us is not None and summary.last_us is not None:
+            set_timestamp(message.first_reading_time, summary.first_us)
+            set_timestamp(message.last_reading_time, summary.last_us)
+
+    def _add_to_summaries(
+        self, response: Any, summaries: list[ReportingSummary], start_us: int, end_us: int
+    ) -> None:
+        """What a kind adds to a page of summaries (a vehicle's chargers); nothing here."""
 
     def _read_page(self, page_size: int, page_token: str) -> bytes:
         rows, next_token = self._readings.list_statuses(page_size, page_token)

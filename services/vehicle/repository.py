@@ -3,6 +3,7 @@ status SQL is the shared one (services.readings.repository), made from the VEHIC
 
 from __future__ import annotations
 
+import json
 from typing import Any, NamedTuple
 
 from sqlalchemy import text
@@ -99,12 +100,95 @@ class VehicleRepository(StatusRepository):
             rows = connection.execute(query, params).all()
         return [SessionRow(*row) for row in rows]
 
+    def charger_reports(
+        self, thresholds: dict[str, float], start_us: int, end_us: int
+    ) -> dict[str, ChargerReports]:
+        """For each vehicle of `thresholds` (id → the step, in micros, beyond which its readings
+        are in separate stretches), the chargers its readings in [start_us, end_us) named and
+        the times it named two at once: a stretch of its readings on one charger (consecutive
+        readings on that charger no further apart than the threshold) overlapping a stretch
+        on another. Vehicles with neither are left out."""
+        if not thresholds:
+            return {}
+        query = text(
+            f"""
+            WITH ids AS (
+                SELECT * FROM unnest(CAST(:ids AS text[]), CAST(:thresholds AS float8[]))
+                    AS k(id, threshold)
+            ), inside AS (
+                SELECT r.vehicle_id AS id, r.charger_id, ids.threshold,
+                       {MICROS_SQL.format(col="r.read_time")} AS t
+                FROM ids JOIN vehicle.vehicle_readings r ON r.vehicle_id = ids.id
+                WHERE r.read_time >= {TIMESTAMPTZ_SQL.format(us=":start_us")}
+                  AND r.read_time < {TIMESTAMPTZ_SQL.format(us=":end_us")}
+            ), numbered AS (
+                SELECT id, charger_id, t,
+                       count(*) FILTER (WHERE step IS NULL OR step > threshold)
+                           OVER (PARTITION BY id, charger_id ORDER BY t) AS stretch
+                FROM (
+                    SELECT *, t - lag(t) OVER (PARTITION BY id, charger_id ORDER BY t) AS step
+                    FROM inside
+                ) AS stepped
+            ), stretches AS (
+                SELECT id, charger_id, min(t) AS first_t, max(t) AS last_t
+                FROM numbered GROUP BY id, charger_id, stretch
+            )
+            SELECT id, (SELECT array_agg(DISTINCT s.charger_id ORDER BY s.charger_id)
+                        FROM stretches s WHERE s.id = v.id),
+                   (SELECT json_agg(json_build_array(
+                               a.charger_id, b.charger_id,
+                               greatest(a.first_t, b.first_t), least(a.last_t, b.last_t))
+                           ORDER BY greatest(a.first_t, b.first_t), a.charger_id, b.charger_id)
+                    FROM stretches a JOIN stretches b
+                      ON a.id = b.id AND a.charger_id < b.charger_id
+                     AND a.first_t <= b.last_t AND b.first_t <= a.last_t
+                    WHERE a.id = v.id)::text
+            FROM (SELECT DISTINCT id FROM stretches) AS v
+            ORDER BY id
+            """
+        )
+        parameters = {
+            "ids": list(thresholds),
+            "thresholds": list(thresholds.values()),
+            "start_us": start_us,
+            "end_us": end_us,
+        }
+        with self._reads.connection(expensive=True) as connection:
+            rows = connection.execute(query, parameters).all()
+        return {
+            vehicle_id: ChargerReports(
+                charger_ids=list(charger_ids),
+                overlaps=[
+                    ChargerOverlapRow(vehicle_id, a, b, int(first), int(last))
+                    for a, b, first, last in (json.loads(overlaps) if overlaps else [])
+                ],
+            )
+            for vehicle_id, charger_ids, overlaps in rows
+        }
+
     def _context_us(self, gap_us: int) -> int:
         """How far beyond what a sessions statement needs it reads: a previous reading within
         the reach, and every reading that can still join a session across a silence (a
         reading's interval starts at most a lookaround back, and joins the session when it
         starts within the session gap of the previous one)."""
         return self._lookaround_us + gap_us
+
+
+class ChargerOverlapRow(NamedTuple):
+    """A vehicle naming two chargers at once over [start_us, end_us] (micros, inclusive)."""
+
+    vehicle_id: str
+    charger_id: str
+    other_charger_id: str
+    start_us: int
+    end_us: int
+
+
+class ChargerReports(NamedTuple):
+    """The chargers a vehicle's readings named in a window, in id order, and its overlaps."""
+
+    charger_ids: list[str]
+    overlaps: list[ChargerOverlapRow]
 
 
 class SessionRow(NamedTuple):

@@ -5,8 +5,14 @@ from __future__ import annotations
 
 from services.common.errors import InvalidArgument, NotFound
 from services.common.validation import id_problem, require_id
+from services.readings.reporting import ReportingSummary
 from services.readings.service import ReadingService
-from services.vehicle.repository import ChargerRange, SessionRow, VehicleRepository
+from services.vehicle.repository import (
+    ChargerRange,
+    ChargerReports,
+    SessionRow,
+    VehicleRepository,
+)
 
 # One call reads one vehicle's readings over end_time - start_time, with window functions:
 # at most 31 days (AnalyticsService's largest window), 44,640 readings at one a minute.
@@ -33,6 +39,14 @@ class VehicleReadings(ReadingService[VehicleRepository]):
         if not sessions and not self._repository.exists(vehicle_id):
             raise NotFound(f"vehicle {vehicle_id} has never reported")
         return sessions
+
+    def charger_reports(
+        self, summaries: list[ReportingSummary], start_us: int, end_us: int
+    ) -> dict[str, ChargerReports]:
+        """The chargers each summarized vehicle named in [start_us, end_us), and the times it
+        named two at once (stretches cut as its summary's)."""
+        thresholds = {s.device_id: s.threshold_us for s in summaries if s.received}
+        return self._repository.charger_reports(thresholds, start_us, end_us)
 
     def list_charger_sessions(
         self,

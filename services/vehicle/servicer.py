@@ -18,6 +18,7 @@ from services.common.timeconv import (
     timestamp_to_micros,
 )
 from services.common.validation import require_times
+from services.readings.reporting import ReportingSummary
 from services.readings.servicer import ReadingServicer
 from services.vehicle.repository import ChargerRange, SessionRow
 from services.vehicle.service import VehicleReadings
@@ -139,3 +140,25 @@ class VehicleServicer(
         return vehicle_service_pb2.ListChargerSessionsResponse(
             sessions=[session_message(row) for row in sessions]
         )
+
+    def _add_to_summaries(
+        self,
+        response: vehicle_service_pb2.ListReportingSummariesResponse,
+        summaries: list[ReportingSummary],
+        start_us: int,
+        end_us: int,
+    ) -> None:
+        reports = self._readings.charger_reports(summaries, start_us, end_us)
+        for message in response.reporting_summaries:
+            found = reports.get(message.vehicle_id)
+            if found is None:
+                continue
+            message.charger_ids.extend(found.charger_ids)
+            for overlap in found.overlaps:
+                message.charger_overlaps.add(
+                    vehicle_id=overlap.vehicle_id,
+                    charger_id=overlap.charger_id,
+                    other_charger_id=overlap.other_charger_id,
+                    start_time=micros_to_timestamp(overlap.start_us),
+                    end_time=micros_to_timestamp(overlap.end_us),
+                )

@@ -19,6 +19,7 @@ EXPECTED_UNARY = {
         "GetChargerStatus",
         "SummarizeConsumption",
         "AttributeConsumption",
+        "ListReportingSummaries",
     },
     VEHICLE: {
         "IngestReading",
@@ -26,8 +27,9 @@ EXPECTED_UNARY = {
         "GetVehicleStatus",
         "ListChargingSessions",
         "ListChargerSessions",
+        "ListReportingSummaries",
     },
-    ANALYTICS: {"GetVehiclePerformance", "ListChargerEfficiencies"},
+    ANALYTICS: {"GetVehiclePerformance", "ListChargerEfficiencies", "GetDataCompleteness"},
 }
 
 
