@@ -1,15 +1,15 @@
 """ListChargerEfficiencies: every charger's efficiency over a window and the window before,
 composed from the other two services by the correlation rule (gRPC only), and the outlier rule.
 
-Per window, for chargers in batches of CHARGERS_PER_READ: every vehicle's sessions on them
-(VehicleService.ListChargerSessions), kept from sharing time on each charger as for a vehicle
-(back-to-back sessions cut, interleaving ones flagged CONCURRENT_SESSIONS), the AC attributed
-to each (MeterService.AttributeConsumption, a charger's sessions always in one call, so a meter
-interval is split among all of them), and, by the same rule in a call of its own, the AC of a
-span covering the whole window on each charger: all its plausible meter energy inside the
-window, intervals cut by the window's edges in proportion to time. What the sessions were not
-attributed of it is the charger's standby energy, so attributed + standby is the meter's energy
-in the window, and an implausible interval (Wh sent as kWh) is in neither.
+Per window, for chargers in batches (CHARGER_DAYS_PER_READ charger-days): every vehicle's
+sessions on them (VehicleService.ListChargerSessions), kept from sharing time on each charger
+as for a vehicle (back-to-back sessions cut, interleaving ones flagged CONCURRENT_SESSIONS), the
+AC attributed to each (MeterService.AttributeConsumption, a charger's sessions always in one
+call, so a meter interval is split among all of them), and, by the same rule in a call of its
+own, the AC of a span covering the whole window on each charger: all its plausible meter energy
+inside the window, intervals cut by the window's edges in proportion to time. What the sessions
+were not attributed of it is the charger's standby energy, so attributed + standby is the
+meter's energy in the window, and an implausible interval (Wh sent as kWh) is in neither.
 
 The outlier rule, robust to the fleet's own spread: among chargers with at least
 `min_sessions` sessions and a known efficiency, the median efficiency and the median absolute
@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import enum
 import hashlib
+import logging
 import math
 import statistics
 from collections.abc import Callable, Iterable, Sequence
@@ -30,19 +31,26 @@ from dataclasses import dataclass
 from services.analytics.correlation import Consumption, Figures, Session, arrange, figures
 from services.analytics.downstream import Downstream
 from services.analytics.service import DAY_US, downstream_budget, window_bounds
-from services.common.errors import InvalidArgument
+from services.common.errors import DeadlineExceeded, InvalidArgument
 from services.common.paging import decode_token, encode_token, page_limit
 from services.common.timeconv import MIN_TIMESTAMP_MICROS
 from services.common.validation import id_problem
 
+log = logging.getLogger(__name__)
+
 # charger_ids a request may name (ListChargerSessions' own bound).
 CHARGERS_PER_CALL = 1000
-# Chargers per ListChargerSessions call: it reads every reading of their vehicles in the window,
-# and a call must finish within DOWNSTREAM_TIMEOUT_SECONDS (1000 chargers of a day did not, on
-# a 2-core machine; 100 take about a second).
-CHARGERS_PER_READ = 100
+# Charger-days per ListChargerSessions and AttributeConsumption call: they read every reading of
+# the chargers and their vehicles in the window, and a call must finish within
+# DOWNSTREAM_TIMEOUT_SECONDS (1000 chargers of a day did not, on a 2-core machine; 100 take
+# about a second unloaded). A batch whose call still runs out of time is split in two and read
+# again, down to one charger, while the caller's deadline allows.
+CHARGER_DAYS_PER_READ = 100
 # AttributeConsumption takes at most this many sessions a call.
 SESSIONS_PER_CALL = 10_000
+# Below this share of the meter's energy, attributed and whole-window sums differ only by float
+# rounding.
+ROUNDING_KWH = 1e-9
 # 1.4826 x MAD estimates the standard deviation of normally distributed values.
 MAD_TO_SIGMA = 1.4826
 
@@ -120,8 +128,12 @@ def charger_figures(
         empty=not sessions,
     )
     # Both sums cut the same intervals the same way: the difference is never below 0 but by a
-    # float's last bits, which are not a negative standby.
-    standby = max(whole.kwh_consumed_ac - attributed, 0.0) if whole.covered_us > 0 else None
+    # float's last bits, which are neither a negative standby nor a standby of 1e-13 kWh.
+    standby = None
+    if whole.covered_us > 0:
+        standby = whole.kwh_consumed_ac - attributed
+        if standby <= ROUNDING_KWH * max(1.0, whole.kwh_consumed_ac):
+            standby = 0.0
     return ChargerFigures(
         figures=totals,
         standby_kwh=standby,
@@ -329,28 +341,52 @@ class ChargerEfficiencyService:
         time_remaining: Callable[[], float | None],
     ) -> dict[str, ChargerFigures]:
         result: dict[str, ChargerFigures] = {}
-        for first in range(0, len(chargers), CHARGERS_PER_READ):
-            batch = chargers[first : first + CHARGERS_PER_READ]
-            found = self._downstream.charger_sessions(
-                batch, [], "", (start_us, end_us, self._gap_us), self._budget(time_remaining)
-            )
-            _, sessions = arrange([], found, self._margin_us)
-            by_charger: dict[str, list[Session]] = {charger_id: [] for charger_id in batch}
-            for session in sessions:
-                by_charger[session.charger_id].append(session)
-            consumption = self._attribute(by_charger, start_us, end_us, time_remaining)
-            wholes = self._downstream.attribute(
-                [_whole_window(charger_id, start_us, end_us) for charger_id in batch],
-                [],
-                start_us,
-                end_us,
-                self._budget(time_remaining),
-            )
-            for charger_id, whole in zip(batch, wholes, strict=True):
-                result[charger_id] = charger_figures(
-                    by_charger[charger_id], consumption[charger_id], whole
+        per_read = chargers_per_read(end_us - start_us)
+        pending = [chargers[i : i + per_read] for i in range(0, len(chargers), per_read)]
+        while pending:
+            batch = pending.pop(0)
+            try:
+                result.update(self._batch_figures(batch, start_us, end_us, time_remaining))
+            except DeadlineExceeded:
+                remaining = time_remaining()
+                if len(batch) == 1 or (remaining is not None and remaining <= 0):
+                    raise
+                half = len(batch) // 2
+                pending[:0] = [batch[:half], batch[half:]]
+                log.warning(
+                    "a downstream read of %d chargers ran out of time; reading them in halves",
+                    len(batch),
                 )
         return result
+
+    def _batch_figures(
+        self,
+        batch: Sequence[str],
+        start_us: int,
+        end_us: int,
+        time_remaining: Callable[[], float | None],
+    ) -> dict[str, ChargerFigures]:
+        """The figures of one batch of chargers: their sessions, the AC attributed to them and
+        the AC of a span covering the whole window on each."""
+        found = self._downstream.charger_sessions(
+            batch, [], "", (start_us, end_us, self._gap_us), self._budget(time_remaining)
+        )
+        _, sessions = arrange([], found, self._margin_us)
+        by_charger: dict[str, list[Session]] = {charger_id: [] for charger_id in batch}
+        for session in sessions:
+            by_charger[session.charger_id].append(session)
+        consumption = self._attribute(by_charger, start_us, end_us, time_remaining)
+        wholes = self._downstream.attribute(
+            [_whole_window(charger_id, start_us, end_us) for charger_id in batch],
+            [],
+            start_us,
+            end_us,
+            self._budget(time_remaining),
+        )
+        return {
+            charger_id: charger_figures(by_charger[charger_id], consumption[charger_id], whole)
+            for charger_id, whole in zip(batch, wholes, strict=True)
+        }
 
     def _attribute(
         self,
@@ -376,6 +412,12 @@ class ChargerEfficiencyService:
 
     def _budget(self, time_remaining: Callable[[], float | None]) -> float:
         return downstream_budget(time_remaining, self._timeout)
+
+
+def chargers_per_read(window_us: int) -> int:
+    """Chargers per downstream read for a window of `window_us`: CHARGER_DAYS_PER_READ
+    charger-days, at least one charger."""
+    return max(1, int(CHARGER_DAYS_PER_READ * DAY_US // max(window_us, 1)))
 
 
 def _whole_window(charger_id: str, start_us: int, end_us: int) -> Session:

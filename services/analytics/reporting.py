@@ -189,16 +189,13 @@ class CompletenessService:
                 raise _not_issued("was issued for another window")
             end_us = resumed.end_us
         start_us, end_us = window_bounds(end_us, window_us)
-        chargers = self._downstream.reporting(
-            False, start_us, end_us, self._gap_us, self._budget(time_remaining)
-        )
-        vehicles = self._downstream.reporting(
-            True, start_us, end_us, self._gap_us, self._budget(time_remaining)
-        )
+
+        def budget() -> float:
+            return downstream_budget(time_remaining, self._timeout)
+
+        chargers = self._downstream.reporting(False, start_us, end_us, self._gap_us, budget)
+        vehicles = self._downstream.reporting(True, start_us, end_us, self._gap_us, budget)
         offset = 0 if resumed is None else resumed.offset
         return completeness_page(
             chargers, vehicles, start_us, end_us, page_size=page_size, offset=offset
         )
-
-    def _budget(self, time_remaining: Callable[[], float | None]) -> float:
-        return downstream_budget(time_remaining, self._timeout)

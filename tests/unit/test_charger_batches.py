@@ -1,0 +1,86 @@
+"""ListChargerEfficiencies' downstream reads in batches, against a fake downstream (a plain
+object with the calls it makes): a batch whose read runs out of time is read again in halves,
+and the caller's own deadline is never outlived."""
+
+from __future__ import annotations
+
+from typing import cast
+
+import pytest
+
+from services.analytics.chargers import (
+    CHARGER_DAYS_PER_READ,
+    ChargerEfficiencyService,
+    OutlierRule,
+    chargers_per_read,
+)
+from services.analytics.correlation import Consumption
+from services.analytics.downstream import Downstream
+from services.common.errors import DeadlineExceeded
+
+DAY = 24 * 3600 * 1_000_000
+NOW = 20_000 * DAY
+
+
+class SlowForBigBatches:
+    """Answers no session and no AC; a sessions read of more than `most` chargers runs out of
+    time, as a loaded VehicleService would."""
+
+    def __init__(self, chargers: list[str], most: int) -> None:
+        self.chargers = chargers
+        self.most = most
+        self.reads: list[int] = []
+        self.remaining = 60.0  # the caller's time left, in seconds
+        self.timeouts_use_up_the_caller = False
+
+    def reported_chargers(self, timeout: float) -> list[str]:
+        return self.chargers
+
+    def charger_sessions(self, charger_ids, ranges, excluded, window, timeout) -> list:
+        self.reads.append(len(charger_ids))
+        if len(charger_ids) > self.most:
+            if self.timeouts_use_up_the_caller:
+                self.remaining = -1.0
+            raise DeadlineExceeded("VehicleService did not answer in time")
+        return []
+
+    def attribute(self, sessions, others, start_us, end_us, timeout) -> list[Consumption]:
+        return [Consumption(0.0, 0, 0, 0, 0) for _ in sessions]
+
+
+def service(downstream: SlowForBigBatches) -> ChargerEfficiencyService:
+    return ChargerEfficiencyService(
+        cast(Downstream, downstream),
+        session_gap_us=300_000_000,
+        reach_us=900_000_000,
+        downstream_timeout=5.0,
+        rule=OutlierRule(),
+    )
+
+
+def test_batches_are_charger_days():
+    assert chargers_per_read(DAY) == CHARGER_DAYS_PER_READ
+    assert chargers_per_read(2 * DAY) == CHARGER_DAYS_PER_READ // 2
+    assert chargers_per_read(3600 * 1_000_000) == 24 * CHARGER_DAYS_PER_READ
+    assert chargers_per_read(1000 * DAY) == 1
+
+
+def test_a_batch_that_runs_out_of_time_is_read_in_halves():
+    chargers = [f"CHG-{n}" for n in range(5)]
+    fake = SlowForBigBatches(chargers, most=2)
+    page = service(fake).efficiencies(
+        [], NOW, DAY, page_size=0, page_token="", time_remaining=lambda: 60.0
+    )
+    assert [row.charger_id for row in page.rows] == chargers
+    # Per window: 5 refused, then 2 and 3; the 3 refused, then 1 and 2.
+    assert fake.reads == [5, 2, 3, 1, 2] * 2
+
+
+def test_no_half_is_read_once_the_callers_deadline_has_passed():
+    fake = SlowForBigBatches([f"CHG-{n}" for n in range(5)], most=2)
+    fake.timeouts_use_up_the_caller = True
+    with pytest.raises(DeadlineExceeded):
+        service(fake).efficiencies(
+            [], NOW, DAY, page_size=0, page_token="", time_remaining=lambda: fake.remaining
+        )
+    assert fake.reads == [5]
