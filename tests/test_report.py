@@ -187,6 +187,25 @@ def test_the_page_is_self_contained_and_says_what_is_unavailable():
     assert html.count("<svg") == 2 + 3  # the sparklines, the histogram, drift and standby
 
 
+def test_a_fleet_without_standby_gets_a_sentence_not_an_empty_chart():
+    end = datetime(2026, 2, 10, 6, tzinfo=UTC)
+    fleet = Fleet(
+        end - timedelta(hours=3),
+        end,
+        [charger("CHG-1", 0.9, standby=0.0), charger("CHG-2", 0.92, standby=0.0)],
+        median=0.91,
+    )
+    assert model.standby(fleet.chargers) == []
+    chosen = model.worst(fleet.chargers)
+    step, ranges = model.buckets(fleet.start, fleet.end)
+    series = Series(step, ranges, {c.charger_id: [0.9] * len(ranges) for c in chosen})
+    html = page.render(
+        fleet, chosen, series, Completeness(unavailable="-"), target="t", generated="now"
+    )
+    assert 'id="standby"' not in html
+    assert "No charger drew standby energy" in html and "(2 chargers whose standby" in html
+
+
 # --- the command against the services ---------------------------------------------------------
 
 MINUTE = timedelta(minutes=1)

@@ -187,8 +187,8 @@ def drift(chargers: list[Charger], count: int = WORST_CHARTED) -> list[Charger]:
 
 
 def standby(chargers: list[Charger], count: int = WORST_CHARTED) -> list[Charger]:
-    """The largest standby energies (known), largest first."""
-    known = [c for c in chargers if c.current.standby_kwh is not None]
+    """The largest standby energies (known and above 0), largest first."""
+    known = [c for c in chargers if (c.current.standby_kwh or 0.0) > 0.0]
     return sorted(known, key=lambda c: (-(c.current.standby_kwh or 0.0), c.charger_id))[:count]
 
 

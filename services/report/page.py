@@ -243,7 +243,13 @@ def _drift(fleet: Fleet, highlighted: set[str]) -> str:
 def _standby(fleet: Fleet) -> str:
     top = standby(fleet.chargers)
     if not top:
-        return "<h2>Standby energy</h2><p>No charger's standby energy is known.</p>"
+        known = sum(1 for c in fleet.chargers if c.current.standby_kwh is not None)
+        if not known:
+            return "<h2>Standby energy</h2><p>No charger's standby energy is known.</p>"
+        return (
+            "<h2>Standby energy</h2><p>No charger drew standby energy: every kWh its meter "
+            f"took went to a session ({known:,} chargers whose standby is known).</p>"
+        )
     rows = [
         (
             c.charger_id,
