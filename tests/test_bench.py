@@ -74,8 +74,12 @@ def test_quick_benchmark_reports_every_measurement(postgres_url, tmp_path):
     listing = results["charger_listing"]
     # Every charger a phase before it wrote (the fleet's 1,000 and the other phases' own ids),
     # computed whole for the first page, twice.
-    assert listing["error"] is None and listing["chargers"] >= 1_000
+    assert listing["error"] is None and listing["devices"] >= 1_000
     assert len(listing["seconds"]) == 2 and min(listing["seconds"]) > 0
+    completeness = results["data_completeness"]
+    # The fleet's 1,000 chargers and 1,000 vehicles at least, with the other phases' own ids.
+    assert completeness["error"] is None and completeness["devices"] >= 2_000
+    assert len(completeness["seconds"]) == 2 and min(completeness["seconds"]) > 0
     observability = results["observability"]
     assert observability["runs"] == 1
     for key in ("stream", "unary"):

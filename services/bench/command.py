@@ -272,6 +272,12 @@ def benchmark(server_url: str, plan: Plan, skip: set[str]) -> dict[str, Any]:
                         analytics.target, end_us=end_us, calls=plan.charger_listing_calls
                     )
                 )
+            if "data-completeness" not in skip:
+                results["data_completeness"] = asdict(
+                    phases.data_completeness(
+                        analytics.target, end_us=end_us, calls=plan.charger_listing_calls
+                    )
+                )
             if "mixed" not in skip:
                 # Ten times the floor (every charger and vehicle reporting once a minute).
                 ingest_per_s = 10 * (plan.chargers + plan.vehicles) / 60
@@ -542,20 +548,28 @@ def table(results: dict[str, Any]) -> str:
                     f"({loaded['errors'] + idle['errors']} errors)",
                 )
             )
-    if "charger_listing" in results:
-        c = results["charger_listing"]
-        outcome = (
-            f"failed: {c['error']}"
-            if c["error"]
-            else ", ".join(f"{s:.2f} s" for s in c["seconds"]) + f" ({c['chargers']:,} chargers)"
-        )
-        rows.append(
-            (
-                "charger listing: ListChargerEfficiencies, first 1,000 chargers, a day against "
-                "the day before",
-                outcome,
+    for key, counted, label in (
+        (
+            "charger_listing",
+            "chargers",
+            "charger listing: ListChargerEfficiencies, first 1,000 chargers, a day against "
+            "the day before",
+        ),
+        (
+            "data_completeness",
+            "chargers and vehicles",
+            "data completeness: GetDataCompleteness, first 1,000 devices, a day",
+        ),
+    ):
+        if key in results:
+            c = results[key]
+            outcome = (
+                f"failed: {c['error']}"
+                if c["error"]
+                else ", ".join(f"{s:.2f} s" for s in c["seconds"])
+                + f" ({c['devices']:,} {counted})"
             )
-        )
+            rows.append((label, outcome))
     if "observability" in results:
         o = results["observability"]
         for measured, key, unit in (

@@ -777,37 +777,69 @@ class AnalyticsLatency:
 
 
 @dataclass
-class ChargerListing:
-    """ListChargerEfficiencies' first page (1000 chargers) over the day ending at the bench's
-    data end, against the day before: seconds per call, the chargers listed over all pages
-    (every meter id a phase before wrote: each is computed for the first page), and the code
-    of a call that failed (the phase records a failure instead of stopping the bench)."""
+class FleetCall:
+    """One of AnalyticsService's fleet-wide calls, its first page (1000 devices) over the day
+    ending at the bench's data end: seconds per call, the devices it covered over all pages
+    (every id a phase before wrote: each is computed for the first page), and the code of a
+    call that failed (the phase records a failure instead of stopping the bench)."""
 
     calls: int
     seconds: list[float]
-    chargers: int
+    devices: int
     error: str | None
 
 
-def charger_listing(analytics_target: str, *, end_us: int, calls: int) -> ChargerListing:
+def charger_listing(analytics_target: str, *, end_us: int, calls: int) -> FleetCall:
+    """ListChargerEfficiencies: every charger's day against the day before."""
     request = analytics_service_pb2.ListChargerEfficienciesRequest(
         end_time=Timestamp(seconds=end_us // 1_000_000),
         window=Duration(seconds=24 * 3600),
         page_size=1000,
     )
+    return _fleet_call(
+        analytics_target,
+        lambda stub: stub.ListChargerEfficiencies(request, timeout=900),
+        lambda response: int(response.total_size),
+        calls,
+    )
+
+
+def data_completeness(analytics_target: str, *, end_us: int, calls: int) -> FleetCall:
+    """GetDataCompleteness: every charger's and vehicle's reporting over the day."""
+    request = analytics_service_pb2.GetDataCompletenessRequest(
+        end_time=Timestamp(seconds=end_us // 1_000_000),
+        window=Duration(seconds=24 * 3600),
+        page_size=1000,
+    )
+    return _fleet_call(
+        analytics_target,
+        lambda stub: stub.GetDataCompleteness(request, timeout=900),
+        lambda response: int(
+            response.charger_totals.device_count + response.vehicle_totals.device_count
+        ),
+        calls,
+    )
+
+
+def _fleet_call(
+    analytics_target: str,
+    call: Callable[[Any], Any],
+    devices_of: Callable[[Any], int],
+    calls: int,
+) -> FleetCall:
     seconds: list[float] = []
-    chargers = 0
+    devices = 0
     with grpc.insecure_channel(analytics_target) as channel:
         stub = analytics_service_pb2_grpc.AnalyticsServiceStub(channel)
         for _ in range(calls):
             started = time.perf_counter()
             try:
-                response = stub.ListChargerEfficiencies(request, timeout=900)
+                response = call(stub)
             except grpc.RpcError as error:
-                return ChargerListing(calls, seconds, chargers, error.code().name)
+                return FleetCall(calls, seconds, devices, error.code().name)
             seconds.append(time.perf_counter() - started)
-            chargers = int(response.total_size)
-    return ChargerListing(calls, seconds, chargers, None)
+            devices = devices_of(response)
+    return FleetCall(calls, seconds, devices, None)
 
 
 def analytics(
