@@ -337,3 +337,73 @@ def test_data_completeness_pages_chargers_then_vehicles(analytics_servicer):
     ]
     request = analytics_service_pb2.GetDataCompletenessRequest(window=Duration(seconds=-5))
     assert violations(analytics_servicer, ANALYTICS, "GetDataCompleteness", request) == ["window"]
+
+
+def test_a_usual_interval_is_the_windows_own_pace_and_per_charger(
+    meter_servicer, vehicle_servicer, fleet
+):
+    """CHG-J read every minute in minutes 60-119, then every 15 minutes from minute 120: over
+    [120, 180) its pace is 900 s (3 steps of its own), so 4 of 4 and no gap, not 4 of 60.
+    VH-3 reports every minute on CHG-A (130-140) and, between, on CHG-C (130.5-140.5): each
+    charger's pace is 60 s. One stretch of 630 s: 630 / 60 = 10.5, rounded to 10, + 1 = 11
+    expected; 22 received; and one overlap of the two chargers, 130.5 to 140."""
+    from energy.vehicle.v1 import vehicle_service_pb2
+
+    meter_server, vehicle_server = fleet
+    ingest_meters(
+        meter_server.target,
+        [("CHG-J", m, 1.0) for m in range(60, 120)]
+        + [("CHG-J", m, 15.0) for m in (120, 135, 150, 165)],
+    )
+    ingest_vehicles(
+        vehicle_server.target,
+        [("VH-3", "CHG-A", m, 0.5, 30.0) for m in range(130, 141)]
+        + [("VH-3", "CHG-C", m + 0.5, 0.5, 30.0) for m in range(130, 141)],
+    )
+    window = {"start_time": at(120), "end_time": at(180)}
+    response, _, code, details = unary(
+        meter_servicer,
+        METER,
+        "ListReportingSummaries",
+        summaries_request(meter_service_pb2, **window),
+    )
+    assert code == grpc.StatusCode.OK, details
+    paced = {s.meter_id: s for s in response.reporting_summaries}["CHG-J"]
+    assert (paced.received_count, paced.expected_count, paced.usual_interval.seconds) == (
+        4,
+        4,
+        900,
+    )
+    assert gaps_in_minutes(paced) == []
+    response, _, code, details = unary(
+        vehicle_servicer,
+        VEHICLE,
+        "ListReportingSummaries",
+        summaries_request(vehicle_service_pb2, **window),
+    )
+    assert code == grpc.StatusCode.OK, details
+    both = {s.vehicle_id: s for s in response.reporting_summaries}["VH-3"]
+    assert (both.received_count, both.expected_count, both.usual_interval.seconds) == (22, 11, 60)
+    assert list(both.charger_ids) == ["CHG-A", "CHG-C"]
+    [overlap] = both.charger_overlaps
+    assert (minute_of(overlap.start_time), minute_of(overlap.end_time)) == (130.5, 140)
+
+
+def test_an_empty_fleet_is_answered_not_an_internal_error(meter_server, vehicle_server):
+    """No charger or vehicle ever reported: both fleet-wide calls answer an empty first page
+    without a next token."""
+    built = AnalyticsComponent(
+        Settings(meter_target=meter_server.target, vehicle_target=vehicle_server.target)
+    )
+    try:
+        server = servicer(ANALYTICS, built)
+        page = completeness(server)
+        assert (page.chargers, page.vehicles, page.next_page_token) == ([], [], "")
+        assert page.charger_totals.device_count == 0
+        request = analytics_service_pb2.ListChargerEfficienciesRequest(end_time=at(60))
+        response, _, code, details = unary(server, ANALYTICS, "ListChargerEfficiencies", request)
+        assert code == grpc.StatusCode.OK, details
+        assert (list(response.charger_efficiencies), response.next_page_token) == ([], "")
+        assert response.total_size == 0
+    finally:
+        built.stop()

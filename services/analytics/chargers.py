@@ -30,10 +30,10 @@ from dataclasses import dataclass
 
 from services.analytics.correlation import Consumption, Figures, Session, arrange, figures
 from services.analytics.downstream import Downstream
-from services.analytics.service import DAY_US, downstream_budget, window_bounds
+from services.analytics.service import DAY_US, MAX_WINDOW_US, downstream_budget, window_bounds
 from services.common.errors import DeadlineExceeded, InvalidArgument
 from services.common.paging import decode_token, encode_token, page_limit
-from services.common.timeconv import MIN_TIMESTAMP_MICROS
+from services.common.timeconv import MAX_TIMESTAMP_MICROS, MIN_TIMESTAMP_MICROS
 from services.common.validation import id_problem
 
 log = logging.getLogger(__name__)
@@ -220,7 +220,8 @@ class PageKey:
             or (rank == "1" and number != 0.0)
             or id_problem(charger_id) is not None
             or len(chargers) != DIGEST_CHARS
-            or key.window_us <= 0
+            or not 0 < key.window_us <= MAX_WINDOW_US
+            or not MIN_TIMESTAMP_MICROS + key.window_us <= key.end_us <= MAX_TIMESTAMP_MICROS
         ):
             raise _not_issued()
         return key
@@ -304,10 +305,12 @@ class ChargerEfficiencyService:
         rows.sort(key=sort_key)
         rows_after = rows if after is None else [row for row in rows if sort_key(row) > after]
         page = rows_after[:limit]
-        next_key = PageKey(end_us, end_us - start_us, digest, sort_key(page[-1]))
+        following = ""
+        if len(rows_after) > limit:
+            following = PageKey(end_us, end_us - start_us, digest, sort_key(page[-1])).token()
         return EfficiencyPage(
             rows=page,
-            next_page_token=next_key.token() if len(rows_after) > limit else "",
+            next_page_token=following,
             start_us=start_us,
             end_us=end_us,
             fleet_median=median,

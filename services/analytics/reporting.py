@@ -9,17 +9,21 @@ chargers whose ids differ only in case (a gateway that changes the case of ids, 
 energy of those vehicles can be correlated), and the vehicles that named two chargers at once.
 
 Devices are paged chargers first, then vehicles, each the least complete first (unknown last,
-then by id). A page token pins the first page's window and holds the position reached."""
+then by id). A page token pins the first page's window and names the last device listed; every
+page is computed from the whole fleet, as the ranking needs."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from services.analytics.downstream import ChargerOverlap, DeviceReport, Downstream
-from services.analytics.service import DAY_US, downstream_budget, window_bounds
+from services.analytics.service import DAY_US, MAX_WINDOW_US, downstream_budget, window_bounds
 from services.common.errors import InvalidArgument
 from services.common.paging import decode_token, encode_token, page_limit
+from services.common.timeconv import MAX_TIMESTAMP_MICROS, MIN_TIMESTAMP_MICROS
+from services.common.validation import id_problem
 
 
 @dataclass(frozen=True)
@@ -87,34 +91,65 @@ def unreported_chargers(
     ]
 
 
-def completeness_order(report: DeviceReport) -> tuple[int, float, str]:
-    """The least complete first, unknown last, then by id."""
+SortKey = tuple[int, float, str]
+
+
+def completeness_order(report: DeviceReport) -> SortKey:
+    """The least complete first, then by id. A device that sent nothing and whose interval is
+    unknown (it reported at most once before) ranks with the silent ones, at 0; one whose
+    completeness is otherwise unknown (a vehicle that did not charge) ranks last."""
     value = report.completeness
+    if value is None and report.expected is None and report.received == 0:
+        value = 0.0
     return (0, value, report.device_id) if value is not None else (1, 0.0, report.device_id)
 
 
 @dataclass(frozen=True)
 class CompletenessKey:
-    """A page token: the window's end and length, and how many devices were listed."""
+    """A page token: the window's end and length, and the last device listed (its list,
+    "chargers" or "vehicles", and its sort key). The next page lists what sorts after it, so a
+    device whose figures change between two pages is listed at most where it now belongs, the
+    others once each."""
 
     end_us: int
     window_us: int
-    offset: int
+    vehicles: bool
+    after: SortKey
 
     def token(self) -> str:
-        return encode_token(f"c|{self.end_us}|{self.window_us}|{self.offset}")
+        rank, value, device_id = self.after
+        listing = "v" if self.vehicles else "c"
+        return encode_token(
+            f"completeness|{self.end_us}|{self.window_us}|{listing}|{rank}|{value!r}|{device_id}"
+        )
 
     @staticmethod
     def parse(token: str) -> CompletenessKey | None:
+        """None for the first page; INVALID_ARGUMENT naming page_token when not ours."""
         text = decode_token(token)
         if text is None:
             return None
         try:
-            tag, end_us, window_us, offset = text.split("|")
-            key = CompletenessKey(int(end_us), int(window_us), int(offset))
+            tag, end_us, window_us, listing, rank, value, device_id = text.split("|", 6)
+            key = CompletenessKey(
+                int(end_us),
+                int(window_us),
+                listing == "v",
+                (int(rank), float(value), device_id),
+            )
         except ValueError:
             raise _not_issued() from None
-        if tag != "c" or key.offset <= 0 or key.window_us <= 0:
+        number = key.after[1]
+        if (
+            tag != "completeness"
+            or listing not in ("c", "v")
+            or rank not in ("0", "1")
+            or not math.isfinite(number)
+            or number < 0
+            or id_problem(device_id) is not None
+            or not 0 < key.window_us <= MAX_WINDOW_US
+            or not MIN_TIMESTAMP_MICROS + key.window_us <= key.end_us <= MAX_TIMESTAMP_MICROS
+        ):
             raise _not_issued()
         return key
 
@@ -130,20 +165,30 @@ def completeness_page(
     end_us: int,
     *,
     page_size: int,
-    offset: int,
+    after: tuple[bool, SortKey] | None,
 ) -> CompletenessPage:
-    """The page of `page_size` devices (chargers, then vehicles) from `offset`."""
+    """The page of `page_size` devices (chargers, then vehicles) after `after` (the list it
+    was in, vehicles or not, and its sort key; None for the first page)."""
     limit = page_limit(page_size)
     ranked_chargers = sorted(chargers, key=completeness_order)
     ranked_vehicles = sorted(vehicles, key=completeness_order)
-    devices = len(ranked_chargers) + len(ranked_vehicles)
-    if offset > devices:
-        raise _not_issued("lies beyond the devices listed (was it issued for another window?)")
-    last = offset + limit
-    page_chargers = ranked_chargers[offset:last]
-    first_vehicle = max(offset - len(ranked_chargers), 0)
-    page_vehicles = ranked_vehicles[first_vehicle : max(last - len(ranked_chargers), 0)]
-    following = CompletenessKey(end_us, end_us - start_us, last).token() if last < devices else ""
+    if after is not None:
+        in_vehicles, key = after
+        if in_vehicles:
+            ranked_chargers = []
+            ranked_vehicles = [v for v in ranked_vehicles if completeness_order(v) > key]
+        else:
+            ranked_chargers = [c for c in ranked_chargers if completeness_order(c) > key]
+    page_chargers = ranked_chargers[:limit]
+    page_vehicles = ranked_vehicles[: limit - len(page_chargers)]
+    following = ""
+    if len(ranked_chargers) + len(ranked_vehicles) > limit:
+        last, in_vehicles = (
+            (page_vehicles[-1], True) if page_vehicles else (page_chargers[-1], False)
+        )
+        following = CompletenessKey(
+            end_us, end_us - start_us, in_vehicles, completeness_order(last)
+        ).token()
     overlaps = sorted(
         (overlap for vehicle in vehicles for overlap in vehicle.overlaps),
         key=lambda o: (o.start_us, o.vehicle_id, o.charger_id, o.other_charger_id),
@@ -195,7 +240,7 @@ class CompletenessService:
 
         chargers = self._downstream.reporting(False, start_us, end_us, self._gap_us, budget)
         vehicles = self._downstream.reporting(True, start_us, end_us, self._gap_us, budget)
-        offset = 0 if resumed is None else resumed.offset
+        after = None if resumed is None else (resumed.vehicles, resumed.after)
         return completeness_page(
-            chargers, vehicles, start_us, end_us, page_size=page_size, offset=offset
+            chargers, vehicles, start_us, end_us, page_size=page_size, after=after
         )

@@ -19,8 +19,10 @@ from services.readings.kind import ReadingKind
 
 # A status row: (id, *the kind's column values, read_micros, update_micros).
 StatusRow = tuple[Any, ...]
-# Readings before a window that a device's usual interval is also taken from.
+# Readings before a window that a device's usual interval is also taken from, unless the window
+# holds at least MIN_STEPS_INSIDE steps between its readings of its own.
 USUAL_INTERVAL_READINGS_BEFORE = 100
+MIN_STEPS_INSIDE = 3
 
 
 class ReportingRow(NamedTuple):
@@ -319,6 +321,11 @@ class StatusRepository:
     how far beyond a range the correlation reads look (an entity's usual period is taken up to
     that long)."""
 
+    # A column that splits a device's readings into streams of their own for its usual interval
+    # (a vehicle's charger: a vehicle naming two chargers at once is not reporting twice as
+    # often); none by default.
+    reporting_place = ""
+
     def __init__(
         self,
         kind: ReadingKind,
@@ -383,28 +390,43 @@ class StatusRepository:
         interval."""
         key, readings = self._key, self._readings_table
         micros = MICROS_SQL.format(col="read_time")
+        place = f"r.{self.reporting_place}" if self.reporting_place else "''"
+        place_bare = self.reporting_place or "''"
         query = text(
             f"""
             WITH ids AS (
                 SELECT {key} AS id FROM {self._table}
                 WHERE {key} > :after ORDER BY {key} LIMIT :limit
             ), inside AS (
-                SELECT r.{key} AS id, {MICROS_SQL.format(col="r.read_time")} AS t
+                SELECT r.{key} AS id, {place} AS place,
+                       {MICROS_SQL.format(col="r.read_time")} AS t
                 FROM ids JOIN {readings} r ON r.{key} = ids.id
                 WHERE r.read_time >= {TIMESTAMPTZ_SQL.format(us=":start_us")}
                   AND r.read_time < {TIMESTAMPTZ_SQL.format(us=":end_us")}
             ), before AS (
-                SELECT ids.id, b.t FROM ids CROSS JOIN LATERAL (
-                    SELECT {micros} AS t FROM {readings}
+                SELECT ids.id, b.place, b.t FROM ids CROSS JOIN LATERAL (
+                    SELECT {place_bare} AS place, {micros} AS t FROM {readings}
                     WHERE {key} = ids.id
                       AND read_time < {TIMESTAMPTZ_SQL.format(us=":start_us")}
                     ORDER BY read_time DESC LIMIT {USUAL_INTERVAL_READINGS_BEFORE}
                 ) AS b
             ), usual AS (
-                SELECT id, percentile_cont(0.5) WITHIN GROUP (ORDER BY step) AS period
+                -- The window's own steps when it has a few (a meter that went from a reading a
+                -- minute to one every 15 is judged by its new pace), else with those before.
+                SELECT id,
+                       CASE WHEN count(*) FILTER (WHERE both_inside) >= {MIN_STEPS_INSIDE}
+                            THEN percentile_cont(0.5) WITHIN GROUP (ORDER BY step)
+                                     FILTER (WHERE both_inside)
+                            ELSE percentile_cont(0.5) WITHIN GROUP (ORDER BY step) END
+                           AS period
                 FROM (
-                    SELECT id, t - lag(t) OVER (PARTITION BY id ORDER BY t) AS step
-                    FROM (SELECT id, t FROM inside UNION ALL SELECT id, t FROM before) AS both_
+                    SELECT id, t - lag(t) OVER around AS step,
+                           inside AND lag(inside) OVER around AS both_inside
+                    FROM (
+                        SELECT id, place, t, true AS inside FROM inside
+                        UNION ALL SELECT id, place, t, false FROM before
+                    ) AS both_
+                    WINDOW around AS (PARTITION BY id, place ORDER BY t)
                 ) AS steps
                 WHERE step IS NOT NULL
                 GROUP BY id

@@ -74,7 +74,7 @@ class ReadingService(Generic[Repository]):
                 ("end_time", f"must be at most {MAX_REPORTING_WINDOW_DAYS} days after start_time")
             )
         if gap_us <= 0:
-            violations.append(("gap", f"must be positive, got {gap_us / 1e6:g} s"))
+            violations.append(("gap", f"must be at least 1 µs, got {gap_us / 1e6:g} s"))
         if violations:
             raise InvalidArgument(violations)
         rows, next_token = paging.paginate(

@@ -100,7 +100,9 @@ def _failure(target: str, error: grpc.RpcError) -> str:
     code = error.code()
     details = (error.details() or "").strip().splitlines()
     reason = details[0] if details else ""
-    if code == grpc.StatusCode.UNAVAILABLE and "connect" in reason.lower():
+    # AnalyticsService's own UNAVAILABLE names the service behind it that it could not reach.
+    downstream = reason.startswith(("MeterService", "VehicleService"))
+    if code == grpc.StatusCode.UNAVAILABLE and "connect" in reason.lower() and not downstream:
         return f"cannot reach AnalyticsService at {target} (ANALYTICS_TARGET): {reason}"
     name = code.name if code is not None else "UNKNOWN"
     return f"AnalyticsService at {target} answered {name}: {reason}"
@@ -152,6 +154,8 @@ def run(args: argparse.Namespace) -> int:
         chosen = worst(fleet.chargers)
         _say(
             f"{len(fleet.chargers):,} chargers; the efficiency over time of the {len(chosen)} worst"
+            if chosen
+            else f"{len(fleet.chargers):,} chargers; none with a known efficiency to chart"
         )
         try:
             series = analytics.series([c.charger_id for c in chosen], fleet.start, fleet.end)

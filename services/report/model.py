@@ -60,6 +60,9 @@ def parse_window(text: str) -> timedelta:
     return window
 
 
+EARLIEST_END = datetime(1, 1, 1, tzinfo=UTC) + 2 * MAX_WINDOW
+
+
 def parse_end_time(text: str) -> datetime:
     """An RFC 3339 time with a zone (`2026-02-11T00:00:00Z`, `…+02:00`), in UTC."""
     try:
@@ -70,7 +73,11 @@ def parse_end_time(text: str) -> datetime:
         raise argparse.ArgumentTypeError(
             f"{text!r} is not an RFC 3339 time with a zone, such as 2026-02-11T00:00:00Z"
         )
-    return end.astimezone(UTC)
+    end = end.astimezone(UTC)
+    if end < EARLIEST_END:
+        # Two windows of up to 31 days must fit after 0001-01-01, the Timestamp type's start.
+        raise argparse.ArgumentTypeError(f"must be {iso(EARLIEST_END)} or later, got {text!r}")
+    return end
 
 
 def default_end_time() -> datetime:
@@ -242,4 +249,6 @@ def table(chargers: list[Charger]) -> str:
 
 
 def iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """RFC 3339 in UTC, the year in four digits (strftime writes year 1 as "1")."""
+    moment = moment.astimezone(UTC)
+    return f"{moment.year:04d}-" + moment.strftime("%m-%dT%H:%M:%SZ")

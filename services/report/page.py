@@ -71,7 +71,7 @@ def _table(header: Sequence[str], rows: Iterable[Sequence[object]], text: Sequen
 
 def _hours(step: timedelta) -> str:
     hours = step // timedelta(hours=1)
-    return "an hour" if hours == 1 else f"{hours} hours"
+    return "hour" if hours == 1 else f"{hours} hours"
 
 
 def _count(value: int) -> str:

@@ -35,6 +35,8 @@ class VehicleRepository(StatusRepository):
     """The vehicle statuses, and the charging sessions of ListChargingSessions and
     ListChargerSessions."""
 
+    reporting_place = "charger_id"
+
     def list_sessions(
         self, vehicle_id: str, start_us: int, end_us: int, gap_us: int
     ) -> list[SessionRow]:
@@ -132,19 +134,26 @@ class VehicleRepository(StatusRepository):
             ), stretches AS (
                 SELECT id, charger_id, min(t) AS first_t, max(t) AS last_t
                 FROM numbered GROUP BY id, charger_id, stretch
+            ), pairs AS (
+                -- A vehicle's stretches on one charger never overlap each other: a pair that
+                -- does is on two chargers. Joined on the vehicle (a hash join), never a scan of
+                -- every stretch per vehicle.
+                SELECT a.id, json_agg(json_build_array(
+                           a.charger_id, b.charger_id,
+                           greatest(a.first_t, b.first_t), least(a.last_t, b.last_t))
+                       ORDER BY greatest(a.first_t, b.first_t), a.charger_id, b.charger_id)
+                       AS found
+                FROM stretches a JOIN stretches b
+                  ON a.id = b.id AND a.charger_id < b.charger_id
+                 AND a.first_t <= b.last_t AND b.first_t <= a.last_t
+                GROUP BY a.id
+            ), named AS (
+                SELECT id, array_agg(DISTINCT charger_id ORDER BY charger_id) AS charger_ids
+                FROM stretches GROUP BY id
             )
-            SELECT id, (SELECT array_agg(DISTINCT s.charger_id ORDER BY s.charger_id)
-                        FROM stretches s WHERE s.id = v.id),
-                   (SELECT json_agg(json_build_array(
-                               a.charger_id, b.charger_id,
-                               greatest(a.first_t, b.first_t), least(a.last_t, b.last_t))
-                           ORDER BY greatest(a.first_t, b.first_t), a.charger_id, b.charger_id)
-                    FROM stretches a JOIN stretches b
-                      ON a.id = b.id AND a.charger_id < b.charger_id
-                     AND a.first_t <= b.last_t AND b.first_t <= a.last_t
-                    WHERE a.id = v.id)::text
-            FROM (SELECT DISTINCT id FROM stretches) AS v
-            ORDER BY id
+            SELECT named.id, named.charger_ids, pairs.found::text
+            FROM named LEFT JOIN pairs USING (id)
+            ORDER BY named.id
             """
         )
         parameters = {

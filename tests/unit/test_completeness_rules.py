@@ -14,6 +14,7 @@ from services.analytics.reporting import (
     unreported_chargers,
 )
 from services.common.errors import InvalidArgument
+from services.common.paging import encode_token
 from services.readings.reporting import summarize_reporting
 from services.readings.repository import ReportingRow
 
@@ -124,20 +125,50 @@ def test_unreported_chargers_come_with_their_case_near_matches():
 
 def test_pages_run_through_chargers_then_vehicles_least_complete_first():
     overlap = ChargerOverlap("VH-2", "A", "B", 5 * MINUTE, 5 * MINUTE)
-    chargers = [report("C-1", 60, 60), report("C-2", 30, 60, gaps=[(0, 1)]), report("C-3", 0, None)]
+    chargers = [
+        report("C-1", 60, 60),
+        report("C-2", 30, 60, gaps=[(0, 1)]),
+        report("C-3", 0, None),  # reported once before, silent now: with the silent ones
+        report("C-4", 5, None),  # interval unknown but readings came: unknown, last
+    ]
     vehicles = [report("VH-1", 9, 10), report("VH-2", 5, 10, overlaps=[overlap], conflicts=2)]
-    first = completeness_page(chargers, vehicles, 0, HOUR, page_size=2, offset=0)
-    assert [c.device_id for c in first.chargers] == ["C-2", "C-1"] and first.vehicles == []
-    key = CompletenessKey.parse(first.next_page_token)
-    assert key == CompletenessKey(HOUR, HOUR, 2)
-    second = completeness_page(chargers, vehicles, 0, HOUR, page_size=2, offset=2)
-    assert [c.device_id for c in second.chargers] == ["C-3"]  # unknown completeness last
-    assert [v.device_id for v in second.vehicles] == ["VH-2"]
-    third = completeness_page(chargers, vehicles, 0, HOUR, page_size=2, offset=4)
-    assert [v.device_id for v in third.vehicles] == ["VH-1"] and third.next_page_token == ""
-    assert third.overlaps == [overlap]
-    assert totals(chargers) == totals(first.chargers + second.chargers)
+
+    def page_after(after):
+        return completeness_page(chargers, vehicles, 0, HOUR, page_size=2, after=after)
+
+    def resumed(page):
+        key = CompletenessKey.parse(page.next_page_token)
+        assert key is not None and (key.end_us, key.window_us) == (HOUR, HOUR)
+        return (key.vehicles, key.after)
+
+    first = page_after(None)
+    assert [c.device_id for c in first.chargers] == ["C-3", "C-2"] and first.vehicles == []
+    second = page_after(resumed(first))
+    assert [c.device_id for c in second.chargers] == ["C-1", "C-4"] and second.vehicles == []
+    third = page_after(resumed(second))
+    assert third.chargers == [] and [v.device_id for v in third.vehicles] == ["VH-2", "VH-1"]
+    assert third.next_page_token == "" and third.overlaps == [overlap]
     summed = totals(vehicles)
     assert (summed.devices, summed.expected, summed.received, summed.conflicts) == (2, 20, 14, 2)
-    with pytest.raises(InvalidArgument):
-        completeness_page(chargers, vehicles, 0, HOUR, page_size=2, offset=6)
+    # A device whose figures changed between two pages: the others are each listed once.
+    chargers[1] = report("C-2", 60, 60)  # C-2 caught up after the first page
+    second = page_after(resumed(first))
+    assert [c.device_id for c in second.chargers] == ["C-1", "C-2"]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "completeness|3600000000|3600000000|x|0|0.5|C-1",  # no such list
+        "completeness|3600000000|3600000000|c|2|0.5|C-1",  # no such rank
+        "completeness|3600000000|3600000000|c|0|nan|C-1",
+        "completeness|3600000000|0|c|0|0.5|C-1",  # no window
+        "completeness|1000000000000000000000000000000|3600000000|c|0|0.5|C-1",  # past year 9999
+        "completeness|3600000000|3600000000|c|0|0.5|bad id",
+        "other|3600000000|3600000000|c|0|0.5|C-1",
+    ],
+)
+def test_a_token_not_issued_is_refused_naming_page_token(text):
+    with pytest.raises(InvalidArgument) as refused:
+        CompletenessKey.parse(encode_token(text))
+    assert [field for field, _ in refused.value.violations] == ["page_token"]

@@ -146,7 +146,7 @@ class VehicleServiceServicer:
         ordered by vehicle_id (AIP-158; see ReportingSummary); used by AnalyticsService. Returns
         INVALID_ARGUMENT for an unset time, a time outside
         0001-01-01T00:00:00Z..9999-12-31T23:59:59Z, a window that is empty or longer than 31
-        days, a gap that is not positive, a negative page_size or a malformed page_token.
+        days, a gap under 1 microsecond, a negative page_size or a malformed page_token.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
