@@ -20,12 +20,14 @@ least `min_points`; DROPPED when its efficiency fell from the previous window by
 
 from __future__ import annotations
 
+import contextvars
 import enum
 import hashlib
 import logging
 import math
 import statistics
 from collections.abc import Callable, Iterable, Sequence
+from concurrent import futures
 from dataclasses import dataclass
 
 from services.analytics.correlation import Consumption, Figures, Session, arrange, figures
@@ -283,10 +285,22 @@ class ChargerEfficiencyService:
         after = None if resumed is None else resumed.after
         chargers = self._chargers(charger_ids, time_remaining)
         window_us = end_us - start_us
-        current = self._figures(chargers, start_us, end_us, time_remaining)
         if start_us - window_us >= MIN_TIMESTAMP_MICROS:
-            previous = self._figures(chargers, start_us - window_us, start_us, time_remaining)
+            # The two windows are read at once: each waits mostly on the other services'
+            # queries, which run on their own connections (in the caller's context: its trace).
+            with futures.ThreadPoolExecutor(1, thread_name_prefix="previous-window") as pool:
+                earlier = pool.submit(
+                    contextvars.copy_context().run,
+                    self._figures,
+                    chargers,
+                    start_us - window_us,
+                    start_us,
+                    time_remaining,
+                )
+                current = self._figures(chargers, start_us, end_us, time_remaining)
+                previous = earlier.result()
         else:  # no window before the year 1
+            current = self._figures(chargers, start_us, end_us, time_remaining)
             nothing = charger_figures([], [], Consumption(0.0, 0, 0, 0, 0))
             previous = dict.fromkeys(chargers, nothing)
         reasons, median, mad = outliers(current, previous, self._rule)
