@@ -79,6 +79,8 @@ class Settings:
     ocpp_max_connections: int = 10_000
     meter_target: str = "localhost:50051"
     vehicle_target: str = "localhost:50052"
+    # Where `energy-ingest report` dials AnalyticsService.
+    analytics_target: str = "localhost:50053"
 
     # gRPC server bounds: each call holds a worker thread while it runs. The pool is derived
     # (server.pool_size): every admitted call has a thread, health and refusals have their own.

@@ -29,7 +29,6 @@ from services.report.model import (
     worst,
 )
 
-DEFAULT_TARGET = "localhost:50053"
 DEFAULT_OUTPUT = Path("energy-report.html")
 DEFAULT_TIMEOUT = 600.0
 
@@ -135,7 +134,7 @@ def _write(path: Path, text: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
-    target = os.environ.get("ANALYTICS_TARGET") or DEFAULT_TARGET
+    target = settings.analytics_target
     window: timedelta = args.window
     end: datetime = args.end_time or default_end_time()
     path = _check_output(args.output)
