@@ -187,6 +187,43 @@ def test_the_page_is_self_contained_and_says_what_is_unavailable():
     assert html.count("<svg") == 2 + 3  # the sparklines, the histogram, drift and standby
 
 
+def test_an_efficiency_whose_meter_covers_part_of_the_sessions_is_listed_apart():
+    """CHG-HALF's meter stopped halfway: 160 % efficient at 50 % coverage. It is not ranked
+    among the worst, not drawn in the histogram, not in drift; it is listed apart, flags and
+    all."""
+    end = datetime(2026, 2, 10, 6, tzinfo=UTC)
+    half = Charger(
+        "CHG-HALF",
+        Figures(
+            efficiency=1.6,
+            coverage=0.5,
+            sessions=3,
+            flags=("meter data partial", "efficiency out of range"),
+        ),
+        Figures(efficiency=0.9),
+        0.7,
+    )
+    fleet = Fleet(
+        end - timedelta(hours=3),
+        end,
+        [charger("CHG-1", 0.9, 0.95), charger("CHG-2", 0.92), half],
+        median=0.91,
+    )
+    assert [c.charger_id for c in model.worst(fleet.chargers)] == ["CHG-1", "CHG-2"]
+    assert [c.charger_id for c in model.drift(fleet.chargers)] == ["CHG-1"]
+    assert [c.charger_id for c in model.untrusted(fleet.chargers)] == ["CHG-HALF"]
+    chosen = model.worst(fleet.chargers)
+    step, ranges = model.buckets(fleet.start, fleet.end)
+    series = Series(step, ranges, {c.charger_id: [0.9] * len(ranges) for c in chosen})
+    html = page.render(
+        fleet, chosen, series, Completeness(unavailable="-"), target="t", generated="now"
+    )
+    assert "2 chargers with a trusted efficiency; 1 whose efficiency is flagged" in html
+    assert "Efficiencies not to be trusted" in html
+    assert "<td>160.0%</td><td>50.0%</td>" in html
+    assert 'data-charger="CHG-HALF"' not in html  # no card among the worst
+
+
 def test_a_fleet_without_standby_gets_a_sentence_not_an_empty_chart():
     end = datetime(2026, 2, 10, 6, tzinfo=UTC)
     fleet = Fleet(

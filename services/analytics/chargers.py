@@ -12,7 +12,8 @@ were not attributed of it is the charger's standby energy, so attributed + stand
 meter's energy in the window, and an implausible interval (Wh sent as kWh) is in neither.
 
 The outlier rule, robust to the fleet's own spread: among chargers with at least
-`min_sessions` sessions and a known efficiency, the median efficiency and the median absolute
+`min_sessions` sessions and a known efficiency whose AC covers their sessions (not flagged
+METER_DATA_PARTIAL or EFFICIENCY_OUT_OF_RANGE), the median efficiency and the median absolute
 deviation (MAD) from it. A charger is BELOW_FLEET when its efficiency is below the median by
 more than `mad_threshold` x 1.4826 x MAD (1.4826 x MAD estimates a standard deviation) and by at
 least `min_points`; DROPPED when its efficiency fell from the previous window by at least
@@ -30,7 +31,14 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent import futures
 from dataclasses import dataclass
 
-from services.analytics.correlation import Consumption, Figures, Session, arrange, figures
+from services.analytics.correlation import (
+    Consumption,
+    Figures,
+    Quality,
+    Session,
+    arrange,
+    figures,
+)
 from services.analytics.downstream import Downstream
 from services.analytics.service import DAY_US, MAX_WINDOW_US, downstream_budget, window_bounds
 from services.common.errors import DeadlineExceeded, InvalidArgument
@@ -53,6 +61,10 @@ SESSIONS_PER_CALL = 10_000
 # Below this share of the meter's energy, attributed and whole-window sums differ only by float
 # rounding.
 ROUNDING_KWH = 1e-9
+# A charger whose efficiency carries these flags is not compared with the fleet (nor with its
+# own window before): AC measured over part of its sessions only (a meter that stopped
+# reporting reads as 150 % efficient), or an efficiency no charger can have.
+UNCOMPARABLE = frozenset({Quality.METER_DATA_PARTIAL, Quality.EFFICIENCY_OUT_OF_RANGE})
 # 1.4826 x MAD estimates the standard deviation of normally distributed values.
 MAD_TO_SIGMA = 1.4826
 
@@ -153,8 +165,9 @@ def outliers(
     charger qualifies)."""
 
     def qualified(item: ChargerFigures) -> float | None:
-        efficiency = item.figures.efficiency_ratio
-        return efficiency if item.session_count >= rule.min_sessions else None
+        if item.session_count < rule.min_sessions or UNCOMPARABLE & set(item.figures.flags):
+            return None
+        return item.figures.efficiency_ratio
 
     efficiencies = {c: e for c, item in current.items() if (e := qualified(item)) is not None}
     median = mad = None

@@ -26,6 +26,7 @@ from services.report.model import (
     parse_window,
     percent,
     table,
+    untrusted,
     worst,
 )
 
@@ -189,13 +190,15 @@ def _completeness_failure(target: str, error: grpc.RpcError) -> str:
 
 def _print_summary(fleet: Fleet, chosen: list[Charger]) -> None:
     known = fleet.known()
+    doubtful = len(untrusted(fleet.chargers, count=len(fleet.chargers)))
     print(
         f"{len(fleet.chargers):,} chargers from {iso(fleet.start)} to {iso(fleet.end)}: "
-        f"{len(known):,} with a known efficiency, fleet median {percent(fleet.median)}, "
-        f"{len(fleet.outliers()):,} outliers"
+        f"{len(known):,} with a known efficiency"
+        + (f" ({doubtful:,} of them flagged, not ranked)" if doubtful else "")
+        + f", fleet median {percent(fleet.median)}, {len(fleet.outliers()):,} outliers"
     )
     if not chosen:
-        print("no charger has a known efficiency over the window")
+        print("no charger has a trusted efficiency over the window")
         return
     shown = chosen[:WORST_PRINTED]
     print(f"worst {len(shown)} (outliers first, then the lowest efficiency):")

@@ -36,6 +36,9 @@ FLAGS = {
     5: "vehicle on two chargers",
     6: "efficiency out of range",
 }
+# Flags under which an efficiency is not a charger's own (a meter that stopped reporting reads
+# as 150 % efficient): such chargers are listed apart, never ranked or drawn with the fleet.
+UNTRUSTED = frozenset({FLAGS[2], FLAGS[6]})
 
 
 # --- options --------------------------------------------------------------------------------
@@ -122,6 +125,12 @@ class Figures:
     coverage: float = 0.0
     flags: tuple[str, ...] = ()
 
+    @property
+    def trusted(self) -> bool:
+        """The efficiency is known and its AC covers the sessions (what AnalyticsService's
+        outlier rule compares): not flagged meter data partial or efficiency out of range."""
+        return self.efficiency is not None and not UNTRUSTED.intersection(self.flags)
+
     @staticmethod
     def of(message: Any) -> Figures:
         return Figures(
@@ -180,17 +189,30 @@ class Fleet:
 
 def worst(chargers: list[Charger], count: int = WORST_CHARTED) -> list[Charger]:
     """The chargers to look at first: those the outlier rule flagged, then the lowest
-    efficiencies, each part worst first; only chargers whose efficiency is known."""
-    known = [c for c in chargers if c.current.efficiency is not None]
+    efficiencies, each part worst first; only chargers whose efficiency is trusted."""
+    known = [c for c in chargers if c.current.trusted]
     ranked = sorted(known, key=lambda c: (not c.reasons, c.current.efficiency, c.charger_id))
     return ranked[:count]
 
 
 def drift(chargers: list[Charger], count: int = WORST_CHARTED) -> list[Charger]:
     """The largest falls in efficiency from the window before, largest first: those of at least
-    MIN_FALL (a smaller one reads as 0.0 points)."""
-    changed = [c for c in chargers if c.change is not None and c.change <= -MIN_FALL]
+    MIN_FALL (a smaller one reads as 0.0 points), both windows' efficiencies trusted."""
+    changed = [
+        c
+        for c in chargers
+        if c.change is not None
+        and c.change <= -MIN_FALL
+        and c.current.trusted
+        and c.previous.trusted
+    ]
     return sorted(changed, key=lambda c: (c.change, c.charger_id))[:count]
+
+
+def untrusted(chargers: list[Charger], count: int = WORST_CHARTED) -> list[Charger]:
+    """Chargers whose efficiency is known but not trusted, the lowest AC coverage first."""
+    flagged = [c for c in chargers if c.current.efficiency is not None and not c.current.trusted]
+    return sorted(flagged, key=lambda c: (c.current.coverage, c.charger_id))[:count]
 
 
 def standby(chargers: list[Charger], count: int = WORST_CHARTED) -> list[Charger]:

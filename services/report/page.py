@@ -23,6 +23,7 @@ from services.report.model import (
     percent,
     points,
     standby,
+    untrusted,
 )
 
 STYLE = """
@@ -152,19 +153,44 @@ def _outliers(fleet: Fleet) -> str:
 
 def _distribution(fleet: Fleet) -> str:
     efficiencies = [
-        c.current.efficiency for c in fleet.chargers if c.current.efficiency is not None
+        c.current.efficiency
+        for c in fleet.chargers
+        if c.current.trusted and c.current.efficiency is not None
     ]
+    doubtful = untrusted(fleet.chargers, count=len(fleet.chargers))
     median, label = fleet.median, "fleet median"
     if median is None:
         median, label = charts.median_of(efficiencies), "median of these"
     unknown = len(fleet.chargers) - len(fleet.known())
+    listed = doubtful[:WORST_CHARTED]
+    rows = [
+        (
+            c.charger_id,
+            percent(c.current.efficiency),
+            percent(c.current.coverage),
+            ", ".join(c.current.flags),
+        )
+        for c in listed
+    ]
+    apart = (
+        "<h3>Efficiencies not to be trusted</h3>"
+        '<p class="note">Their meter covered only part of their sessions, or the figure is one '
+        "no charger can have: a completeness problem (see Data completeness), not a charger "
+        f"to rank. {_count(len(doubtful))} in all"
+        + (f", the {len(listed)} of lowest coverage listed" if len(listed) < len(doubtful) else "")
+        + ".</p>"
+        + _table(("charger", "efficiency", "AC coverage", "flags"), rows, (0, 3))
+        if doubtful
+        else ""
+    )
     return (
         "<h2>Efficiency distribution</h2>"
         f'<figure class="chart" id="histogram">{charts.histogram(efficiencies, median, label)}'
         f"</figure>"
-        f'<p class="note">{_count(len(efficiencies))} chargers with a known efficiency; '
+        f'<p class="note">{_count(len(efficiencies))} chargers with a trusted efficiency; '
+        f"{_count(len(doubtful))} whose efficiency is flagged (listed below, not drawn); "
         f"{_count(unknown)} without (no session, or no meter data under its id: see Data "
-        "completeness).</p>"
+        "completeness).</p>" + apart
     )
 
 
@@ -236,7 +262,7 @@ def _drift(fleet: Fleet, highlighted: set[str]) -> str:
         f'<figure class="chart" id="drift">{charts.drift_scatter(fleet.chargers, highlighted)}'
         "</figure>"
         '<p class="note">Below the diagonal, a charger\'s efficiency fell. The largest falls '
-        f"(efficiency_change, in percentage points; at most {WORST_CHARTED}).</p>" + table
+        f"(efficiencyChange, in percentage points; at most {WORST_CHARTED}).</p>" + table
     )
 
 

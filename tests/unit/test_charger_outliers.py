@@ -4,6 +4,8 @@ window before), and the order and page keys. Expected values computed by hand.""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from services.analytics.chargers import (
@@ -166,3 +168,26 @@ def test_worst_first_unknown_last_and_page_keys_round_trip() -> None:
     ):
         with pytest.raises(InvalidArgument):
             PageKey.parse(encode_token(forged))
+
+
+def test_a_charger_whose_meter_covers_part_of_its_sessions_is_not_compared() -> None:
+    """C8's meter stopped halfway: its AC covers half its sessions and it reads as 1.6
+    efficient (METER_DATA_PARTIAL, EFFICIENCY_OUT_OF_RANGE). It neither moves the median nor
+    is called an outlier; nor is C9, whose window before was partial, said to have dropped."""
+    partial = with_efficiency(1.6)
+    partial = ChargerFigures(
+        replace(
+            partial.figures, flags=(Quality.METER_DATA_PARTIAL, Quality.EFFICIENCY_OUT_OF_RANGE)
+        ),
+        0.0,
+        5,
+        5,
+    )
+    current = {f"C{i}": with_efficiency(0.90 + 0.01 * i) for i in range(5)}
+    current["C8"] = partial
+    current["C9"] = with_efficiency(0.90)
+    previous = {**current, "C9": partial}
+    reasons, median, _ = outliers(current, previous, RULE)
+    # C0..C4 and C9: 0.90, 0.91, 0.92, 0.93, 0.94, 0.90 → median 0.915 (with C8 it would be 0.92).
+    assert median == pytest.approx(0.915)
+    assert reasons == {}
