@@ -15,7 +15,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-from matplotlib.dates import AutoDateLocator, ConciseDateFormatter, date2num
+from matplotlib.dates import DateFormatter, date2num
 from matplotlib.figure import Figure
 
 from services.report.model import Charger
@@ -83,7 +83,7 @@ def sparkline(
     median: float | None,
 ) -> str:
     """One charger's efficiency per point (gaps where unknown), its window's efficiency
-    (solid grey) and the fleet median (dashed)."""
+    (solid grey) and the fleet median (dashed, or named when off the charger's scale)."""
     with matplotlib.rc_context(RC):
         figure = _figure(3.6, 1.35)
         axes = figure.add_subplot()
@@ -92,15 +92,34 @@ def sparkline(
         axes.plot(xs, ys, color=BAD, linewidth=1.2, marker="o", markersize=1.8)
         if own is not None:
             axes.axhline(100 * own, color=GREY, linewidth=0.8)
-        if median is not None:
-            axes.axhline(100 * median, color=GOOD, linewidth=0.8, linestyle="--")
-        locator = AutoDateLocator(minticks=2, maxticks=4)
-        axes.xaxis.set_major_locator(locator)
-        axes.xaxis.set_major_formatter(ConciseDateFormatter(locator, show_offset=False))
-        axes.tick_params(labelsize=6.5)
-        axes.set_ylabel("%", fontsize=6.5)
+        # The scale is the charger's own (its points and its window's efficiency), so a fall of
+        # two points shows; the fleet median is drawn when it lies in it, else named.
+        seen = [y for y in ys if not math.isnan(y)] + ([100 * own] if own is not None else [])
+        if seen:
+            low, high = min(seen), max(seen)
+            margin = max((high - low) * 0.15, 0.5)
+            axes.set_ylim(low - margin, high + margin)
+            if median is not None and low - margin <= 100 * median <= high + margin:
+                axes.axhline(100 * median, color=GOOD, linewidth=0.8, linestyle="--")
+            elif median is not None:
+                above = 100 * median > high
+                axes.text(
+                    0.99,
+                    0.97 if above else 0.03,
+                    f"fleet median {100 * median:.1f}% {'above' if above else 'below'}",
+                    transform=axes.transAxes,
+                    ha="right",
+                    va="top" if above else "bottom",
+                    fontsize=6.5,
+                    color=GOOD,
+                )
         if len(xs) > 1:
             axes.set_xlim(xs[0], xs[-1])
+            # The first, middle and last points' times, dated: a reader sees which days these are.
+            axes.set_xticks([xs[0], (xs[0] + xs[-1]) / 2, xs[-1]])
+            axes.xaxis.set_major_formatter(DateFormatter("%m-%d %H:%M"))
+        axes.tick_params(labelsize=7)
+        axes.set_ylabel("efficiency, %", fontsize=7)
         if all(math.isnan(y) for y in ys):
             axes.text(0.5, 0.5, "no known point", transform=axes.transAxes, ha="center", color=GREY)
         return _svg(figure)

@@ -235,7 +235,8 @@ def _worst(worst: list[Charger], series: Series, fleet: Fleet) -> str:
         f"<h2>Worst chargers ({len(worst)})</h2>"
         '<p class="note">Outliers first, then the lowest efficiencies, each worst first. '
         f"Efficiency over the window, {escape(note)}; grey line: the charger's efficiency over "
-        "the window; dashed: the fleet median; a gap is a point whose efficiency is unknown.</p>"
+        "the window; blue dashes: the fleet median (named in a corner when off the charger's "
+        "own scale); a gap is a point whose efficiency is unknown.</p>"
         f'<div class="cards">{"".join(cards)}</div>'
     )
 
