@@ -21,14 +21,12 @@ least `min_points`; DROPPED when its efficiency fell from the previous window by
 
 from __future__ import annotations
 
-import contextvars
 import enum
 import hashlib
 import logging
 import math
 import statistics
 from collections.abc import Callable, Iterable, Sequence
-from concurrent import futures
 from dataclasses import dataclass
 
 from services.analytics.correlation import (
@@ -298,22 +296,13 @@ class ChargerEfficiencyService:
         after = None if resumed is None else resumed.after
         chargers = self._chargers(charger_ids, time_remaining)
         window_us = end_us - start_us
+        # The windows are read one after the other: reading both at once halved a fleet-wide
+        # listing's time but took both of each service's expensive-read slots
+        # (MAX_EXPENSIVE_READS), refusing the vehicle performance reads beside it.
+        current = self._figures(chargers, start_us, end_us, time_remaining)
         if start_us - window_us >= MIN_TIMESTAMP_MICROS:
-            # The two windows are read at once: each waits mostly on the other services'
-            # queries, which run on their own connections (in the caller's context: its trace).
-            with futures.ThreadPoolExecutor(1, thread_name_prefix="previous-window") as pool:
-                earlier = pool.submit(
-                    contextvars.copy_context().run,
-                    self._figures,
-                    chargers,
-                    start_us - window_us,
-                    start_us,
-                    time_remaining,
-                )
-                current = self._figures(chargers, start_us, end_us, time_remaining)
-                previous = earlier.result()
+            previous = self._figures(chargers, start_us - window_us, start_us, time_remaining)
         else:  # no window before the year 1
-            current = self._figures(chargers, start_us, end_us, time_remaining)
             nothing = charger_figures([], [], Consumption(0.0, 0, 0, 0, 0))
             previous = dict.fromkeys(chargers, nothing)
         reasons, median, mad = outliers(current, previous, self._rule)

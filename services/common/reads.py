@@ -22,14 +22,11 @@ from services.common.errors import DeadlineExceeded, ResourceExhausted, query_ca
 
 log = logging.getLogger(__name__)
 
-# One statement sets them for the transaction only (SET LOCAL semantics): the connection goes
-# back to the pool with a rollback, which forgets them. No JIT: the correlation reads' estimates
-# (unnested arrays, generate_series) run far past jit_above_cost, and compiling took 2.1 s of
-# an AttributeConsumption call that runs in 0.5 s.
+# One statement sets both for the transaction only (SET LOCAL semantics): the connection goes
+# back to the pool with a rollback, which forgets them.
 _LIMITS_SQL = (
     "SELECT set_config('statement_timeout', %(timeout)s, true), "
-    "set_config('max_parallel_workers_per_gather', '0', true), "
-    "set_config('jit', 'off', true)"
+    "set_config('max_parallel_workers_per_gather', '0', true)"
 )
 
 
