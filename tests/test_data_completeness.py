@@ -14,6 +14,7 @@ from google.protobuf.duration_pb2 import Duration
 
 from services.analytics.component import AnalyticsComponent
 from services.common.config import Settings
+from services.common.paging import encode_token
 from services.common.timeconv import timestamp_to_micros
 from services.meter import component as meter_component
 from services.vehicle import component as vehicle_component
@@ -239,6 +240,14 @@ def test_reporting_summaries_refuse_bad_windows_naming_the_field(meter_servicer)
         "ListReportingSummaries",
         meter_service_pb2.ListReportingSummariesRequest(end_time=at(60)),
     ) == ["start_time"]
+    # A token of another listing (GetDataCompleteness' names more than a charger id).
+    foreign = encode_token("completeness|3600000000|3600000000|c|0|0.5|CHG-1")
+    assert violations(
+        meter_servicer,
+        METER,
+        "ListReportingSummaries",
+        summaries_request(meter_service_pb2, page_token=foreign),
+    ) == ["page_token"]
 
 
 def completeness(server, **fields):

@@ -9,7 +9,7 @@ from typing import Any, Generic, TypeVar
 from services.common import paging
 from services.common.errors import InvalidArgument, NotFound
 from services.common.ingest import Batch, Ingestor, ReadingOutcome, StreamOutcome
-from services.common.validation import require_id
+from services.common.validation import id_problem, require_id
 from services.readings.kind import ReadingKind
 from services.readings.reporting import ReportingSummary, summarize_reporting
 from services.readings.repository import StatusRepository, StatusRow
@@ -75,6 +75,10 @@ class ReadingService(Generic[Repository]):
             )
         if gap_us <= 0:
             violations.append(("gap", f"must be at least 1 µs, got {gap_us / 1e6:g} s"))
+        after = paging.decode_token(page_token)
+        if after is not None and id_problem(after) is not None:
+            # Another listing's token (GetDataCompleteness' names more than an id).
+            violations.append(("page_token", "is not a token this service issued"))
         if violations:
             raise InvalidArgument(violations)
         rows, next_token = paging.paginate(
