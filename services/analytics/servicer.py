@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import cast
 
 import grpc
@@ -196,6 +197,16 @@ def completeness_message(page: CompletenessPage) -> analytics_pb2.DataCompletene
     )
 
 
+def _time_remaining(context: grpc.ServicerContext) -> Callable[[], float | None]:
+    """The call's remaining time, 0 once it is no longer active (cancelled by the client): a
+    fleet-wide call stops at its next downstream read instead of reading on for nobody."""
+
+    def remaining() -> float | None:
+        return context.time_remaining() if context.is_active() else 0.0
+
+    return remaining
+
+
 class AnalyticsServicer(analytics_service_pb2_grpc.AnalyticsServiceServicer):
     def __init__(
         self,
@@ -220,7 +231,7 @@ class AnalyticsServicer(analytics_service_pb2_grpc.AnalyticsServiceServicer):
         end_us = timestamp_to_micros(request.end_time) if request.HasField("end_time") else None
         window_us = duration_to_micros(request.window) if request.HasField("window") else None
         performance = self._performance.performance(
-            request.vehicle_id, end_us, window_us, context.time_remaining
+            request.vehicle_id, end_us, window_us, _time_remaining(context)
         )
         return performance_message(performance)
 
@@ -240,7 +251,7 @@ class AnalyticsServicer(analytics_service_pb2_grpc.AnalyticsServiceServicer):
             window_us,
             page_size=request.page_size,
             page_token=request.page_token,
-            time_remaining=context.time_remaining,
+            time_remaining=_time_remaining(context),
         )
         return efficiencies_message(page)
 
@@ -259,6 +270,6 @@ class AnalyticsServicer(analytics_service_pb2_grpc.AnalyticsServiceServicer):
             window_us,
             page_size=request.page_size,
             page_token=request.page_token,
-            time_remaining=context.time_remaining,
+            time_remaining=_time_remaining(context),
         )
         return completeness_message(page)

@@ -4,7 +4,7 @@ and the caller's own deadline is never outlived."""
 
 from __future__ import annotations
 
-from typing import cast
+from typing import Any, cast
 
 import pytest
 
@@ -84,3 +84,29 @@ def test_no_half_is_read_once_the_callers_deadline_has_passed():
             [], NOW, DAY, page_size=0, page_token="", time_remaining=lambda: fake.remaining
         )
     assert fake.reads == [5]
+
+
+class CancelledCall:
+    """What the servicer sees of a call its client cancelled (grpc.ServicerContext's calls)."""
+
+    def is_active(self) -> bool:
+        return False
+
+    def time_remaining(self) -> float:
+        return 60.0
+
+
+def test_a_cancelled_call_reads_nothing_more():
+    from services.analytics.servicer import _time_remaining
+
+    fake = SlowForBigBatches([f"CHG-{n}" for n in range(5)], most=10)
+    with pytest.raises(DeadlineExceeded):
+        service(fake).efficiencies(
+            [],
+            NOW,
+            DAY,
+            page_size=0,
+            page_token="",
+            time_remaining=_time_remaining(cast(Any, CancelledCall())),
+        )
+    assert fake.reads == []
