@@ -24,7 +24,6 @@ from __future__ import annotations
 import enum
 import hashlib
 import logging
-import math
 import statistics
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -35,13 +34,18 @@ from services.analytics.correlation import (
     Quality,
     Session,
     arrange,
-    figures,
+    summed_figures,
 )
-from services.analytics.downstream import Downstream
-from services.analytics.service import DAY_US, MAX_WINDOW_US, downstream_budget, window_bounds
+from services.analytics.downstream import Downstream, per_read
+from services.analytics.service import (
+    DAY_US,
+    downstream_budget,
+    page_position_issued,
+    window_bounds,
+)
 from services.common.errors import DeadlineExceeded, InvalidArgument
 from services.common.paging import decode_token, encode_token, page_limit
-from services.common.timeconv import MAX_TIMESTAMP_MICROS, MIN_TIMESTAMP_MICROS
+from services.common.timeconv import MIN_TIMESTAMP_MICROS
 from services.common.validation import id_problem
 
 log = logging.getLogger(__name__)
@@ -121,23 +125,12 @@ def charger_figures(
     former; unknown when no meter interval of known, plausible energy covers any of the
     window. IMPLAUSIBLE_METER_DATA when an interval anywhere in the window is."""
     attributed = sum(used.kwh_consumed_ac for used in consumption)
-    totals = figures(
-        ac=attributed,
-        covered_us=sum(used.covered_us for used in consumption),
-        span_us=sum(session.end_us - session.start_us for session in sessions),
-        dc=sum(session.kwh_delivered_dc for session in sessions),
-        temp_sum=sum(session.battery_temp_sum for session in sessions),
-        temp_count=sum(session.battery_temp_count for session in sessions),
-        data_points=sum(session.reading_count for session in sessions),
-        meter_points=sum(used.reading_count for used in consumption),
-        meter_readings_seen=sum(
-            used.reading_count + used.implausible_count + used.unknown_energy_count
-            for used in consumption
-        ),
-        # An implausible interval anywhere in the window flags the charger, in a session or not.
-        implausible=sum(used.implausible_count for used in consumption) + whole.implausible_count,
+    totals = summed_figures(
+        sessions,
+        consumption,
         flags=[flag for session in sessions for flag in session.flags],
-        empty=not sessions,
+        # An implausible interval anywhere in the window flags the charger, in a session or not.
+        implausible_elsewhere=whole.implausible_count,
     )
     # Both sums cut the same intervals the same way: the difference is never below 0 but by a
     # float's last bits, which are neither a negative standby nor a standby of 1e-13 kWh.
@@ -225,17 +218,8 @@ class PageKey:
             )
         except ValueError:
             raise _not_issued() from None
-        number = key.after[1]
-        if (
-            rank not in ("0", "1")
-            or not math.isfinite(number)
-            or number < 0
-            or (rank == "1" and number != 0.0)
-            or id_problem(charger_id) is not None
-            or len(chargers) != DIGEST_CHARS
-            or not 0 < key.window_us <= MAX_WINDOW_US
-            or not MIN_TIMESTAMP_MICROS + key.window_us <= key.end_us <= MAX_TIMESTAMP_MICROS
-        ):
+        issued = page_position_issued(key.end_us, key.window_us, rank, key.after[1], charger_id)
+        if not issued or len(chargers) != DIGEST_CHARS:
             raise _not_issued()
         return key
 
@@ -436,7 +420,7 @@ class ChargerEfficiencyService:
 def chargers_per_read(window_us: int) -> int:
     """Chargers per downstream read for a window of `window_us`: CHARGER_DAYS_PER_READ
     charger-days, at least one charger."""
-    return max(1, int(CHARGER_DAYS_PER_READ * DAY_US // max(window_us, 1)))
+    return per_read(CHARGER_DAYS_PER_READ, window_us)
 
 
 def _whole_window(charger_id: str, start_us: int, end_us: int) -> Session:

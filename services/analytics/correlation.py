@@ -313,7 +313,24 @@ def compose(
                 ),
             )
         )
-    totals = figures(
+    totals = summed_figures(
+        sessions, consumption, flags=[flag for item in per_session for flag in item.figures.flags]
+    )
+    return Performance(vehicle_id, window_start_us, window_end_us, totals, per_session)
+
+
+def summed_figures(
+    sessions: Sequence[Session],
+    consumption: Sequence[Consumption],
+    *,
+    flags: Iterable[Quality],
+    implausible_elsewhere: int = 0,
+) -> Figures:
+    """The figures of several sessions together (a vehicle's window, a charger's), from their
+    sums: averages are exact over all readings, not averages of averages. `flags` are those the
+    total carries; `implausible_elsewhere` counts implausible meter intervals outside the
+    sessions that flag the total too."""
+    return figures(
         ac=sum(used.kwh_consumed_ac for used in consumption),
         covered_us=sum(used.covered_us for used in consumption),
         span_us=sum(session.end_us - session.start_us for session in sessions),
@@ -326,8 +343,7 @@ def compose(
             used.reading_count + used.implausible_count + used.unknown_energy_count
             for used in consumption
         ),
-        implausible=sum(used.implausible_count for used in consumption),
-        flags=[flag for item in per_session for flag in item.figures.flags],
-        empty=not per_session,
+        implausible=sum(used.implausible_count for used in consumption) + implausible_elsewhere,
+        flags=flags,
+        empty=not sessions,
     )
-    return Performance(vehicle_id, window_start_us, window_end_us, totals, per_session)

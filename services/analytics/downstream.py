@@ -14,6 +14,7 @@ from energy.vehicle.v1 import vehicle_pb2, vehicle_service_pb2, vehicle_service_
 from services.analytics.correlation import ChargerSpan, Consumption, Session
 from services.common.errors import DeadlineExceeded, NotFound, Unavailable
 from services.common.timeconv import (
+    DAY_US,
     duration_to_micros,
     micros_to_duration,
     micros_to_timestamp,
@@ -72,12 +73,12 @@ PAGE_SIZE = 10_000
 # every minute took 10 s in one page on a loaded 2-core machine; 100 took 0.5 s; 7 days of 200,
 # over 12 s). A page that still runs out of time is asked for again in halves.
 REPORTING_DEVICE_DAYS_PER_PAGE = 200
-DAY_US = 24 * 3600 * 1_000_000
 
 
-def reporting_page_size(window_us: int) -> int:
-    """Devices per ListReportingSummaries page for a window of `window_us`."""
-    return max(1, int(REPORTING_DEVICE_DAYS_PER_PAGE * DAY_US // max(window_us, 1)))
+def per_read(device_days: int, window_us: int) -> int:
+    """Devices one downstream read may take so that it reads `device_days` days of devices
+    over a window of `window_us`: at least one."""
+    return max(1, int(device_days * DAY_US // max(window_us, 1)))
 
 
 def _session(message: vehicle_pb2.ChargingSession) -> Session:
@@ -225,7 +226,7 @@ class Downstream:
         module = vehicle_service_pb2 if vehicles else meter_service_pb2
         reports: list[DeviceReport] = []
         token = ""
-        page_size = reporting_page_size(end_us - start_us)
+        page_size = per_read(REPORTING_DEVICE_DAYS_PER_PAGE, end_us - start_us)
         while True:
             request = module.ListReportingSummariesRequest(
                 start_time=micros_to_timestamp(start_us),

@@ -14,16 +14,18 @@ page is computed from the whole fleet, as the ranking needs."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from services.analytics.downstream import ChargerOverlap, DeviceReport, Downstream
-from services.analytics.service import DAY_US, MAX_WINDOW_US, downstream_budget, window_bounds
+from services.analytics.service import (
+    DAY_US,
+    downstream_budget,
+    page_position_issued,
+    window_bounds,
+)
 from services.common.errors import InvalidArgument
 from services.common.paging import decode_token, encode_token, page_limit
-from services.common.timeconv import MAX_TIMESTAMP_MICROS, MIN_TIMESTAMP_MICROS
-from services.common.validation import id_problem
 
 
 @dataclass(frozen=True)
@@ -139,17 +141,8 @@ class CompletenessKey:
             )
         except ValueError:
             raise _not_issued() from None
-        number = key.after[1]
-        if (
-            tag != "completeness"
-            or listing not in ("c", "v")
-            or rank not in ("0", "1")
-            or not math.isfinite(number)
-            or number < 0
-            or id_problem(device_id) is not None
-            or not 0 < key.window_us <= MAX_WINDOW_US
-            or not MIN_TIMESTAMP_MICROS + key.window_us <= key.end_us <= MAX_TIMESTAMP_MICROS
-        ):
+        issued = page_position_issued(key.end_us, key.window_us, rank, key.after[1], device_id)
+        if not issued or tag != "completeness" or listing not in ("c", "v"):
             raise _not_issued()
         return key
 

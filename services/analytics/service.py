@@ -4,6 +4,7 @@ to all of them), and a fourth on chargers where sessions are concurrent."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 from services.analytics.correlation import (
@@ -16,10 +17,14 @@ from services.analytics.correlation import (
 )
 from services.analytics.downstream import Downstream
 from services.common.errors import DeadlineExceeded, InvalidArgument
-from services.common.timeconv import MICROS, MIN_TIMESTAMP_MICROS, now_micros
-from services.common.validation import require_id
+from services.common.timeconv import (
+    DAY_US,
+    MAX_TIMESTAMP_MICROS,
+    MIN_TIMESTAMP_MICROS,
+    now_micros,
+)
+from services.common.validation import id_problem, require_id
 
-DAY_US = 24 * 3600 * MICROS
 MAX_WINDOW_US = 31 * DAY_US
 
 
@@ -32,6 +37,21 @@ def downstream_budget(time_remaining: Callable[[], float | None], timeout: float
     if remaining <= 0:
         raise DeadlineExceeded("the caller's deadline passed")
     return min(remaining, timeout)
+
+
+def page_position_issued(end_us: int, window_us: int, rank: str, value: float, key: str) -> bool:
+    """Whether a page token's pinned window (its end and length) and its position (the sort
+    key of the last row listed: rank "0" with a known value, or "1" with 0 for unknown, then an
+    id) are ones this service could have issued."""
+    return (
+        rank in ("0", "1")
+        and math.isfinite(value)
+        and value >= 0
+        and (rank == "0" or value == 0.0)
+        and id_problem(key) is None
+        and 0 < window_us <= MAX_WINDOW_US
+        and MIN_TIMESTAMP_MICROS + window_us <= end_us <= MAX_TIMESTAMP_MICROS
+    )
 
 
 def window_bounds(

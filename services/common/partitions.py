@@ -22,9 +22,10 @@ from typing import Any
 
 import psycopg
 
+from services.common.timeconv import DAY_US
+
 log = logging.getLogger(__name__)
 
-DAY_US = 86_400_000_000
 _EPOCH = date(1970, 1, 1)
 _SUFFIX = re.compile(r"_p(\d{8})$")
 

@@ -9,6 +9,7 @@ from google.protobuf.duration_pb2 import Duration
 from google.protobuf.timestamp_pb2 import Timestamp
 
 MICROS = 1_000_000
+DAY_US = 24 * 3600 * MICROS
 
 # The well-known types' own ranges: Timestamp 0001-01-01T00:00:00Z … 9999-12-31T23:59:59.999999999Z,
 # Duration ±10,000 years. Anything outside is a client bug (often epoch milliseconds given as

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 
 from services.common.errors import InvalidArgument
+from services.common.timeconv import DAY_US
 from services.common.validation import id_problem
 from services.meter.repository import (
     AttributionRow,
@@ -20,7 +21,6 @@ MAX_INTERVALS = 10_000
 # total length: at most 62 interval-days per call (two 31-day windows; AnalyticsService sends
 # at most 31 days a call, see services/analytics/downstream.py). At a reading a minute that is
 # 89,280 index entries, tens of milliseconds; 10,000 intervals of 31 days would be 446M.
-DAY_US = 24 * 3600 * 1_000_000
 MAX_INTERVAL_DAYS = 62
 # AttributeConsumption: sessions of one window (AnalyticsService's largest: 31 days) in all.
 MAX_ATTRIBUTION_SESSIONS = 10_000

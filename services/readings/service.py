@@ -9,6 +9,7 @@ from typing import Any, Generic, TypeVar
 from services.common import paging
 from services.common.errors import InvalidArgument, NotFound
 from services.common.ingest import Batch, Ingestor, ReadingOutcome, StreamOutcome
+from services.common.timeconv import DAY_US
 from services.common.validation import id_problem, require_id
 from services.readings.kind import ReadingKind
 from services.readings.reporting import ReportingSummary, summarize_reporting
@@ -16,7 +17,6 @@ from services.readings.repository import StatusRepository, StatusRow
 
 Repository = TypeVar("Repository", bound=StatusRepository)
 
-DAY_US = 24 * 3600 * 1_000_000
 # ListReportingSummaries reads every reading of a page's devices over its window.
 MAX_REPORTING_WINDOW_DAYS = 31
 

@@ -8,6 +8,8 @@ from collections.abc import Callable, Iterator
 from typing import Any, Generic, Protocol, TypeVar
 
 import grpc
+from google.protobuf.duration_pb2 import Duration
+from google.protobuf.timestamp_pb2 import Timestamp
 
 from services.common.errors import InvalidArgument, translate_errors
 from services.common.ingest import batches_of
@@ -77,8 +79,32 @@ class PageRequest(Protocol):
     page_token: str
 
 
-# ListReportingSummaries' gap when the request leaves it unset: SESSION_GAP_SECONDS' default.
-DEFAULT_REPORTING_GAP_US = 300 * 1_000_000
+# The gap of a request that leaves it unset (ListReportingSummaries, VehicleService's sessions):
+# SESSION_GAP_SECONDS' default.
+DEFAULT_GAP_US = 300 * 1_000_000
+
+
+class WindowRequest(Protocol):
+    """A request over [start_time, end_time) with a gap (its field named by the caller)."""
+
+    start_time: Timestamp
+    end_time: Timestamp
+
+    def HasField(self, name: str) -> bool: ...
+
+
+def request_window(request: WindowRequest, gap_field: str) -> tuple[int, int, int]:
+    """(start_us, end_us, gap_us) of a request: both times required, the gap DEFAULT_GAP_US
+    when unset; INVALID_ARGUMENT naming each unset or out-of-range field."""
+    missing = [name for name in ("start_time", "end_time") if not request.HasField(name)]
+    if missing:
+        raise InvalidArgument([(name, "must be set, got nothing") for name in missing])
+    gap: Duration = getattr(request, gap_field)
+    require_times(
+        [("start_time", request.start_time), ("end_time", request.end_time), (gap_field, gap)]
+    )
+    gap_us = duration_to_micros(gap) if request.HasField(gap_field) else DEFAULT_GAP_US
+    return timestamp_to_micros(request.start_time), timestamp_to_micros(request.end_time), gap_us
 
 
 class ReadingServicer(Generic[Service]):
@@ -162,21 +188,7 @@ class ReadingServicer(Generic[Service]):
     def ListReportingSummaries(self, request: Any, context: grpc.ServicerContext) -> Any:
         """One page (AIP-158) of every device's reporting over [start_time, end_time)."""
         self._auth.require_reader(context)
-        missing = [name for name in ("start_time", "end_time") if not request.HasField(name)]
-        if missing:
-            raise InvalidArgument([(name, "must be set, got nothing") for name in missing])
-        require_times(
-            [
-                ("start_time", request.start_time),
-                ("end_time", request.end_time),
-                ("gap", request.gap),
-            ]
-        )
-        start_us = timestamp_to_micros(request.start_time)
-        end_us = timestamp_to_micros(request.end_time)
-        gap_us = (
-            duration_to_micros(request.gap) if request.HasField("gap") else DEFAULT_REPORTING_GAP_US
-        )
+        start_us, end_us, gap_us = request_window(request, "gap")
         summaries, next_token = self._readings.reporting_summaries(
             start_us, end_us, gap_us, request.page_size, request.page_token
         )

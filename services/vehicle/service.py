@@ -4,6 +4,7 @@ knows neither gRPC nor SQL."""
 from __future__ import annotations
 
 from services.common.errors import InvalidArgument, NotFound
+from services.common.timeconv import DAY_US
 from services.common.validation import id_problem, require_id
 from services.readings.reporting import ReportingSummary
 from services.readings.service import ReadingService
@@ -16,7 +17,6 @@ from services.vehicle.repository import (
 
 # One call reads one vehicle's readings over end_time - start_time, with window functions:
 # at most 31 days (AnalyticsService's largest window), 44,640 readings at one a minute.
-DAY_US = 24 * 3600 * 1_000_000
 MAX_SESSIONS_SPAN_DAYS = 31
 # ListChargerSessions: the chargers one vehicle can use in a window, with a wide margin; and
 # the ranges around its sessions (one per session at most, as many as MeterService attributes

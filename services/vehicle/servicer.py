@@ -4,26 +4,20 @@ bound to its names, and ListChargingSessions."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
 
 import grpc
 from energy.vehicle.v1 import vehicle_pb2, vehicle_service_pb2, vehicle_service_pb2_grpc
-from google.protobuf.duration_pb2 import Duration
-from google.protobuf.timestamp_pb2 import Timestamp
 
 from services.common.errors import InvalidArgument, translate_errors
 from services.common.timeconv import (
-    duration_to_micros,
     micros_to_timestamp,
     timestamp_to_micros,
 )
 from services.common.validation import require_times
 from services.readings.reporting import ReportingSummary
-from services.readings.servicer import ReadingServicer
+from services.readings.servicer import ReadingServicer, request_window
 from services.vehicle.repository import ChargerRange, SessionRow
 from services.vehicle.service import VehicleReadings
-
-DEFAULT_SESSION_GAP_US = 5 * 60 * 1_000_000
 
 
 def session_message(row: SessionRow) -> vehicle_pb2.ChargingSession:
@@ -40,37 +34,6 @@ def session_message(row: SessionRow) -> vehicle_pb2.ChargingSession:
         first_reading_time=micros_to_timestamp(row.first_reading_micros),
         last_reading_time=micros_to_timestamp(row.last_reading_micros),
     )
-
-
-class _WindowRequest(Protocol):
-    """What ListChargingSessions and ListChargerSessions requests share."""
-
-    start_time: Timestamp
-    end_time: Timestamp
-    session_gap: Duration
-
-    def HasField(self, name: str) -> bool: ...
-
-
-def _window(request: _WindowRequest) -> tuple[int, int, int]:
-    """(start_us, end_us, gap_us) of a sessions request; INVALID_ARGUMENT for unset or
-    out-of-range times."""
-    missing = [name for name in ("start_time", "end_time") if not request.HasField(name)]
-    if missing:
-        raise InvalidArgument([(name, "must be set, got nothing") for name in missing])
-    require_times(
-        [
-            ("start_time", request.start_time),
-            ("end_time", request.end_time),
-            ("session_gap", request.session_gap),
-        ]
-    )
-    gap_us = (
-        duration_to_micros(request.session_gap)
-        if request.HasField("session_gap")
-        else DEFAULT_SESSION_GAP_US
-    )
-    return timestamp_to_micros(request.start_time), timestamp_to_micros(request.end_time), gap_us
 
 
 def _ranges(ranges: Sequence[vehicle_service_pb2.ChargerTimeRange]) -> list[ChargerRange]:
@@ -116,7 +79,9 @@ class VehicleServicer(
         context: grpc.ServicerContext,
     ) -> vehicle_service_pb2.ListChargingSessionsResponse:
         self._auth.require_reader(context)
-        sessions = self._readings.list_sessions(request.vehicle_id, *_window(request))
+        sessions = self._readings.list_sessions(
+            request.vehicle_id, *request_window(request, "session_gap")
+        )
         return vehicle_service_pb2.ListChargingSessionsResponse(
             sessions=[session_message(row) for row in sessions]
         )
@@ -128,7 +93,7 @@ class VehicleServicer(
         context: grpc.ServicerContext,
     ) -> vehicle_service_pb2.ListChargerSessionsResponse:
         self._auth.require_reader(context)
-        start_us, end_us, gap_us = _window(request)
+        start_us, end_us, gap_us = request_window(request, "session_gap")
         sessions = self._readings.list_charger_sessions(
             list(request.charger_ids),
             _ranges(request.ranges),
