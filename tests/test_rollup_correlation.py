@@ -22,7 +22,8 @@ from functools import partial
 
 import psycopg
 import pytest
-from energy.analytics.v1 import analytics_pb2
+from energy.analytics.v1 import analytics_pb2, analytics_service_pb2
+from energy.vehicle.v1 import vehicle_service_pb2
 from energy.vehicle.v1.vehicle_service_pb2 import IngestReadingsRequest
 from energy.vehicle.v1.vehicle_service_pb2_grpc import VehicleServiceStub
 
@@ -38,9 +39,11 @@ from tests.test_analytics_e2e import (
     StartAnalytics,
     analytics_factory,
     at,
+    duration,
     ingest_meters,
     ingest_vehicles,
     meter,
+    ts,
     vehicle,
 )
 from tests.test_correlation_property import FLEET_MAKERS, Fleet, generate, ingest
@@ -158,13 +161,18 @@ FLEETS: dict[str, Callable[[], Fleet]] = {
 
 
 @pytest.mark.parametrize("name", FLEETS)
-def test_performance_from_rollups_equals_performance_from_readings(
+def test_performance_and_charger_listing_from_rollups_equal_them_from_readings(
     name: str,
     database_url: str,
     meter_server: InProcessServer,
     vehicle_server: InProcessServer,
     analytics_factory: StartAnalytics,
 ) -> None:
+    """Every vehicle's performance, every charger's efficiency (ListChargerEfficiencies), and
+    VehicleService's sessions on every charger over whole windows (ListChargerSessions by
+    charger_ids, whose whole hours come from the rollups) agree with the same asked of the
+    readings alone; the latter also agree with the same sessions asked for by ranges covering
+    the windows (read from the readings by another statement) in both states."""
     fleet = FLEETS[name]()
     # The fleet's own gap, and one longer than the rollups store silences for (VehicleService
     # then reads every hour; MeterService still takes whole hours from its rollups).
@@ -175,14 +183,41 @@ def test_performance_from_rollups_equals_performance_from_readings(
     ingest(meter_server, vehicle_server, fleet)
     windows = [(fleet.start, fleet.end), (fleet.start - 6 * HOUR, fleet.end + 6 * HOUR)]
     vehicles = sorted({v for v, _, _, _ in fleet.vehicles})
+    chargers = sorted({c for _, c, _, _ in fleet.vehicles} | set(fleet.meters))
+    sessions_stub = VehicleServiceStub(vehicle_server.channel())
 
-    def answers() -> dict[tuple[float, str, int], analytics_pb2.VehiclePerformance]:
-        return {
-            (gap, vehicle_id, start): service.performance(vehicle_id, end=end, window=end - start)
-            for gap, service in services.items()
-            for vehicle_id in vehicles
-            for start, end in windows
-        }
+    def charger_sessions(gap: float, start: int, end: int, by_ranges: bool) -> object:
+        request = vehicle_service_pb2.ListChargerSessionsRequest(
+            start_time=ts(start), end_time=ts(end), session_gap=duration(round(gap * 1e6))
+        )
+        if by_ranges:  # far wider than the window: each is cut to the window's context
+            for charger_id in chargers:
+                request.ranges.add(
+                    charger_id=charger_id,
+                    start_time=ts(start - 24 * HOUR),
+                    end_time=ts(end + 24 * HOUR),
+                )
+        else:
+            request.charger_ids.extend(chargers)
+        return sessions_stub.ListChargerSessions(request, timeout=30).sessions
+
+    def answers() -> dict[tuple[object, ...], object]:
+        found: dict[tuple[object, ...], object] = {}
+        for gap, service in services.items():
+            for start, end in windows:
+                for vehicle_id in vehicles:
+                    found["performance", gap, vehicle_id, start] = service.performance(
+                        vehicle_id, end=end, window=end - start
+                    )
+                request = analytics_service_pb2.ListChargerEfficienciesRequest(
+                    end_time=ts(end), window=duration(end - start), page_size=1000
+                )
+                found["listing", gap, start] = service.stub.ListChargerEfficiencies(
+                    request, timeout=30
+                )
+                found["sessions", gap, start] = charger_sessions(gap, start, end, False)
+                found["by ranges", gap, start] = charger_sessions(gap, start, end, True)
+        return found
 
     mark_everything_stale(database_url)
     from_readings = answers()
@@ -190,6 +225,11 @@ def test_performance_from_rollups_equals_performance_from_readings(
     from_rollups = answers()
     for key, raw in from_readings.items():
         same(raw, from_rollups[key], f"{key} of {fleet.describe()}")
+        if key[0] == "by ranges":
+            whole = ("sessions", *key[1:])
+            same(raw, from_readings[whole], f"{whole} of {fleet.describe()}")
+            same(raw, from_rollups[whole], f"{whole} of {fleet.describe()}")
+    assert any(from_rollups["sessions", gap, start] for gap in services for start, _ in windows)
 
 
 # --- by hand -------------------------------------------------------------------------------

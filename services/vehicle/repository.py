@@ -42,16 +42,8 @@ class VehicleRepository(StatusRepository):
     ) -> list[SessionRow]:
         """The vehicle's charging sessions whose readings' intervals reach into
         [start_us, end_us), ordered by start. Whole hours inside the window come from the
-        rollups where they can (see _VEHICLE_SESSIONS_SQL): the same sessions."""
-        scope = {
-            "vehicle_id": vehicle_id,
-            # The first hour whose readings' intervals (at most the lookaround long) all start
-            # after the window's start, and the window's last whole hour.
-            "served_from_us": ((start_us + self._lookaround_us) // HOUR_US + 1) * HOUR_US,
-            "served_to_us": end_us // HOUR_US * HOUR_US,
-            "rollups_on": gap_us <= ROLLUP_MAX_GAP_US,
-            "rollup_rule": rollup_rule(self._reach_us),
-        }
+        rollups where they can (see _rolled_sessions_sql): the same sessions."""
+        scope = {"vehicle_id": vehicle_id, **self._rollup_scope(start_us, end_us, gap_us)}
         return self._sessions(_VEHICLE_SESSIONS_SQL, scope, start_us, end_us, gap_us)
 
     def list_charger_sessions(
@@ -69,7 +61,18 @@ class VehicleRepository(StatusRepository):
         `charger_ids` over the whole window, ordered by charger then start. A vehicle's readings
         are read from the context (the lookaround and the session gap) before its first reading
         in a range to the context after its last, so a session that runs on beyond that is cut
-        short there (its span and DC too); inside, it is what list_sessions gives the vehicle."""
+        short there (its span and DC too); inside, it is what list_sessions gives the vehicle.
+        Without ranges, each such vehicle is read over the whole window as list_sessions reads
+        it (whole hours from the rollups): the same sessions on the chargers."""
+        if not ranges:
+            # Whole windows only (a fleet-wide listing): every vehicle that reported on the
+            # chargers is read as list_sessions reads it, whole hours from the rollups.
+            scope = {
+                "charger_ids": charger_ids,
+                "excluded": excluded_vehicle_id,
+                **self._rollup_scope(start_us, end_us, gap_us),
+            }
+            return self._sessions(_CHARGERS_SESSIONS_SQL, scope, start_us, end_us, gap_us)
         context_us = self._context_us(gap_us)
         whole = [ChargerRange(c, start_us - context_us, end_us + context_us) for c in charger_ids]
         ranges = [*ranges, *whole]
@@ -175,6 +178,17 @@ class VehicleRepository(StatusRepository):
             for vehicle_id, charger_ids, overlaps in rows
         }
 
+    def _rollup_scope(self, start_us: int, end_us: int, gap_us: int) -> dict[str, Any]:
+        """The whole hours a sessions statement may take from the rollups (_rolled_sessions_sql)."""
+        return {
+            # The first hour whose readings' intervals (at most the lookaround long) all start
+            # after the window's start, and the window's last whole hour.
+            "served_from_us": ((start_us + self._lookaround_us) // HOUR_US + 1) * HOUR_US,
+            "served_to_us": end_us // HOUR_US * HOUR_US,
+            "rollups_on": gap_us <= ROLLUP_MAX_GAP_US,
+            "rollup_rule": rollup_rule(self._reach_us),
+        }
+
     def _context_us(self, gap_us: int) -> int:
         """How far beyond what a sessions statement needs it reads: a previous reading within
         the reach, and every reading that can still join a session across a silence (a
@@ -247,15 +261,20 @@ def _sessions_sql(
 
     With `rolled`, the scope's CTEs also end in `served` (rollup rows of whole hours to take as
     they are: inside the window, none of their silences longer than the gap; their readings are
-    read as context only) and `scope` reads the rest, each piece from the context before it. A
+    read as context only), `served_hours` (served_vehicle_id, served_hours_s: each vehicle's
+    served hours, epoch seconds, as one array) and `scope` reads the rest, each piece from the
+    context before it. A
     rollup row is one unit of the gaps and islands, opening a session when the silence before
     its first reading is longer than the gap, as that reading would."""
     raw_filter, units = "", "SELECT * FROM raw"
     if rolled:
-        # A hashed NOT IN on the hour, not a range test per piece (a window of stale hours has
-        # hundreds of pieces), nor an anti-join the planner may run as a nested loop.
-        raw_filter = """WHERE floor(intervals.t / 3600) * 3600 NOT IN (
-                SELECT hour_s FROM served)"""
+        # Each vehicle's served hours as one array, joined on the vehicle: a hash join of one
+        # row per vehicle, not a range test per piece (a window of stale hours has hundreds of
+        # pieces), nor a NOT IN over every vehicle's served hours (hashed only while the planner
+        # thinks them few) or an anti-join it may run as a nested loop.
+        raw_filter = """LEFT JOIN served_hours ON served_vehicle_id = intervals.vehicle_id
+            WHERE served_hours_s IS NULL
+               OR NOT (floor(intervals.t / 3600) * 3600 = ANY (served_hours_s))"""
         units = """SELECT * FROM raw
             UNION ALL
             SELECT vehicle_id, charger_id, first_t, last_t, kwh_delivered_dc, reading_count,
@@ -325,78 +344,109 @@ def _sessions_sql(
     )
 
 
-# One vehicle, from the context (see _context_us) before the window to the context after it.
-# Whole hours from `served_from_us` (the first whose readings' intervals all lie inside the
-# window) to `served_to_us` (the window's last whole hour) are taken from the rollups when they
-# are made (before rolled_until, with this service's rule), not marked stale, and none of their
-# silences is longer than the gap (`rollups_on`: the gap is at most ROLLUP_MAX_GAP_US). The
-# rest is read from the readings, each piece from the context before it (the window's first
-# from the scan's start, as the readings alone are read): a previous reading farther back than
-# the context would leave a silence longer than the gap either way.
-_VEHICLE_SESSIONS_SQL = _sessions_sql(
-    f"""state AS (
-        SELECT CASE WHEN rule = :rollup_rule
-                    THEN coalesce({MICROS_SQL.format(col="rolled_until")}, 0) ELSE 0 END
-                   AS rolled_us
-        FROM vehicle.rollup_state
-    ), bounds AS (
-        SELECT CAST(:served_from_us AS int8) AS h1,
-               CASE WHEN CAST(:rollups_on AS boolean)
-                    THEN greatest(CAST(:served_from_us AS int8),
-                                  least(CAST(:served_to_us AS int8), rolled_us))
-                    ELSE CAST(:served_from_us AS int8) END AS h2
-        FROM state
-    ), rolled AS (
-        SELECT r.*, {MICROS_SQL.format(col="r.hour")} AS hour_us,
-               date_part('epoch', r.hour) AS hour_s
-        FROM bounds b
-        JOIN vehicle.vehicle_rollups_hourly r
-          ON r.vehicle_id = :vehicle_id
-         AND r.hour >= {TIMESTAMPTZ_SQL.format(us="b.h1")}
-         AND r.hour < {TIMESTAMPTZ_SQL.format(us="b.h2")}
-    ), unservable AS (
-        SELECT {MICROS_SQL.format(col="i.hour")} AS hour_us
-        FROM bounds b
-        JOIN vehicle.rollup_invalidations i
-          ON i.hour >= {TIMESTAMPTZ_SQL.format(us="b.h1")}
-         AND i.hour < {TIMESTAMPTZ_SQL.format(us="b.h2")}
-        UNION
-        SELECT hour_us FROM rolled WHERE inner_break > :gap_s
-    ), served AS (
-        SELECT * FROM rolled WHERE hour_us NOT IN (SELECT hour_us FROM unservable)
-    ), pieces AS (
-        SELECT CAST('-Infinity' AS float8) AS lo_s, CAST(h1 AS float8) / 1000000 AS hi_s,
-               CAST(:scan_start_us AS int8) AS read_from_us, h1 AS read_to_us
-        FROM bounds WHERE h2 > h1
-        UNION ALL
-        SELECT CAST(h2 AS float8) / 1000000, CAST('Infinity' AS float8),
-               h2 - CAST(:context_us AS int8), CAST(:scan_end_us AS int8) + 1
-        FROM bounds WHERE h2 > h1
-        UNION ALL
-        SELECT CAST(hour_us AS float8) / 1000000, CAST(hour_us + {HOUR_US} AS float8) / 1000000,
-               hour_us - CAST(:context_us AS int8), hour_us + {HOUR_US}
-        FROM unservable
-        UNION ALL
-        SELECT CAST('-Infinity' AS float8), CAST('Infinity' AS float8),
-               CAST(:scan_start_us AS int8), CAST(:scan_end_us AS int8) + 1
-        FROM bounds WHERE h2 <= h1
-    ), reads AS (
-        SELECT read_from_us, read_to_us,
-               max(read_to_us) OVER (ORDER BY read_from_us
-                                     ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS before
-        FROM pieces
-    ), scope AS (
-        SELECT CAST(:vehicle_id AS text) AS vehicle_id, min(read_from_us) AS lo_us,
-               max(read_to_us) - 1 AS hi_us
-        FROM (
-            SELECT *, count(*) FILTER (WHERE before IS NULL OR read_from_us > before)
-                          OVER (ORDER BY read_from_us) AS island
-            FROM reads
-        ) AS merged
-        GROUP BY island
-    )""",
-    "3, 2",
-    rolled=True,
+# Each vehicle of `vehicles` (a CTE of vehicle_id), from the context (see _context_us) before the
+# window to the context after it. Whole hours from `served_from_us` (the first whose readings'
+# intervals all lie inside the window) to `served_to_us` (the window's last whole hour) are taken
+# from the vehicle's rollups when they are made (before rolled_until, with this service's rule),
+# not marked stale, and none of the vehicle's silences in them is longer than the gap
+# (`rollups_on`: the gap is at most ROLLUP_MAX_GAP_US). The rest is read from the readings, each
+# piece from the context before it (the window's first from the scan's start, as the readings
+# alone are read): a previous reading farther back than the context would leave a silence longer
+# than the gap either way. A vehicle's answer does not depend on the others read with it.
+def _rolled_sessions_sql(vehicles: str, order: str, chargers: str = "true") -> TextClause:
+    return _sessions_sql(
+        f"""vehicles AS (
+            {vehicles}
+        ), state AS (
+            SELECT CASE WHEN rule = :rollup_rule
+                        THEN coalesce({MICROS_SQL.format(col="rolled_until")}, 0) ELSE 0 END
+                       AS rolled_us
+            FROM vehicle.rollup_state
+        ), bounds AS (
+            SELECT CAST(:served_from_us AS int8) AS h1,
+                   CASE WHEN CAST(:rollups_on AS boolean)
+                        THEN greatest(CAST(:served_from_us AS int8),
+                                      least(CAST(:served_to_us AS int8), rolled_us))
+                        ELSE CAST(:served_from_us AS int8) END AS h2
+            FROM state
+        ), rolled AS (
+            SELECT r.*, {MICROS_SQL.format(col="r.hour")} AS hour_us,
+                   date_part('epoch', r.hour) AS hour_s
+            FROM bounds b
+            CROSS JOIN vehicles v
+            JOIN vehicle.vehicle_rollups_hourly r
+              ON r.vehicle_id = v.vehicle_id
+             AND r.hour >= {TIMESTAMPTZ_SQL.format(us="b.h1")}
+             AND r.hour < {TIMESTAMPTZ_SQL.format(us="b.h2")}
+        ), stale AS (
+            SELECT DISTINCT {MICROS_SQL.format(col="i.hour")} AS hour_us
+            FROM bounds b
+            JOIN vehicle.rollup_invalidations i
+              ON i.hour >= {TIMESTAMPTZ_SQL.format(us="b.h1")}
+             AND i.hour < {TIMESTAMPTZ_SQL.format(us="b.h2")}
+        ), unservable AS (
+            -- A stale hour is read from the readings for every vehicle; an hour holding a
+            -- silence longer than the gap, for its vehicle only.
+            SELECT v.vehicle_id, s.hour_us FROM vehicles v CROSS JOIN stale s
+            UNION
+            SELECT vehicle_id, hour_us FROM rolled WHERE inner_break > :gap_s
+        ), served AS (
+            SELECT r.* FROM rolled r
+            LEFT JOIN unservable u ON u.vehicle_id = r.vehicle_id AND u.hour_us = r.hour_us
+            WHERE u.hour_us IS NULL
+        ), served_hours AS (
+            SELECT vehicle_id AS served_vehicle_id, array_agg(hour_s) AS served_hours_s
+            FROM served GROUP BY vehicle_id
+        ), pieces AS (
+            SELECT v.vehicle_id, CAST(:scan_start_us AS int8) AS read_from_us, b.h1 AS read_to_us
+            FROM bounds b CROSS JOIN vehicles v WHERE b.h2 > b.h1
+            UNION ALL
+            SELECT v.vehicle_id, b.h2 - CAST(:context_us AS int8), CAST(:scan_end_us AS int8) + 1
+            FROM bounds b CROSS JOIN vehicles v WHERE b.h2 > b.h1
+            UNION ALL
+            SELECT vehicle_id, hour_us - CAST(:context_us AS int8), hour_us + {HOUR_US}
+            FROM unservable
+            UNION ALL
+            SELECT v.vehicle_id, CAST(:scan_start_us AS int8), CAST(:scan_end_us AS int8) + 1
+            FROM bounds b CROSS JOIN vehicles v WHERE b.h2 <= b.h1
+        ), reads AS (
+            SELECT vehicle_id, read_from_us, read_to_us,
+                   max(read_to_us) OVER (PARTITION BY vehicle_id ORDER BY read_from_us
+                                         ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)
+                       AS before
+            FROM pieces
+        ), scope AS (
+            SELECT vehicle_id, min(read_from_us) AS lo_us, max(read_to_us) - 1 AS hi_us
+            FROM (
+                SELECT *, count(*) FILTER (WHERE before IS NULL OR read_from_us > before)
+                              OVER (PARTITION BY vehicle_id ORDER BY read_from_us) AS island
+                FROM reads
+            ) AS merged
+            GROUP BY vehicle_id, island
+        )""",
+        order,
+        chargers,
+        rolled=True,
+    )
+
+
+_VEHICLE_SESSIONS_SQL = _rolled_sessions_sql(
+    "SELECT CAST(:vehicle_id AS text) AS vehicle_id", "3, 2"
+)
+# Every vehicle (but the excluded one) with a reading on one of the chargers in the window's
+# context (the (charger_id, read_time) index finds them), its sessions on those chargers.
+_CHARGERS_SESSIONS_SQL = _rolled_sessions_sql(
+    f"""SELECT DISTINCT h.vehicle_id
+            FROM unnest(CAST(:charger_ids AS text[])) AS c(charger_id)
+            CROSS JOIN LATERAL (
+                SELECT DISTINCT vehicle_id FROM vehicle.vehicle_readings
+                WHERE charger_id = c.charger_id
+                  AND read_time >= {TIMESTAMPTZ_SQL.format(us=":scan_start_us")}
+                  AND read_time <= {TIMESTAMPTZ_SQL.format(us=":scan_end_us")}
+                  AND vehicle_id <> :excluded
+            ) AS h""",
+    "2, 3, 1",
+    "charger_id = ANY(CAST(:charger_ids AS text[]))",
 )
 # The vehicles with a reading on a range's charger within the range (the (charger_id,
 # read_time) index finds them), each read from the context before its first such reading to
