@@ -390,3 +390,63 @@ def test_a_lossless_session_is_not_flagged_out_of_range_from_the_rollups(
         rolled.sessions[0].efficiency_ratio,
     )
     assert list(rolled.quality_flags) == list(raw.quality_flags)
+
+
+def bump_meter(url: str, charger_id: str, hour: int, kwh: float) -> None:
+    """Adds `kwh` to the attributable AC of hour `hour`'s rollup of `charger_id`, by hand."""
+    with psycopg.connect(url) as connection:
+        connection.execute(
+            "UPDATE meter.meter_rollups_hourly SET attributable_kwh = attributable_kwh + %s "
+            "WHERE meter_id = %s AND hour = %s",
+            (kwh, charger_id, datetime.fromtimestamp(hour / 1e6, UTC)),
+        )
+
+
+def test_a_charger_shared_back_to_back_is_listed_from_the_rollups_across_the_hand_over(
+    database_url: str,
+    meter_server: InProcessServer,
+    vehicle_server: InProcessServer,
+    analytics_factory: StartAnalytics,
+) -> None:
+    # D's meter reads 0.25 kWh every minute 00:00..08:00. V1 charges on it 01:01..04:00 (0.125
+    # kWh DC a minute), V2 right after, 04:01..07:00 (0.1875). Every energy is dyadic: sums are
+    # exact in any order.
+    analytics = analytics_factory()
+    ingest_meters(meter_server, [meter("D", t, 0.25) for t in range(at(0), at(8) + 1, MINUTE)])
+    ingest_vehicles(
+        vehicle_server,
+        [vehicle("V1", "D", t, 0.125) for t in range(at(1, 1), at(4, 0) + 1, MINUTE)]
+        + [vehicle("V2", "D", t, 0.1875) for t in range(at(4, 1), at(7, 0) + 1, MINUTE)],
+    )
+    request = analytics_service_pb2.ListChargerEfficienciesRequest(
+        end_time=ts(END), window=duration(END - START)
+    )
+
+    def listed() -> tuple[float, float, float, float, int, int, float]:
+        (row,) = analytics.stub.ListChargerEfficiencies(request, timeout=30).charger_efficiencies
+        now = row.current
+        assert row.charger_id == "D" and list(now.quality_flags) == []
+        return (
+            now.energy_consumed_ac,
+            now.energy_delivered_dc,
+            now.efficiency_ratio,
+            now.standby_energy_kwh,
+            now.session_count,
+            now.vehicle_count,
+            now.ac_coverage,
+        )
+
+    # V1's session spans 01:00-04:00 (its first interval is one usual minute), V2's 04:00-07:00:
+    # the 360 meter intervals ending 01:01..07:00 are theirs (90.0 kWh AC; the one ending at
+    # 01:00 only touches V1's start), DC 180 x 0.125 + 180 x 0.1875 = 56.25, efficiency 0.625.
+    # The meter's 480 intervals in the window hold 120.0 kWh: 30.0 of standby.
+    expected = (90.0, 56.25, 0.625, 30.0, 2, 2, 1.0)
+    mark_everything_stale(database_url)
+    assert listed() == expected
+    make_rollups(database_url)
+    assert listed() == expected
+    # The two sessions touch, so their meter intervals are asked about as one span: 04:00-05:00,
+    # which the hand-over at 04:00 is within a lookaround of, comes from the rollups too (asked
+    # session by session, V1's end would send it to the readings).
+    bump_meter(database_url, "D", at(4), 10.0)
+    assert listed() == (100.0, 56.25, 0.5625, 30.0, 2, 2, 1.0)

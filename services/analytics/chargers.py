@@ -4,8 +4,8 @@ composed from the other two services by the correlation rule (gRPC only), and th
 Per window, for chargers in batches (CHARGER_DAYS_PER_READ charger-days): every vehicle's
 sessions on them (VehicleService.ListChargerSessions), kept from sharing time on each charger
 as for a vehicle (back-to-back sessions cut, interleaving ones flagged CONCURRENT_SESSIONS), the
-AC attributed to each (MeterService.AttributeConsumption, a charger's sessions always in one
-call, so a meter interval is split among all of them), and, by the same rule in a call of its
+AC attributed to them (MeterService.AttributeConsumption, over each charger's occupied spans:
+see occupied_spans; a charger's spans always in one call), and, by the same rule in a call of its
 own, the AC of a span covering the whole window on each charger: all its plausible meter energy
 inside the window, intervals cut by the window's edges in proportion to time. What the sessions
 were not attributed of it is the charger's standby energy, so attributed + standby is the
@@ -23,10 +23,11 @@ from __future__ import annotations
 
 import enum
 import hashlib
+import itertools
 import logging
 import statistics
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from services.analytics.correlation import (
     Consumption,
@@ -120,8 +121,9 @@ class EfficiencyPage:
 def charger_figures(
     sessions: Sequence[Session], consumption: Sequence[Consumption], whole: Consumption
 ) -> ChargerFigures:
-    """One charger's figures from its sessions (cut), the AC attributed to each, and the AC
-    attributed to a span covering the whole window (`whole`). Standby is the latter less the
+    """One charger's figures from its sessions (cut), the AC attributed to them (to each, or to
+    their occupied spans: only the sums count), and the AC attributed to a span covering the
+    whole window (`whole`). Standby is the latter less the
     former; unknown when no meter interval of known, plausible energy covers any of the
     window. IMPLAUSIBLE_METER_DATA when an interval anywhere in the window is."""
     attributed = sum(used.kwh_consumed_ac for used in consumption)
@@ -398,9 +400,13 @@ class ChargerEfficiencyService:
         end_us: int,
         time_remaining: Callable[[], float | None],
     ) -> dict[str, list[Consumption]]:
-        """Each charger's sessions' AC, a charger's sessions always in the same call."""
-        consumption: dict[str, list[Consumption]] = {c: [] for c in by_charger}
-        for group in _groups(by_charger.items(), SESSIONS_PER_CALL):
+        """The AC of each charger's sessions, attributed to its occupied spans (see
+        occupied_spans), a charger's spans always in the same call."""
+        spans = {
+            charger_id: occupied_spans(sessions) for charger_id, sessions in by_charger.items()
+        }
+        consumption: dict[str, list[Consumption]] = {c: [] for c in spans}
+        for group in _groups(spans.items(), SESSIONS_PER_CALL):
             sessions = [session for _, charger_sessions in group for session in charger_sessions]
             if not sessions:
                 continue
@@ -421,6 +427,35 @@ def chargers_per_read(window_us: int) -> int:
     """Chargers per downstream read for a window of `window_us`: CHARGER_DAYS_PER_READ
     charger-days, at least one charger."""
     return per_read(CHARGER_DAYS_PER_READ, window_us)
+
+
+def occupied_spans(sessions: Sequence[Session]) -> list[Session]:
+    """One charger's sessions as the spans its meter is asked about: where no two of them share
+    time (they were kept apart: back to back at most), runs of sessions that touch are one span,
+    their DC summed; otherwise (sessions at the same time, which share intervals by their DC)
+    the sessions themselves.
+
+    The charger's totals are the same either way: a meter interval goes whole to the sessions
+    overlapping it, so one overlapping two touching sessions (split between them) goes whole to
+    their span, and the time each covers adds up to the time the span covers. But MeterService
+    takes an hour of a span from its rollups only when no other span comes near it, so a
+    charger shared back to back all day is one span, read from the rollups but for its
+    edges, instead of a session every hour or two, each read from the readings."""
+    ordered = sorted(sessions, key=lambda session: (session.start_us, session.end_us))
+    if any(later.start_us < earlier.end_us for earlier, later in itertools.pairwise(ordered)):
+        return list(sessions)
+    spans: list[Session] = []
+    for session in ordered:
+        last = spans[-1] if spans else None
+        if last is not None and session.start_us == last.end_us:
+            spans[-1] = replace(
+                last,
+                end_us=session.end_us,
+                kwh_delivered_dc=last.kwh_delivered_dc + session.kwh_delivered_dc,
+            )
+        else:
+            spans.append(session)
+    return spans
 
 
 def _whole_window(charger_id: str, start_us: int, end_us: int) -> Session:

@@ -1,6 +1,7 @@
 """ListChargerEfficiencies' pure parts: a charger's figures from its sessions and the AC
-attributed to them, the outlier rule (median and MAD over the fleet, the drop against the
-window before), and the order and page keys. Expected values computed by hand."""
+attributed to them, the spans its meter is asked about, the outlier rule (median and MAD over
+the fleet, the drop against the window before), and the order and page keys. Expected values
+computed by hand."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from services.analytics.chargers import (
     PageKey,
     charger_figures,
     chargers_digest,
+    occupied_spans,
     outliers,
     sort_key,
 )
@@ -191,3 +193,24 @@ def test_a_charger_whose_meter_covers_part_of_its_sessions_is_not_compared() -> 
     # C0..C4 and C9: 0.90, 0.91, 0.92, 0.93, 0.94, 0.90 → median 0.915 (with C8 it would be 0.92).
     assert median == pytest.approx(0.915)
     assert reasons == {}
+
+
+def spans(found: list[Session]) -> list[tuple[int, int, float]]:
+    return [(s.start_us // MINUTE, s.end_us // MINUTE, s.kwh_delivered_dc) for s in found]
+
+
+def test_sessions_back_to_back_are_one_occupied_span_with_their_dc_summed() -> None:
+    # A 0-10 and B 10-25 touch, C starts a minute after; given out of order.
+    found = [session("C", 26, 40, 3.0), session("A", 0, 10, 1.0), session("B", 10, 25, 2.0)]
+    assert spans(occupied_spans(found)) == [(0, 25, 3.0), (26, 40, 3.0)]
+    # A session of no length (one reading of unknown energy) where two others meet joins them.
+    found = [session("A", 0, 10, 1.0), session("Z", 10, 10, 0.0), session("B", 10, 25, 2.0)]
+    assert spans(occupied_spans(found)) == [(0, 25, 3.0)]
+    assert occupied_spans([]) == []
+
+
+def test_sessions_sharing_time_are_asked_about_as_they_are() -> None:
+    # B starts before A ends (concurrent: they share the meter by their DC): no span is made,
+    # not even of the sessions that only touch.
+    found = [session("A", 0, 10, 1.0), session("B", 5, 25, 2.0), session("C", 25, 30, 0.5)]
+    assert occupied_spans(found) == found
