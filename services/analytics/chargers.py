@@ -21,12 +21,14 @@ least `min_points`; DROPPED when its efficiency fell from the previous window by
 
 from __future__ import annotations
 
+import contextvars
 import enum
 import hashlib
 import itertools
 import logging
 import statistics
 from collections.abc import Callable, Iterable, Sequence
+from concurrent import futures
 from dataclasses import dataclass, replace
 
 from services.analytics.correlation import (
@@ -372,22 +374,28 @@ class ChargerEfficiencyService:
         time_remaining: Callable[[], float | None],
     ) -> dict[str, ChargerFigures]:
         """The figures of one batch of chargers: their sessions, the AC attributed to them and
-        the AC of a span covering the whole window on each."""
-        found = self._downstream.charger_sessions(
-            batch, [], "", (start_us, end_us, self._gap_us), self._budget(time_remaining)
-        )
+        the AC of a span covering the whole window on each. The latter needs no session: it is
+        read from MeterService while VehicleService finds the sessions (one read at a time on
+        each service, so a listing never takes both of a service's expensive-read slots)."""
+        with futures.ThreadPoolExecutor(1, thread_name_prefix="whole-window") as pool:
+            wholes_read = pool.submit(
+                contextvars.copy_context().run,  # the call's trace context, in the other thread
+                self._downstream.attribute,
+                [_whole_window(charger_id, start_us, end_us) for charger_id in batch],
+                [],
+                start_us,
+                end_us,
+                self._budget(time_remaining),
+            )
+            found = self._downstream.charger_sessions(
+                batch, [], "", (start_us, end_us, self._gap_us), self._budget(time_remaining)
+            )
+            wholes = wholes_read.result()
         _, sessions = arrange([], found, self._margin_us)
         by_charger: dict[str, list[Session]] = {charger_id: [] for charger_id in batch}
         for session in sessions:
             by_charger[session.charger_id].append(session)
         consumption = self._attribute(by_charger, start_us, end_us, time_remaining)
-        wholes = self._downstream.attribute(
-            [_whole_window(charger_id, start_us, end_us) for charger_id in batch],
-            [],
-            start_us,
-            end_us,
-            self._budget(time_remaining),
-        )
         return {
             charger_id: charger_figures(by_charger[charger_id], consumption[charger_id], whole)
             for charger_id, whole in zip(batch, wholes, strict=True)
