@@ -377,7 +377,8 @@ class ChargerEfficiencyService:
         the AC of a span covering the whole window on each. The latter needs no session: it is
         read from MeterService while VehicleService finds the sessions (one read at a time on
         each service, so a listing never takes both of a service's expensive-read slots)."""
-        with futures.ThreadPoolExecutor(1, thread_name_prefix="whole-window") as pool:
+        pool = futures.ThreadPoolExecutor(1, thread_name_prefix="whole-window")
+        try:
             wholes_read = pool.submit(
                 contextvars.copy_context().run,  # the call's trace context, in the other thread
                 self._downstream.attribute,
@@ -391,6 +392,10 @@ class ChargerEfficiencyService:
                 batch, [], "", (start_us, end_us, self._gap_us), self._budget(time_remaining)
             )
             wholes = wholes_read.result()
+        finally:
+            # A failed sessions read is reported at once, not after the meter read (which ends
+            # within its own deadline, its answer unused).
+            pool.shutdown(wait=False, cancel_futures=True)
         _, sessions = arrange([], found, self._margin_us)
         by_charger: dict[str, list[Session]] = {charger_id: [] for charger_id in batch}
         for session in sessions:

@@ -62,16 +62,16 @@ class VehicleRepository(StatusRepository):
         are read from the context (the lookaround and the session gap) before its first reading
         in a range to the context after its last, so a session that runs on beyond that is cut
         short there (its span and DC too); inside, it is what list_sessions gives the vehicle.
-        Without ranges, each such vehicle is read over the whole window as list_sessions reads
-        it (whole hours from the rollups): the same sessions on the chargers."""
-        if not ranges:
+        Without ranges, when the rollups serve at least half of the window, each such vehicle
+        is read over the whole window as list_sessions reads it (whole hours from the
+        rollups): the same sessions on the chargers."""
+        scope = self._rollup_scope(start_us, end_us, gap_us)
+        if not ranges and self._rollups_serve_most(scope, start_us, end_us):
             # Whole windows only (a fleet-wide listing): every vehicle that reported on the
-            # chargers is read as list_sessions reads it, whole hours from the rollups.
-            scope = {
-                "charger_ids": charger_ids,
-                "excluded": excluded_vehicle_id,
-                **self._rollup_scope(start_us, end_us, gap_us),
-            }
+            # chargers is read as list_sessions reads it, whole hours from the rollups. (Read
+            # from the readings, a vehicle's whole window costs more than the ranges around its
+            # readings on the chargers.)
+            scope = {**scope, "charger_ids": charger_ids, "excluded": excluded_vehicle_id}
             return self._sessions(_CHARGERS_SESSIONS_SQL, scope, start_us, end_us, gap_us)
         context_us = self._context_us(gap_us)
         whole = [ChargerRange(c, start_us - context_us, end_us + context_us) for c in charger_ids]
@@ -188,6 +188,36 @@ class VehicleRepository(StatusRepository):
             "rollups_on": gap_us <= ROLLUP_MAX_GAP_US,
             "rollup_rule": rollup_rule(self._reach_us),
         }
+
+    def _rollups_serve_most(self, scope: dict[str, Any], start_us: int, end_us: int) -> bool:
+        """Whether the rollups (made with this service's rule, not stale, the gap served) hold at
+        least half of [start_us, end_us): `scope` is _rollup_scope's."""
+        if not scope["rollups_on"]:
+            return False
+        query = text(
+            f"""
+            WITH bounds AS (
+                SELECT CAST(:served_from_us AS int8) AS h1,
+                       greatest(CAST(:served_from_us AS int8),
+                                least(CAST(:served_to_us AS int8),
+                                      CASE WHEN rule = :rollup_rule THEN coalesce(
+                                          {MICROS_SQL.format(col="rolled_until")}, 0) ELSE 0 END))
+                           AS h2
+                FROM vehicle.rollup_state
+            )
+            SELECT h2 - h1,
+                   (SELECT count(DISTINCT hour) FROM vehicle.rollup_invalidations
+                    WHERE hour >= {TIMESTAMPTZ_SQL.format(us="h1")}
+                      AND hour < {TIMESTAMPTZ_SQL.format(us="h2")})
+            FROM bounds
+            """
+        )
+        with self._reads.connection() as connection:
+            row = connection.execute(query, scope).one_or_none()
+        if row is None:
+            return False
+        rolled_us, stale_hours = row
+        return 2 * (rolled_us - stale_hours * HOUR_US) >= end_us - start_us
 
     def _context_us(self, gap_us: int) -> int:
         """How far beyond what a sessions statement needs it reads: a previous reading within

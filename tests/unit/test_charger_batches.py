@@ -4,6 +4,7 @@ and the caller's own deadline is never outlived."""
 
 from __future__ import annotations
 
+import threading
 from typing import Any, cast
 
 import pytest
@@ -16,7 +17,7 @@ from services.analytics.chargers import (
 )
 from services.analytics.correlation import Consumption
 from services.analytics.downstream import Downstream
-from services.common.errors import DeadlineExceeded
+from services.common.errors import DeadlineExceeded, Unavailable
 
 DAY = 24 * 3600 * 1_000_000
 NOW = 20_000 * DAY
@@ -110,3 +111,34 @@ def test_a_cancelled_call_reads_nothing_more():
             time_remaining=_time_remaining(cast(Any, CancelledCall())),
         )
     assert fake.reads == []
+
+
+class MeterStillReading(SlowForBigBatches):
+    """VehicleService is down; MeterService's whole-window read, begun beside the sessions
+    read, answers only once the test lets it."""
+
+    def __init__(self, chargers: list[str]) -> None:
+        super().__init__(chargers, most=10)
+        self.meter_may_answer = threading.Event()
+        self.meter_read_over = False
+
+    def charger_sessions(self, charger_ids, ranges, excluded, window, timeout) -> list:
+        raise Unavailable("VehicleService unavailable: connection refused")
+
+    def attribute(self, sessions, others, start_us, end_us, timeout) -> list[Consumption]:
+        self.meter_may_answer.wait(timeout=5)
+        self.meter_read_over = True
+        return super().attribute(sessions, others, start_us, end_us, timeout)
+
+
+def test_a_failed_sessions_read_is_reported_without_waiting_for_the_meter_read():
+    fake = MeterStillReading([f"CHG-{n}" for n in range(5)])
+    try:
+        with pytest.raises(Unavailable):
+            service(fake).efficiencies(
+                [], NOW, DAY, page_size=0, page_token="", time_remaining=lambda: 60.0
+            )
+        # Raised while the meter read still waits: the listing did not wait for it.
+        assert not fake.meter_read_over
+    finally:
+        fake.meter_may_answer.set()
