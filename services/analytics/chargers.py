@@ -375,8 +375,10 @@ class ChargerEfficiencyService:
     ) -> dict[str, ChargerFigures]:
         """The figures of one batch of chargers: their sessions, the AC attributed to them and
         the AC of a span covering the whole window on each. The latter needs no session: it is
-        read from MeterService while VehicleService finds the sessions (one read at a time on
-        each service, so a listing never takes both of a service's expensive-read slots)."""
+        read from MeterService while VehicleService finds the sessions: one read at a time on
+        each service (a listing does not hold both of a service's expensive-read slots), but
+        for a meter read left to end on its own deadline when its batch's sessions read
+        failed."""
         pool = futures.ThreadPoolExecutor(1, thread_name_prefix="whole-window")
         try:
             wholes_read = pool.submit(
