@@ -404,10 +404,13 @@ def _rolled_sessions_sql(vehicles: str, order: str, chargers: str = "true") -> T
                    date_part('epoch', r.hour) AS hour_s
             FROM bounds b
             CROSS JOIN vehicles v
-            JOIN vehicle.vehicle_rollups_hourly r
-              ON r.vehicle_id = v.vehicle_id
-             AND r.hour >= {TIMESTAMPTZ_SQL.format(us="b.h1")}
-             AND r.hour < {TIMESTAMPTZ_SQL.format(us="b.h2")}
+            CROSS JOIN LATERAL (
+                SELECT * FROM vehicle.vehicle_rollups_hourly
+                WHERE vehicle_id = v.vehicle_id
+                  AND hour >= {TIMESTAMPTZ_SQL.format(us="b.h1")}
+                  AND hour < {TIMESTAMPTZ_SQL.format(us="b.h2")}
+                OFFSET 0  -- a range scan of the key per vehicle, never a scan of every rollup
+            ) AS r
         ), stale AS (
             SELECT DISTINCT {MICROS_SQL.format(col="i.hour")} AS hour_us
             FROM bounds b
