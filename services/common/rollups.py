@@ -51,6 +51,15 @@ def rollup_rule(reach_us: int, rule: str = "") -> str:
     return f"reach_us={reach_us}" + (f" {rule}" if rule else "")
 
 
+def rolled_until_sql(schema: str) -> str:
+    """A query of one row: `rolled_us`, the schema's rolled_until (micros) when its rollups were
+    made with the reader's rule (bound as :rollup_rule), else 0 (no hour is served)."""
+    return (
+        f"SELECT CASE WHEN rule = :rollup_rule THEN coalesce({_micros('rolled_until')}, 0) "
+        f"ELSE 0 END AS rolled_us FROM {schema}.rollup_state"
+    )
+
+
 def _ts(micros: int) -> str:
     return TIMESTAMPTZ_SQL.format(us=int(micros))
 

@@ -10,7 +10,7 @@ from sqlalchemy.engine import Engine
 
 from services.common.config import Settings
 from services.common.reads import ReadGate
-from services.common.rollups import HOUR_US, rollup_rule
+from services.common.rollups import HOUR_US, rolled_until_sql, rollup_rule
 from services.common.timeconv import MICROS_SQL, TIMESTAMPTZ_SQL
 from services.meter.kind import METER
 from services.readings.kind import ReadingKind
@@ -237,10 +237,7 @@ _SUMMARIZE_SQL = text(
         SELECT * FROM unnest(CAST(:ids AS text[]), CAST(:starts AS int8[]), CAST(:ends AS int8[]))
              WITH ORDINALITY AS w(meter_id, start_us, end_us, position)
     ), state AS (
-        SELECT CASE WHEN rule = :rollup_rule
-                    THEN coalesce({MICROS_SQL.format(col="rolled_until")}, 0) ELSE 0 END
-                   AS rolled_us
-        FROM meter.rollup_state
+        {rolled_until_sql("meter")}
     ), spans AS (
         SELECT w.position, w.meter_id, w.start_us, w.end_us, b.h1,
                greatest(b.h1, least(b.whole_end, state.rolled_us)) AS h2
@@ -369,10 +366,7 @@ _ATTRIBUTE_SQL = text(
                     ELSE 1.0 / sessions END AS share
         FROM covering
     ), state AS (
-        SELECT CASE WHEN rule = :rollup_rule
-                    THEN coalesce({MICROS_SQL.format(col="rolled_until")}, 0) ELSE 0 END
-                   AS rolled_us
-        FROM meter.rollup_state
+        {rolled_until_sql("meter")}
     ), candidates AS (
         -- Each session's whole hours whose readings' intervals (at most the lookaround long)
         -- lie inside it and inside the window, up to rolled_until.

@@ -9,7 +9,7 @@ from typing import Any, NamedTuple
 from sqlalchemy import text
 from sqlalchemy.sql.elements import TextClause
 
-from services.common.rollups import HOUR_US, rollup_rule
+from services.common.rollups import HOUR_US, rolled_until_sql, rollup_rule
 from services.common.timeconv import MICROS_SQL, TIMESTAMPTZ_SQL
 from services.readings.repository import (
     StatusRepository,
@@ -21,6 +21,19 @@ from services.readings.repository import (
 from services.vehicle.kind import ROLLUP_MAX_GAP_US, VEHICLE
 
 READINGS_TABLE = reading_table(VEHICLE)
+# `bounds` (h1, h2): the whole hours [h1, h2) a sessions statement may take from the rollups,
+# micros: from `served_from_us` up to `served_to_us` or rolled_until (when made with this
+# service's rule), none when `rollups_on` is false (see VehicleRepository._rollup_scope).
+_SERVED_HOURS_SQL = f"""state AS (
+            {rolled_until_sql("vehicle")}
+        ), bounds AS (
+            SELECT CAST(:served_from_us AS int8) AS h1,
+                   CASE WHEN CAST(:rollups_on AS boolean)
+                        THEN greatest(CAST(:served_from_us AS int8),
+                                      least(CAST(:served_to_us AS int8), rolled_us))
+                        ELSE CAST(:served_from_us AS int8) END AS h2
+            FROM state
+        )"""
 
 
 class ChargerRange(NamedTuple):
@@ -196,15 +209,7 @@ class VehicleRepository(StatusRepository):
             return False
         query = text(
             f"""
-            WITH bounds AS (
-                SELECT CAST(:served_from_us AS int8) AS h1,
-                       greatest(CAST(:served_from_us AS int8),
-                                least(CAST(:served_to_us AS int8),
-                                      CASE WHEN rule = :rollup_rule THEN coalesce(
-                                          {MICROS_SQL.format(col="rolled_until")}, 0) ELSE 0 END))
-                           AS h2
-                FROM vehicle.rollup_state
-            )
+            WITH {_SERVED_HOURS_SQL}
             SELECT h2 - h1,
                    (SELECT count(DISTINCT hour) FROM vehicle.rollup_invalidations
                     WHERE hour >= {TIMESTAMPTZ_SQL.format(us="h1")}
@@ -216,8 +221,8 @@ class VehicleRepository(StatusRepository):
             row = connection.execute(query, scope).one_or_none()
         if row is None:
             return False
-        rolled_us, stale_hours = row
-        return 2 * (rolled_us - stale_hours * HOUR_US) >= end_us - start_us
+        servable_us, stale_hours = row
+        return 2 * (servable_us - stale_hours * HOUR_US) >= end_us - start_us
 
     def _context_us(self, gap_us: int) -> int:
         """How far beyond what a sessions statement needs it reads: a previous reading within
@@ -387,19 +392,7 @@ def _rolled_sessions_sql(vehicles: str, order: str, chargers: str = "true") -> T
     return _sessions_sql(
         f"""vehicles AS (
             {vehicles}
-        ), state AS (
-            SELECT CASE WHEN rule = :rollup_rule
-                        THEN coalesce({MICROS_SQL.format(col="rolled_until")}, 0) ELSE 0 END
-                       AS rolled_us
-            FROM vehicle.rollup_state
-        ), bounds AS (
-            SELECT CAST(:served_from_us AS int8) AS h1,
-                   CASE WHEN CAST(:rollups_on AS boolean)
-                        THEN greatest(CAST(:served_from_us AS int8),
-                                      least(CAST(:served_to_us AS int8), rolled_us))
-                        ELSE CAST(:served_from_us AS int8) END AS h2
-            FROM state
-        ), rolled AS (
+        ), {_SERVED_HOURS_SQL}, rolled AS (
             SELECT r.*, {MICROS_SQL.format(col="r.hour")} AS hour_us,
                    date_part('epoch', r.hour) AS hour_s
             FROM bounds b
